@@ -1,0 +1,63 @@
+# opskit: `make demo` (lab fleet + tour) and `make test` (whole suite) on a fresh
+# Debian/Ubuntu machine as root. Each target installs what it needs first.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Debian packages the lab and the tests need, as "command:package".
+APT_NEEDS := sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client \
+             unshare:util-linux nsenter:util-linux fsfreeze:util-linux \
+             mkfs.xfs:xfsprogs pgrep:procps ip:iproute2 git:git
+LAB_HOSTS ?= 8
+
+.PHONY: help demo test unit lab-test lint bench apt-deps venv clean lab-down
+
+help:
+	@echo "make demo   start the lab fleet and run the tour"
+	@echo "make test   run the whole test suite (unit + lab)"
+	@echo "make bench  run the benchmarks (writes docs/benchmarks.md)"
+
+apt-deps:
+	@missing=""; \
+	for pair in $(APT_NEEDS); do \
+	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  PATH="$$PATH:/usr/sbin:/sbin" command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMP): setup.cfg pyproject.toml
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+venv: apt-deps $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check opskit tests fabfile.py
+
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+lab-test: venv
+	$(BIN)/pytest -q tests/lab
+
+test: venv lint
+	$(BIN)/pytest -q tests/unit tests/lab
+
+demo: venv
+	@PATH="$(CURDIR)/$(BIN):$$PATH" LAB_HOSTS=$(LAB_HOSTS) bash scripts/demo.sh
+
+bench: venv
+	@echo "no benchmarks yet"
+
+lab-down: venv
+	$(BIN)/opskit lab down
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

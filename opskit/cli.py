@@ -1,0 +1,70 @@
+"""The root command: global options, command registration, and the exit-status map."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from opskit import __version__, errors
+from opskit.commands import completion, exec_, inventory, journal, lab
+from opskit.commands.options import AppContext, shared_options
+from opskit.output import Environment
+
+EPILOG = """\b
+Examples:
+  opskit -i inventory/production.yml inventory --graph
+  opskit -i inventory/lab.yml exec -l app --yes -- uptime
+  opskit journal --last 5
+Exit codes: 0 ok, 1 bad input, 2 some hosts failed, 3 some unreachable,
+4 refused by a safety check, 130 interrupted.
+"""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.version_option(__version__, "-V", "--version", prog_name="opskit")
+@shared_options
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """opskit: operations toolbox for a fleet of EC2 hosts."""
+    ctx.ensure_object(AppContext)
+
+
+for module in (inventory, exec_, journal, lab, completion):
+    cli.add_command(module.command)
+
+
+def _usage_error(exc: click.ClickException) -> None:
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "opskit"
+    print(f"error: {exc.format_message()}", file=sys.stderr)
+    print(f"hint: see '{where} --help'", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the CLI and map every outcome to an exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    app = AppContext(argv=args)
+    try:
+        code = cli.main(args=args, prog_name="opskit", standalone_mode=False, obj=app)
+    except errors.OpskitError as exc:
+        if app.verbose:
+            traceback.print_exc()
+        app.env.error(exc)
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        code = errors.EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        _usage_error(exc)
+        code = errors.EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = errors.EXIT_INTERRUPTED
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+__all__ = ["cli", "main", "Environment"]

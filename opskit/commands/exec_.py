@@ -1,0 +1,101 @@
+"""``opskit exec``: run an ad-hoc shell command on every selected host."""
+
+from __future__ import annotations
+
+import click
+
+from opskit import adhoc, journal
+from opskit.adhoc import PrefixWriter
+from opskit.commands.options import (
+    AppContext,
+    confirm,
+    dry_run_option,
+    pass_app,
+    shared_options,
+    yes_option,
+)
+from opskit.commands.render import render_fleet_result, render_host_block
+from opskit.errors import EXIT_BAD_INPUT, UsageError
+from opskit.session import Session
+
+
+@click.command(
+    "exec",
+    epilog="""\b
+Examples:
+  opskit -i inventory/lab.yml exec --yes -- hostname
+  opskit exec -l 'app:!app07' --forks 10 --yes -- 'systemctl is-active gunicorn'
+  opskit exec -l db --sudo --timeout 30 --yes -- 'df -h /data'
+  opskit exec --json --yes -- uptime | jq '.hosts[] | select(.status != "ok")'
+""",
+)
+@click.argument("command", nargs=-1, required=True)
+@click.option("--sudo", is_flag=True, help="Run the command with sudo (no-op when the SSH user "
+              "is root). Example: --sudo")
+@click.option("-t", "--timeout", type=float, metavar="S",
+              help="Fail a host whose command runs longer than S seconds (status 'timeout'). "
+              "Example: --timeout 30")
+@click.option("--stream", is_flag=True,
+              help="Print output live, each line prefixed by its host name, instead of one "
+              "block per host. Example: --stream")
+@dry_run_option
+@yes_option
+@shared_options
+@pass_app
+def command(
+    app: AppContext,
+    command: tuple[str, ...],
+    sudo: bool,
+    timeout: float | None,
+    stream: bool,
+    dry_run: bool,
+    yes: bool,
+) -> int:
+    """Run a shell COMMAND on every selected host, like `ansible -m shell`.
+
+    Put the command after `--` so that its own options are not read as opskit's.
+    Exit status: 0 all ok, 2 some host failed or timed out, 3 some unreachable.
+    """
+    text = " ".join(command).strip()
+    if not text:
+        raise UsageError("the command is empty", hint="opskit exec -- uptime")
+    if timeout is not None and timeout <= 0:
+        raise UsageError(f"--timeout must be positive, got {timeout:g}", hint="--timeout 30")
+    hosts = app.select()
+    env = app.env
+    if dry_run:
+        plan = {"command": text, "sudo": sudo, "hosts": [h.name for h in hosts], "dry_run": True}
+        if env.json:
+            env.emit_json(plan)
+        else:
+            env.line(f"would run {text!r}{' with sudo' if sudo else ''} on {len(hosts)} hosts:")
+            env.line("  " + " ".join(h.name for h in hosts))
+        return 0
+    if not confirm(app, f"Run {text!r} on {len(hosts)} hosts?", yes):
+        env.line("cancelled; nothing was run")
+        return EXIT_BAD_INPUT
+
+    writers: list[PrefixWriter] = []
+
+    def attach_streams(session: Session) -> None:
+        out = PrefixWriter(session.host.name, env.line)
+        err = PrefixWriter(session.host.name, env.line)
+        writers.extend((out, err))
+        session.out_stream, session.err_stream = out, err
+
+    with env.progress(len(hosts), "exec") as observer:
+        if not env.json and not stream:
+            observer.on_finish.append(lambda r: render_host_block(env, r))
+        result = adhoc.run_command(
+            hosts,
+            text,
+            sudo=sudo,
+            options=app.run_options(command_timeout=timeout),
+            observer=observer,
+            make_session=attach_streams if stream and not env.json else None,
+        )
+    for writer in writers:
+        writer.finish()
+    journal.record_fleet("exec", app.argv, result, details={"command": text, "sudo": sudo})
+    render_fleet_result(env, result, extra={"command": text})
+    return result.exit_code

@@ -1,0 +1,104 @@
+"""``opskit lab``: the local lab fleet (sshd hosts in namespaces on 127.10.0.N)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from opskit import journal
+from opskit import lab as lab_mod
+from opskit.commands.options import AppContext, pass_app, shared_options
+from opskit.errors import EXIT_OK, EXIT_UNREACHABLE
+from opskit.output import Environment
+
+STATE_HELP = "Lab state directory (default /var/lib/opskit-lab, env OPSKIT_LAB_DIR). "
+
+
+@click.group(
+    "lab",
+    epilog="""\b
+Examples:
+  sudo opskit lab up --hosts 8
+  opskit -i inventory/lab.yml exec --yes -- hostname
+  sudo opskit lab status
+  sudo opskit lab down
+""",
+)
+def command() -> None:
+    """A disposable local fleet: one sshd per host in its own mount + UTS namespace."""
+
+
+def _state_dir(value: str | None) -> Path:
+    return Path(value) if value else lab_mod.state_dir_from_env()
+
+
+def _render(env: Environment, status: lab_mod.LabStatus) -> None:
+    if env.json:
+        env.emit_json(status.to_dict())
+        return
+    rows = [
+        (h.name, f"{h.address}:{h.port}", h.hostname, h.pid or "-", ",".join(h.groups),
+         "yes" if h.answering else "NO")
+        for h in status.hosts
+    ]
+    env.table(("host", "address", "hostname", "pid", "groups", "answers"), rows,
+              styles=[None if h.answering else "bold red" for h in status.hosts])
+    env.line(f"state: {status.state_dir}   inventory: {status.inventory_path}")
+
+
+@command.command("up", epilog="Example: sudo opskit lab up --hosts 8")
+@click.option("--hosts", "n_hosts", type=click.IntRange(1, 250), default=8, show_default=True,
+              help="Number of lab hosts (127.10.0.1..N). Example: --hosts 8")
+@click.option("--port", type=click.IntRange(1, 65535), default=2222, show_default=True,
+              help="sshd port on every lab host. Example: --port 2222")
+@click.option("--state-dir", metavar="DIR", help=STATE_HELP + "Example: --state-dir /tmp/lab")
+@click.option("--write-inventory", "inventory_path", default="inventory/lab.yml",
+              show_default=True, metavar="PATH",
+              help="Where to write the lab inventory. Example: --write-inventory /tmp/lab.yml")
+@shared_options
+@pass_app
+def up(app: AppContext, n_hosts: int, port: int, state_dir: str | None,
+       inventory_path: str) -> int:
+    """Start (or repair) the lab: idempotent, restarts hosts that died."""
+    t0 = time.monotonic()
+    status = lab_mod.up(n_hosts, port=port, state_dir=_state_dir(state_dir),
+                        inventory_path=Path(inventory_path))
+    journal.record("lab up", ["opskit", *app.argv],
+                   {h.name: {"status": "ok" if h.answering else "failed"} for h in status.hosts},
+                   duration=time.monotonic() - t0, exit_code=0)
+    _render(app.env, status)
+    return 0
+
+
+@command.command("status", epilog="Example: sudo opskit lab status --json")
+@click.option("--state-dir", metavar="DIR", help=STATE_HELP + "Example: --state-dir /tmp/lab")
+@shared_options
+@pass_app
+def status(app: AppContext, state_dir: str | None) -> int:
+    """Show each lab host and whether its sshd answers (exit 3 if one does not)."""
+    st = lab_mod.status(state_dir=_state_dir(state_dir))
+    if not st.hosts and not app.env.json:
+        app.env.line("no lab is running (start one with: opskit lab up)")
+        return 0
+    _render(app.env, st)
+    return EXIT_OK if all(h.answering for h in st.hosts) else EXIT_UNREACHABLE
+
+
+@command.command("down", epilog="Example: sudo opskit lab down")
+@click.option("--state-dir", metavar="DIR", help=STATE_HELP + "Example: --state-dir /tmp/lab")
+@shared_options
+@pass_app
+def down(app: AppContext, state_dir: str | None) -> int:
+    """Stop everything `lab up` started (by recorded pid) and drop the lab's mounts."""
+    t0 = time.monotonic()
+    lines = lab_mod.down(state_dir=_state_dir(state_dir))
+    journal.record("lab down", ["opskit", *app.argv], {}, duration=time.monotonic() - t0,
+                   exit_code=0, details={"actions": lines})
+    if app.env.json:
+        app.env.emit_json({"stopped": lines})
+    else:
+        for line in lines:
+            app.env.line(line)
+    return 0

@@ -1,0 +1,123 @@
+"""Open one connection to an inventory host: Fabric over SSH, or Invoke locally.
+
+Fabric's default is to trust any host key (AutoAddPolicy) and not to read known_hosts at all.
+opskit reads the user's and the system's known_hosts, ssh_config's UserKnownHostsFile and the
+inventory's ``opskit_known_hosts``, and rejects unknown keys unless the caller opts out.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+from fabric import Config, Connection
+from invoke import Context
+
+from opskit.inventory import Host
+
+SYSTEM_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "~/.ssh/known_hosts")
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """How to reach hosts; shared by every host of one operation."""
+
+    connect_timeout: float = 10.0
+    # Unsafe: accept any host key. Only set by an explicit command-line opt-out.
+    insecure_host_keys: bool = False
+    ssh_config_path: str | None = None
+
+
+class UnknownHostKey(paramiko.SSHException):
+    """The host's key is not in any known_hosts file we read."""
+
+
+class _RejectUnknown(paramiko.MissingHostKeyPolicy):
+    def missing_host_key(self, client, hostname, key):  # type: ignore[no-untyped-def]
+        raise UnknownHostKey(
+            f"host key for {hostname} ({key.get_name()} {key.fingerprint}) is not in known_hosts"
+        )
+
+
+def _known_hosts_files(extra: list[str]) -> list[Path]:
+    files = [Path(p).expanduser() for p in (*SYSTEM_KNOWN_HOSTS, *extra)]
+    return [f for f in files if f.is_file()]
+
+
+def _harden(conn: Connection, extra_known_hosts: list[str], insecure: bool) -> None:
+    """Replace Fabric's AutoAddPolicy on one connection (and its gateways)."""
+    node: object = conn
+    while isinstance(node, Connection):
+        client = node.client
+        if insecure:
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        else:
+            for path in _known_hosts_files(extra_known_hosts):
+                client.load_host_keys(str(path))
+            client.set_missing_host_key_policy(_RejectUnknown())
+        node = node.gateway
+
+
+class CheckedConnection(Connection):
+    """A Fabric Connection whose host keys (and its ProxyJump hops') are checked."""
+
+    def __init__(self, *args, known_hosts: list[str], insecure: bool, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        user_files = self.ssh_config.get("userknownhostsfile", "").split()
+        _harden(self, [*user_files, *known_hosts], insecure)
+
+
+def _fabric_config(options: ConnectOptions) -> Config:
+    overrides = {"run": {"in_stream": False}}
+    if options.ssh_config_path:
+        return Config(overrides=overrides, runtime_ssh_path=options.ssh_config_path)
+    return Config(overrides=overrides)
+
+
+def connect(host: Host, options: ConnectOptions) -> Connection | Context:
+    """Return an open connection for ``host``; raises on failure to connect."""
+    if host.connection == "local":
+        return Context()
+    connect_kwargs: dict[str, object] = {}
+    if host.key_file:
+        connect_kwargs["key_filename"] = [os.path.expanduser(host.key_file)]
+    conn = CheckedConnection(
+        host.address,
+        user=host.user,
+        port=host.port,
+        config=_fabric_config(options),
+        connect_timeout=options.connect_timeout,
+        connect_kwargs=connect_kwargs,
+        known_hosts=[host.known_hosts] if host.known_hosts else [],
+        insecure=options.insecure_host_keys,
+    )
+    conn.open()
+    return conn
+
+
+def describe_connect_error(exc: BaseException) -> tuple[str, str | None]:
+    """One line saying why a host could not be reached, and a hint."""
+    if isinstance(exc, UnknownHostKey):
+        return str(exc), (
+            "verify the key and add it (ssh-keyscan -p PORT HOST >> ~/.ssh/known_hosts), "
+            "or set opskit_known_hosts in the inventory"
+        )
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return (
+            f"host key for {exc.hostname} CHANGED (got {exc.key.get_name()} "
+            f"{exc.key.fingerprint}) -- possible man-in-the-middle",
+            "if the host was rebuilt, remove the old key with ssh-keygen -R HOST",
+        )
+    if isinstance(exc, paramiko.AuthenticationException):
+        hint = "check ansible_user and ansible_ssh_private_key_file"
+        return f"authentication failed: {exc}", hint
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        return "connection refused", "is sshd running on the host and the port right?"
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "connect timed out", "is the host up? raise the timeout with --connect-timeout"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve host name: {exc}", "check ansible_host in the inventory"
+    return f"{type(exc).__name__}: {exc}", None

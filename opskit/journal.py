@@ -1,0 +1,133 @@
+"""Append-only JSONL audit of every mutating action.
+
+One line per command run: time, user, command line, hosts, per-host outcome, duration.
+Secrets never reach it: option values whose name looks secret are masked, and host output
+is not recorded (only status, exit status and the error line).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import json
+import os
+import re
+import socket
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from opskit.errors import ConfigError
+from opskit.fleet import FleetResult
+
+DEFAULT_PATH = "~/.local/state/opskit/journal.jsonl"
+SECRET_WORDS = re.compile(r"pass|secret|token|key|credential", re.IGNORECASE)
+MASK = "***"
+
+
+def journal_path() -> Path:
+    return Path(os.environ.get("OPSKIT_JOURNAL") or DEFAULT_PATH).expanduser()
+
+
+def redact_argv(argv: Sequence[str]) -> list[str]:
+    """Mask the value of any ``--secret-ish VALUE`` / ``--secret-ish=VALUE`` / ``K=V`` argument."""
+    out: list[str] = []
+    mask_next = False
+    for arg in argv:
+        if mask_next:
+            out.append(MASK)
+            mask_next = False
+        elif arg.startswith("--") and SECRET_WORDS.search(arg.split("=", 1)[0]):
+            if "=" in arg:
+                out.append(arg.split("=", 1)[0] + "=" + MASK)
+            else:
+                out.append(arg)
+                mask_next = True
+        elif "=" in arg and SECRET_WORDS.search(arg.split("=", 1)[0]):
+            out.append(arg.split("=", 1)[0] + "=" + MASK)
+        else:
+            out.append(arg)
+    return out
+
+
+def record(
+    command: str,
+    argv: Sequence[str],
+    outcomes: dict[str, dict[str, Any]],
+    *,
+    duration: float,
+    exit_code: int,
+    details: dict[str, Any] | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Append one entry; ``outcomes`` maps host name to {status, exit_status, error}."""
+    entry = {
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "user": getpass.getuser(),
+        "operator_host": socket.gethostname(),
+        "command": command,
+        "argv": redact_argv(argv),
+        "hosts": list(outcomes),
+        "outcomes": outcomes,
+        "exit_code": exit_code,
+        "duration": round(duration, 3),
+        "dry_run": dry_run,
+    }
+    if details:
+        entry["details"] = details
+    path = journal_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(entry, default=str) + "\n"
+        # O_APPEND plus a lock: concurrent opskit runs (cron + operator) never interleave.
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            fh.write(line)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the journal {path}: {exc.strerror}",
+            hint="set OPSKIT_JOURNAL to a writable file",
+        ) from exc
+    return entry
+
+
+def record_fleet(
+    command: str,
+    argv: Sequence[str],
+    result: FleetResult,
+    *,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Journal one fleet operation: every host's status, exit status and error line."""
+    outcomes = {
+        r.host: {"status": r.status, "exit_status": r.exit_status, "error": r.error}
+        for r in result.results
+    }
+    return record(
+        command,
+        ["opskit", *argv],
+        outcomes,
+        duration=result.duration,
+        exit_code=result.exit_code,
+        details=details,
+    )
+
+
+def read(last: int | None = None) -> list[dict[str, Any]]:
+    """Entries, oldest first; a damaged line is reported, not fatal."""
+    path = journal_path()
+    if not path.exists():
+        return []
+    entries: list[dict[str, Any]] = []
+    with path.open() as fh:
+        for n, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                entries.append({"time": "?", "command": f"<unreadable line {n}>", "hosts": []})
+    return entries[-last:] if last else entries

@@ -1,0 +1,30 @@
+"""The local lab fleet: sshd hosts in mount + UTS namespaces on 127.10.0.N (docs/lab.md).
+
+``opskit lab up|status|down`` is a thin wrapper over this API; tests use it directly.
+"""
+
+from opskit.lab.api import down, host_pid, lab_mounts, run_in_host, status, up
+from opskit.lab.layout import HostSpec, plan
+from opskit.lab.models import LabHost, LabStatus
+from opskit.lab.services import LabContext, Service, register, registered, unregister
+from opskit.lab.state import DEFAULT_STATE_DIR, state_dir_from_env
+
+__all__ = [
+    "DEFAULT_STATE_DIR",
+    "HostSpec",
+    "LabContext",
+    "LabHost",
+    "LabStatus",
+    "Service",
+    "down",
+    "host_pid",
+    "lab_mounts",
+    "plan",
+    "register",
+    "registered",
+    "run_in_host",
+    "state_dir_from_env",
+    "status",
+    "unregister",
+    "up",
+]

@@ -1,0 +1,62 @@
+"""The shape of the lab fleet: host names, roles, groups and loopback addresses.
+
+Host i (1-based) gets its role from a fixed sequence, so growing the lab only appends hosts
+and shrinking only drops the last ones -- a host keeps its name and address whatever the count:
+
+* hosts 1..8 follow ``app db redis lb app db redis app``
+  (1 → app1; 4 → app1 db1 redis1 lb1; 8 → lb1, app1-3, db1-2, redis1-2);
+* hosts 9.. repeat ``app app app db app app app redis app app app lb``
+  (three of every four extra hosts are app servers, like a production fleet).
+
+Host i listens on 127.10.0.i (i ≤ 254); beyond that the third octet counts up
+(127.10.1.1 is host 255). The first db host is ``pg_primary``, the others ``pg_replica``;
+the first redis host is ``redis_master``, the others ``redis_replica``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ROLES = ("lb", "app", "db", "redis")  # inventory order
+SUBGROUPS = {"db": ("pg_primary", "pg_replica"), "redis": ("redis_master", "redis_replica")}
+FIRST_HOSTS = ("app", "db", "redis", "lb", "app", "db", "redis", "app")
+EXTRA_CYCLE = ("app", "app", "app", "db", "app", "app", "app", "redis", "app", "app", "app", "lb")
+MAX_HOSTS = 1000
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    index: int  # 1-based position in the growth sequence
+    role: str
+    address: str
+    groups: tuple[str, ...]  # role first, then its subgroup if any
+
+
+def role_of(index: int) -> str:
+    if index <= len(FIRST_HOSTS):
+        return FIRST_HOSTS[index - 1]
+    return EXTRA_CYCLE[(index - len(FIRST_HOSTS) - 1) % len(EXTRA_CYCLE)]
+
+
+def address_of(index: int) -> str:
+    # 254 usable addresses per /24; skip .0 and .255 so no address looks like a network/broadcast.
+    third, fourth = divmod(index - 1, 254)
+    return f"127.10.{third}.{fourth + 1}"
+
+
+def plan(count: int) -> list[HostSpec]:
+    """The hosts of a lab of ``count`` hosts, in growth order."""
+    if not 1 <= count <= MAX_HOSTS:
+        raise ValueError(f"a lab has 1 to {MAX_HOSTS} hosts, not {count}")
+    seen: dict[str, int] = {}
+    specs = []
+    for index in range(1, count + 1):
+        role = role_of(index)
+        seen[role] = seen.get(role, 0) + 1
+        groups: tuple[str, ...] = (role,)
+        if role in SUBGROUPS:
+            first, rest = SUBGROUPS[role]
+            groups += (first if seen[role] == 1 else rest,)
+        specs.append(HostSpec(f"{role}{seen[role]}", index, role, address_of(index), groups))
+    return specs

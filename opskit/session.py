@@ -1,0 +1,129 @@
+"""One host's side of an operation: run steps over one reused connection.
+
+Every step goes through :meth:`Session.run` so that output is captured for the host's result,
+the command timeout applies, an interrupt stops the operation between steps, and the
+environment is exported with quoted values (Fabric's own ``env=`` does not quote).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shlex
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from fabric import Connection
+from invoke import Context
+from invoke.exceptions import CommandTimedOut, UnexpectedExit
+
+from opskit.inventory import Host
+
+TAIL_CHARS = 4000
+
+
+class StepFailed(Exception):
+    """A remote step exited non-zero (or a step's check failed)."""
+
+    def __init__(self, message: str, exit_status: int | None = None, stderr: str = "") -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+        self.stderr = stderr
+
+
+class StepTimedOut(Exception):
+    """A remote step ran longer than the command timeout."""
+
+
+class Interrupted(Exception):
+    """The operator pressed Ctrl-C; no further steps are started."""
+
+
+@dataclass
+class StepOutput:
+    command: str
+    stdout: str
+    stderr: str
+    exit_status: int
+
+
+@dataclass
+class Session:
+    host: Host
+    conn: Connection | Context
+    command_timeout: float | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    stdout: list[str] = field(default_factory=list)
+    stderr: list[str] = field(default_factory=list)
+    last_exit_status: int | None = None
+    # Optional live streams (e.g. prefixing writers for `exec --stream`).
+    out_stream: IO[str] | None = None
+    err_stream: IO[str] | None = None
+
+    @property
+    def is_root(self) -> bool:
+        if isinstance(self.conn, Connection):
+            return self.conn.user == "root"
+        return os.geteuid() == 0
+
+    @property
+    def user(self) -> str:
+        if isinstance(self.conn, Connection):
+            return str(self.conn.user)
+        return getpass.getuser()
+
+    def run(
+        self,
+        command: str,
+        *,
+        sudo: bool = False,
+        check: bool = True,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> StepOutput:
+        """Run one shell command on the host. The caller has quoted every value in it."""
+        if self.stop.is_set():
+            raise Interrupted("interrupted before this step")
+        if env:
+            exports = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in sorted(env.items()))
+            command = f"export {exports}; {command}"
+        kwargs: dict[str, Any] = {
+            "hide": True,
+            "warn": True,
+            "in_stream": False,
+            "timeout": timeout if timeout is not None else self.command_timeout,
+        }
+        if self.out_stream is not None:
+            kwargs.update(hide=False, out_stream=self.out_stream, err_stream=self.err_stream)
+        try:
+            if sudo and not self.is_root:
+                result = self.conn.sudo(command, **kwargs)
+            else:
+                result = self.conn.run(command, **kwargs)
+        except CommandTimedOut as exc:
+            self._capture(exc.result.stdout, exc.result.stderr, None)
+            raise StepTimedOut(f"timed out after {exc.timeout:g}s") from None
+        except UnexpectedExit as exc:  # only raised with warn=False; kept for sudo prompts
+            result = exc.result
+        self._capture(result.stdout, result.stderr, result.exited)
+        out = StepOutput(command, result.stdout, result.stderr, result.exited)
+        if check and result.exited != 0:
+            raise StepFailed(f"exit status {result.exited}", result.exited, result.stderr)
+        return out
+
+    def run_argv(self, argv: Sequence[str], **kwargs: Any) -> StepOutput:
+        """Run a program with arguments; every argument is shell-quoted."""
+        return self.run(shlex.join(str(a) for a in argv), **kwargs)
+
+    def _capture(self, stdout: str, stderr: str, exit_status: int | None) -> None:
+        self.stdout.append(stdout)
+        self.stderr.append(stderr)
+        self.last_exit_status = exit_status
+
+    def stdout_tail(self) -> str:
+        return "".join(self.stdout)[-TAIL_CHARS:]
+
+    def stderr_tail(self) -> str:
+        return "".join(self.stderr)[-TAIL_CHARS:]

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The demo tour: start the lab fleet and run the main jobs against it, as a user sees them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OPSKIT_INVENTORY=inventory/lab.yml
+export OPSKIT_JOURNAL="${OPSKIT_JOURNAL:-$PWD/.demo-journal.jsonl}"
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+
+step opskit lab up --hosts "${LAB_HOSTS:-8}"
+step opskit inventory --graph
+step opskit inventory -l 'app:db'
+step opskit exec -l app --yes -- uptime
+step opskit exec --yes --stream -- 'echo "$OPSKIT_HOST is $(hostname) with /srv: $(ls /srv | wc -l) entries"'
+echo
+echo "A failing command on one host: exit 2, the others ok"
+set +e
+step opskit exec -l 'db' --yes -- 'test "$(hostname)" != db2 || { echo "db2 refuses" >&2; exit 7; }'
+echo "(exit status $?)"
+set -e
+step opskit journal --last 5
+echo
+echo "The lab is still running; stop it with: .venv/bin/opskit lab down"

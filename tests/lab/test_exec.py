@@ -1,0 +1,183 @@
+"""`opskit exec` against the real lab fleet: real sshd hosts, each in its own namespaces."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from opskit import lab as lab_mod
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def opskit(*args: str, home: Path | None = None, timeout: float = 120):
+    env = dict(os.environ)
+    if home is not None:
+        env["HOME"] = str(home)  # an empty ~/.ssh: only the inventory's known_hosts count
+    return subprocess.run([sys.executable, "-m", "opskit", *args], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=timeout, env=env, cwd=ROOT)
+
+
+@pytest.fixture()
+def journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "journal.jsonl"
+    monkeypatch.setenv("OPSKIT_JOURNAL", str(path))
+    return path
+
+
+def exec_json(inv: Path, *args: str, home: Path | None = None) -> tuple[int, dict]:
+    proc = opskit("-i", str(inv), "exec", "--json", "--yes", *args, home=home)
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"not JSON: {proc.stdout!r} {proc.stderr!r}") from None
+
+
+def test_hostname_on_8_hosts_each_its_own_namespace(lab, journal: Path) -> None:
+    inv = lab.inventory_path
+    proc = opskit("-i", str(inv), "exec", "--yes", "--", "hostname")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    code, doc = exec_json(inv, "--", "hostname")
+    assert code == 0
+    assert doc["summary"]["ok"] == 8 and len(doc["hosts"]) == 8
+    names = {h["host"]: h["stdout"].strip() for h in doc["hosts"]}
+    assert len(set(names.values())) == 8
+    assert all(inv_name == hostname for inv_name, hostname in names.items())
+    entry = json.loads(journal.read_text().splitlines()[-1])
+    assert entry["command"] == "exec" and len(entry["hosts"]) == 8
+
+
+def test_srv_is_private_to_each_host(lab) -> None:
+    inv = lab.inventory_path
+    first, second = lab.hosts[0].name, lab.hosts[1].name
+    code, _ = exec_json(inv, "-l", first, "--", "echo secret > /srv/only-here")
+    assert code == 0
+    code, doc = exec_json(inv, "-l", f"{first}:{second}", "--",
+                          "test -e /srv/only-here && echo present || echo absent")
+    seen = {h["host"]: h["stdout"].strip() for h in doc["hosts"]}
+    assert seen == {first: "present", second: "absent"}
+    assert not Path("/srv/only-here").exists()
+    exec_json(inv, "-l", first, "--", "rm -f /srv/only-here")
+
+
+def test_killed_sshd_is_unreachable_others_ok_exit_3(lab) -> None:
+    victim = lab.hosts[2].name
+    pid = lab_mod.host_pid(victim, state_dir=lab.state_dir)
+    assert pid
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        code, doc = exec_json(lab.inventory_path, "--connect-timeout", "3", "--", "true")
+        assert code == 3
+        status = {h["host"]: h["status"] for h in doc["hosts"]}
+        assert status.pop(victim) == "unreachable"
+        assert set(status.values()) == {"ok"} and len(status) == 7
+        assert "refused" in next(h for h in doc["hosts"] if h["host"] == victim)["error"]
+    finally:
+        lab_mod.up(len(lab.hosts), port=lab.port, state_dir=lab.state_dir,
+                   inventory_path=lab.inventory_path)
+
+
+def test_failing_host_reports_stderr_and_exit_status(lab) -> None:
+    bad = lab.hosts[1].name
+    cmd = f'if [ "$(hostname)" = {bad} ]; then echo "disk on fire" >&2; exit 42; fi; echo fine'
+    code, doc = exec_json(lab.inventory_path, "--", cmd)
+    assert code == 2
+    by_host = {h["host"]: h for h in doc["hosts"]}
+    assert by_host[bad]["status"] == "failed" and by_host[bad]["exit_status"] == 42
+    assert "disk on fire" in by_host[bad]["stderr"]
+    assert sum(h["status"] == "ok" for h in doc["hosts"]) == 7
+
+
+def test_forks_2_never_more_than_2_in_flight(lab) -> None:
+    # Each host reports when its command started and ended, by the one shared clock.
+    code, doc = exec_json(lab.inventory_path, "-f", "2", "--",
+                          "date +%s.%N; sleep 0.3; date +%s.%N")
+    assert code == 0
+    spans = [tuple(map(float, h["stdout"].split())) for h in doc["hosts"]]
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    running = peak = 0
+    for _, delta in events:
+        running += delta
+        peak = max(peak, running)
+    assert peak == 2
+
+
+def test_unknown_host_key_refused_then_opt_out(lab, tmp_path: Path) -> None:
+    data = yaml.safe_load(lab.inventory_path.read_text())
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    data["all"]["vars"]["opskit_known_hosts"] = str(empty)
+    inv = tmp_path / "lab-nokeys.yml"
+    inv.write_text(yaml.safe_dump(data))
+    target = lab.hosts[0].name
+    home = tmp_path / "home"
+    home.mkdir()
+    code, doc = exec_json(inv, "-l", target, "--", "touch /srv/should-not-exist", home=home)
+    assert code == 3
+    host = doc["hosts"][0]
+    assert host["status"] == "unreachable" and "not in known_hosts" in host["error"]
+    assert "ssh-keyscan" in host["hint"]
+    code, doc = exec_json(inv, "-l", target, "--insecure-accept-unknown-host-keys", "--",
+                          "hostname", home=home)
+    assert code == 0 and doc["hosts"][0]["stdout"].strip() == target
+    # The refused run never ran its command.
+    code, doc = exec_json(lab.inventory_path, "-l", target, "--",
+                          "test -e /srv/should-not-exist && echo yes || echo no")
+    assert doc["hosts"][0]["stdout"].strip() == "no"
+
+
+def test_changed_host_key_is_refused(lab, tmp_path: Path) -> None:
+    # known_hosts claims host 1's address has host 2's key: a man in the middle.
+    lines = Path(lab.state_dir, "known_hosts").read_text().splitlines()
+    first = f"[{lab.hosts[0].address}]:{lab.port}"
+    second = f"[{lab.hosts[1].address}]:{lab.port}"
+    other_key = next(ln for ln in lines if ln.startswith(second + " ")).split(" ", 1)[1]
+    forged = tmp_path / "known_hosts"
+    forged.write_text(f"{first} {other_key}\n")
+    data = yaml.safe_load(lab.inventory_path.read_text())
+    data["all"]["vars"]["opskit_known_hosts"] = str(forged)
+    inv = tmp_path / "forged.yml"
+    inv.write_text(yaml.safe_dump(data))
+    home = tmp_path / "home"
+    home.mkdir()
+    code, doc = exec_json(inv, "-l", lab.hosts[0].name, "--", "true", home=home)
+    assert code == 3 and "CHANGED" in doc["hosts"][0]["error"]
+
+
+def test_metacharacters_in_names_and_vars_never_reach_a_shell(lab, tmp_path: Path) -> None:
+    host = lab.hosts[0]
+    evil = "x;touch /srv/pwned-1;$(touch /srv/pwned-2)"
+    data = {"all": {
+        "vars": yaml.safe_load(lab.inventory_path.read_text())["all"]["vars"],
+        "hosts": {evil: {"ansible_host": host.address}},
+    }}
+    inv = tmp_path / "evil.yml"
+    inv.write_text(yaml.safe_dump(data))
+    code, doc = exec_json(inv, "-l", "x*", "--", 'printf %s "$OPSKIT_HOST"')
+    assert code == 0 and doc["hosts"][0]["stdout"] == evil
+    code, doc = exec_json(lab.inventory_path, "-l", host.name, "--", "ls /srv")
+    assert "pwned" not in doc["hosts"][0]["stdout"]
+
+
+def test_fabfile_task_uses_the_same_runner(lab, journal: Path) -> None:
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "fab"), "exec", "--inventory", str(lab.inventory_path),
+         "--limit", "app", "--command", "hostname"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    apps = [h.name for h in lab.hosts if "app" in h.groups]
+    for name in apps:
+        assert f"{name} | ok" in proc.stdout
+    assert json.loads(journal.read_text().splitlines()[-1])["command"] == "fab exec"

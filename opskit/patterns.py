@@ -70,8 +70,8 @@ def select(
     """Host names matching ``pattern``, in the order of ``hosts``.
 
     ``members`` maps every group name to all its hosts, descendants' included.
-    Raises PatternError when the result is empty, naming a term that matched nothing
-    and the closest names.
+    Raises PatternError when a union or intersection term matches nothing (naming the
+    closest names) or when the result is empty.
     """
     pattern = (pattern or "").strip()
     if pattern in ("", "all", "*"):
@@ -83,6 +83,13 @@ def select(
         raise PatternError(f"empty pattern '{pattern}'", hint="give a host or group name")
 
     matched = {t: match_term(t.text, hosts, members) for t in terms}
+    # A union or intersection term that matches nothing is almost always a typo: at 3 a.m.
+    # `-l app01:dbx` must not quietly act on app01 alone.
+    for t in terms:
+        if t.op != "!" and not matched[t]:
+            raise PatternError(
+                f"no hosts match '{t.text}'", hint=_close_hint(t.text, hosts, members)
+            )
     unions = [t for t in terms if t.op == ""]
     chosen: set[str] = set(hosts) if not unions else set().union(*(matched[t] for t in unions))
     for t in terms:
@@ -92,7 +99,7 @@ def select(
         if t.op == "!":
             chosen -= matched[t]
     if not chosen:
-        raise _empty_error(pattern, terms, matched, hosts, members)
+        raise _empty_error(pattern)
     return [h for h in hosts if h in chosen]
 
 
@@ -145,19 +152,7 @@ def _match_compiled(
     return found
 
 
-def _empty_error(
-    pattern: str,
-    terms: list[Term],
-    matched: Mapping[Term, set[str]],
-    hosts: Sequence[str],
-    members: Mapping[str, Sequence[str]],
-) -> PatternError:
-    """Blame the first union/intersection term that matched nothing, else the filters."""
-    for t in terms:
-        if t.op != "!" and not matched[t]:
-            return PatternError(
-                f"no hosts match '{t.text}'", hint=_close_hint(t.text, hosts, members)
-            )
+def _empty_error(pattern: str) -> PatternError:
     return PatternError(
         f"no hosts left after '{pattern}'",
         hint="its '&' and '!' terms removed every host the other terms matched",

@@ -181,3 +181,58 @@ def test_fabfile_task_uses_the_same_runner(lab, journal: Path) -> None:
     for name in apps:
         assert f"{name} | ok" in proc.stdout
     assert json.loads(journal.read_text().splitlines()[-1])["command"] == "fab exec"
+
+
+def _ssh_config_home(tmp_path: Path, lab, body: str) -> tuple[Path, Path]:
+    """A HOME whose ~/.ssh/config is ``body``, and an inventory without a key file var."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(body)
+    data = yaml.safe_load(lab.inventory_path.read_text())
+    data["all"]["vars"].pop("ansible_ssh_private_key_file")
+    inv = tmp_path / "nokey.yml"
+    inv.write_text(yaml.safe_dump(data))
+    return home, inv
+
+
+def test_ssh_config_identity_file_and_proxyjump_are_honoured(lab, tmp_path: Path) -> None:
+    key = Path(lab.state_dir, "id_ed25519")
+    jump, target = lab.hosts[0], lab.hosts[1]
+    base = f"Host 127.10.0.*\n  IdentityFile {key}\n"
+    # Without IdentityFile the inventory gives no key: authentication must fail.
+    home, inv = _ssh_config_home(tmp_path / "a", lab, "")
+    code, doc = exec_json(inv, "-l", target.name, "--", "true", home=home)
+    assert code == 3 and "authentication" in doc["hosts"][0]["error"]
+    # IdentityFile from ssh_config is used.
+    home, inv = _ssh_config_home(tmp_path / "b", lab, base)
+    code, doc = exec_json(inv, "-l", target.name, "--", "hostname", home=home)
+    assert code == 0 and doc["hosts"][0]["stdout"].strip() == target.name
+    # ProxyJump through a dead port fails: the jump is really taken ...
+    dead = f"Host {target.address}\n  ProxyJump root@{jump.address}:1\n" + base
+    home, inv = _ssh_config_home(tmp_path / "c", lab, dead)
+    code, doc = exec_json(inv, "-l", target.name, "--connect-timeout", "3", "--", "true",
+                          home=home)
+    assert code == 3
+    # ... and through a live lab host it reaches the target, the jump's key checked too.
+    live = f"Host {target.address}\n  ProxyJump root@{jump.address}:{lab.port}\n" + base
+    home, inv = _ssh_config_home(tmp_path / "d", lab, live)
+    code, doc = exec_json(inv, "-l", target.name, "--", "hostname", home=home)
+    assert code == 0 and doc["hosts"][0]["stdout"].strip() == target.name
+
+
+def test_proxyjump_hop_host_key_is_checked(lab, tmp_path: Path) -> None:
+    key = Path(lab.state_dir, "id_ed25519")
+    jump, target = lab.hosts[0], lab.hosts[1]
+    only_target = tmp_path / "known_hosts"
+    only_target.write_text("".join(
+        ln + "\n" for ln in Path(lab.state_dir, "known_hosts").read_text().splitlines()
+        if ln.startswith(f"[{target.address}]:")))
+    config = (f"Host {target.address}\n  ProxyJump root@{jump.address}:{lab.port}\n"
+              f"Host 127.10.0.*\n  IdentityFile {key}\n")
+    home, inv = _ssh_config_home(tmp_path, lab, config)
+    data = yaml.safe_load(inv.read_text())
+    data["all"]["vars"]["opskit_known_hosts"] = str(only_target)
+    inv.write_text(yaml.safe_dump(data))
+    code, doc = exec_json(inv, "-l", target.name, "--", "true", home=home)
+    assert code == 3 and "not in known_hosts" in doc["hosts"][0]["error"]
+    assert jump.address in doc["hosts"][0]["error"]

@@ -157,8 +157,16 @@ def test_the_unmatched_term_is_named(inv: inventory.Inventory) -> None:
     assert "db" in err.value.hint
 
 
-def test_union_with_one_typo_still_selects_the_rest(inv: inventory.Inventory) -> None:
-    assert names(inv, "lb1:lbx") == ["lb1"]
+def test_union_with_one_typo_is_an_error(inv: inventory.Inventory) -> None:
+    # Acting on lb1 alone when the operator also asked for "lbx" would be a silent surprise.
+    with pytest.raises(PatternError) as err:
+        inv.select("lb1:lbx")
+    assert err.value.message == "no hosts match 'lbx'"
+    assert "lb1" in (err.value.hint or "")
+
+
+def test_exclusion_of_unknown_name_is_fine(inv: inventory.Inventory) -> None:
+    assert names(inv, "lb1:!nosuchhost") == ["lb1"]
 
 
 def test_empty_after_exclusion_is_an_error(inv: inventory.Inventory) -> None:

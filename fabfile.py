@@ -30,8 +30,11 @@ from opskit.output import Environment
 def _hosts(c: Context, inventory: str | None, limit: str | None) -> list[Host]:
     if isinstance(c, Connection):
         # `fab -H`: one host per task call, described by Fabric's own connection.
-        return [Host(name=c.host, vars={"ansible_host": c.host, "ansible_port": c.port,
-                                        "ansible_user": c.user}, groups=("all",))]
+        host_vars = {"ansible_host": c.host, "ansible_port": c.port, "ansible_user": c.user}
+        keys = c.connect_kwargs.get("key_filename")
+        if keys:  # fab -i KEY
+            host_vars["ansible_ssh_private_key_file"] = keys if isinstance(keys, str) else keys[0]
+        return [Host(name=c.host, vars=host_vars, groups=("all",))]
     path = inventory or os.environ.get("OPSKIT_INVENTORY")
     if not path:
         raise Exit("error: no inventory (pass --inventory PATH or set OPSKIT_INVENTORY)", code=1)

@@ -10,7 +10,6 @@ import click
 from opskit import __version__, errors
 from opskit.commands import completion, exec_, inventory, journal, lab
 from opskit.commands.options import AppContext, shared_options
-from opskit.output import Environment
 
 EPILOG = """\b
 Examples:
@@ -66,5 +65,3 @@ def main(argv: list[str] | None = None) -> None:
         code = exc.exit_code
     sys.exit(code if isinstance(code, int) else 0)
 
-
-__all__ = ["cli", "main", "Environment"]

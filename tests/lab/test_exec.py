@@ -236,3 +236,28 @@ def test_proxyjump_hop_host_key_is_checked(lab, tmp_path: Path) -> None:
     code, doc = exec_json(inv, "-l", target.name, "--", "true", home=home)
     assert code == 3 and "not in known_hosts" in doc["hosts"][0]["error"]
     assert jump.address in doc["hosts"][0]["error"]
+
+
+def test_fab_dash_H_checks_known_hosts_and_runs(lab, journal: Path, tmp_path: Path) -> None:
+    fab = str(Path(sys.executable).parent / "fab")
+    target = lab.hosts[0]
+    key = str(Path(lab.state_dir, "id_ed25519"))
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    env = {**os.environ, "HOME": str(home)}
+    argv = [fab, "-H", f"root@{target.address}:{lab.port}", "-i", key, "exec",
+            "--command", "hostname"]
+    # No known_hosts entry: refused, exit 3, the command never ran.
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 3 and "not in known_hosts" in proc.stdout
+    (home / ".ssh" / "known_hosts").write_text(Path(lab.state_dir, "known_hosts").read_text())
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert target.name in proc.stdout
+    proc = subprocess.run([fab, "inventory", "--inventory", str(lab.inventory_path), "--limit",
+                           "db"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    dbs = [h.name for h in lab.hosts if "db" in h.groups]
+    assert proc.returncode == 0 and all(name in proc.stdout for name in dbs)
+    assert not any(h.name in proc.stdout.split() for h in lab.hosts if h.name not in dbs)

@@ -1,7 +1,8 @@
 """boto3 session/client factory driven by the inventory's ``aws:`` vars.
 
 ``aws:`` vars carry ``region``, ``profile`` and, in lab/test inventories only,
-``endpoint_url`` (the moto server). The production code path is the same; only the
+``endpoint_url`` (the moto server) and dummy ``access_key_id``/``secret_access_key`` (so the
+lab never needs the operator's AWS_* environment). The production code path is the same; only the
 endpoint differs. Clients are cached per (service, profile, region, endpoint): boto3
 clients are thread-safe and the runner calls AWS from many threads, while sessions are
 not, so session use is serialised by a lock.
@@ -18,8 +19,8 @@ from typing import Any
 from opskit.errors import ConfigError
 
 _lock = threading.Lock()
-_sessions: dict[str | None, Any] = {}
-_clients: dict[tuple[str, str | None, str | None, str | None], Any] = {}
+_sessions: dict[tuple[str | None, str | None], Any] = {}
+_clients: dict[tuple[str, str | None, str | None, str | None, str | None], Any] = {}
 
 CREDENTIALS_HINT = (
     "set AWS_PROFILE (or aws.profile in the inventory), or AWS_ACCESS_KEY_ID and "
@@ -36,13 +37,14 @@ def client(service: str, aws_vars: Mapping[str, Any] | None, region: str | None 
     profile = aws_vars.get("profile") or None
     region = region or aws_vars.get("region") or None
     endpoint = aws_vars.get("endpoint_url") or None
-    key = (service, profile, region, endpoint)
+    key_id = aws_vars.get("access_key_id") or None
+    key = (service, profile, region, endpoint, key_id)
     with _lock:
         cached = _clients.get(key)
         if cached is not None:
             return cached
         try:
-            made = _session(profile).client(
+            made = _session(profile, key_id, aws_vars.get("secret_access_key")).client(
                 service, region_name=region, endpoint_url=endpoint, config=_config()
             )
         except Exception as exc:
@@ -61,12 +63,14 @@ def reset() -> None:
         _clients.clear()
 
 
-def _session(profile: str | None) -> Any:
-    if profile not in _sessions:
+def _session(profile: str | None, key_id: str | None, secret: str | None) -> Any:
+    if (profile, key_id) not in _sessions:
         import boto3.session
 
-        _sessions[profile] = boto3.session.Session(profile_name=profile)
-    return _sessions[profile]
+        _sessions[(profile, key_id)] = boto3.session.Session(
+            profile_name=profile, aws_access_key_id=key_id, aws_secret_access_key=secret
+        )
+    return _sessions[(profile, key_id)]
 
 
 def _config() -> Any:

@@ -8,7 +8,16 @@ import traceback
 import click
 
 from opskit import __version__, errors
-from opskit.commands import completion, exec_, inventory, journal, lab
+from opskit.commands import (
+    completion,
+    deploy,
+    exec_,
+    inventory,
+    journal,
+    lab,
+    releases,
+    rollback,
+)
 from opskit.commands.options import AppContext, shared_options
 
 EPILOG = """\b
@@ -30,7 +39,7 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(AppContext)
 
 
-for module in (inventory, exec_, journal, lab, completion):
+for module in (inventory, exec_, deploy, rollback, releases, journal, lab, completion):
     cli.add_command(module.command)
 
 

@@ -183,7 +183,7 @@ def _attempt(
         if close is not None:
             close()
     res.stdout, res.stderr = session.stdout_tail(), session.stderr_tail()
-    if res.exit_status is None:
+    if res.status == OK:
         res.exit_status = session.last_exit_status
     return res
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import shlex
+import shutil
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -22,6 +25,7 @@ from invoke.exceptions import CommandTimedOut, UnexpectedExit
 from opskit.inventory import Host
 
 TAIL_CHARS = 4000
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class StepFailed(Exception):
@@ -61,6 +65,8 @@ class Session:
     # Optional live streams (e.g. prefixing writers for `exec --stream`).
     out_stream: IO[str] | None = None
     err_stream: IO[str] | None = None
+    # While set, steps run even after Ctrl-C: recovery (e.g. a rollback) must not be cut short.
+    finishing: bool = False
 
     @property
     def is_root(self) -> bool:
@@ -84,9 +90,11 @@ class Session:
         env: Mapping[str, str] | None = None,
     ) -> StepOutput:
         """Run one shell command on the host. The caller has quoted every value in it."""
-        if self.stop.is_set():
-            raise Interrupted("interrupted before this step")
+        self._check_stop()
         if env:
+            bad = [k for k in env if not _ENV_NAME.match(k)]
+            if bad:
+                raise ValueError(f"not an environment variable name: {bad[0]!r}")
             exports = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in sorted(env.items()))
             command = f"export {exports}; {command}"
         kwargs: dict[str, Any] = {
@@ -116,6 +124,27 @@ class Session:
     def run_argv(self, argv: Sequence[str], **kwargs: Any) -> StepOutput:
         """Run a program with arguments; every argument is shell-quoted."""
         return self.run(shlex.join(str(a) for a in argv), **kwargs)
+
+    def put(self, local: str, remote: str) -> None:
+        """Upload a file over the host's connection (SFTP), or copy it for a local host."""
+        self._check_stop()
+        if isinstance(self.conn, Connection):
+            self.conn.put(local, remote)
+        else:
+            shutil.copyfile(local, remote)
+
+    def _check_stop(self) -> None:
+        if self.stop.is_set() and not self.finishing:
+            raise Interrupted("interrupted before this step")
+
+    @contextmanager
+    def recovering(self) -> Iterator[None]:
+        """Run recovery steps to their end even if Ctrl-C was pressed meanwhile."""
+        self.finishing = True
+        try:
+            yield
+        finally:
+            self.finishing = False
 
     def _capture(self, stdout: str, stderr: str, exit_status: int | None) -> None:
         self.stdout.append(stdout)

@@ -1,0 +1,22 @@
+"""Deploys: Capistrano-style releases, graceful gunicorn reloads, rolling batches, ELB rotation.
+
+See docs/deploy.md. The command modules and fabfile tasks call these functions.
+"""
+
+from opskit.deploy.artifact import Artifact, from_git, from_tarball
+from opskit.deploy.releases import drift, list_releases, rollback
+from opskit.deploy.rollout import DeployOptions, DeployResult, deploy, load_configs, plan
+
+__all__ = [
+    "Artifact",
+    "DeployOptions",
+    "DeployResult",
+    "deploy",
+    "drift",
+    "from_git",
+    "from_tarball",
+    "list_releases",
+    "load_configs",
+    "plan",
+    "rollback",
+]

@@ -1,0 +1,84 @@
+"""Taking a host out of its ELBv2 target group for its deploy, and back in.
+
+A host takes part when its vars name ``deploy.target_group_arn`` and ``aws.instance_id``.
+Waits are bounded: draining by ``deploy.drain_timeout`` (then AWS's own deregistration delay
+finishes it), healthy-again by ``deploy.healthy_timeout`` (then the host counts as failed).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from opskit import aws
+from opskit.deploy.config import DeployConfig
+from opskit.inventory import Host
+from opskit.session import StepFailed
+
+POLL = 0.25
+
+
+@dataclass(frozen=True)
+class Target:
+    arn: str
+    instance_id: str
+    client: Any
+
+    def state(self) -> str:
+        """The target's health state; 'unused' once it is out of the group."""
+        resp = self.client.describe_target_health(
+            TargetGroupArn=self.arn, Targets=[{"Id": self.instance_id}]
+        )
+        descs = resp.get("TargetHealthDescriptions", [])
+        return descs[0]["TargetHealth"]["State"] if descs else "unused"
+
+
+def target_for(host: Host, cfg: DeployConfig) -> Target | None:
+    instance = cfg.aws.get("instance_id")
+    if not cfg.target_group_arn or not instance:
+        return None
+    return Target(cfg.target_group_arn, instance, aws.client("elbv2", cfg.aws))
+
+
+def _call(fn: Callable[[], Any], what: str) -> Any:
+    try:
+        return fn()
+    except Exception as exc:
+        if not aws.is_boto_error(exc):
+            raise
+        message, _hint = aws.explain(exc)
+        raise StepFailed(f"{what}: {message}") from None
+
+
+def _wait(t: Target, done: Callable[[str], bool], timeout: float) -> tuple[str, float]:
+    start = time.monotonic()
+    state = t.state()
+    while not done(state) and time.monotonic() - start < timeout:
+        time.sleep(POLL)
+        state = t.state()
+    return state, time.monotonic() - start
+
+
+def deregister(t: Target, drain_timeout: float, note: Callable[[str], None]) -> dict[str, Any]:
+    _call(lambda: t.client.deregister_targets(TargetGroupArn=t.arn,
+                                              Targets=[{"Id": t.instance_id}]),
+          "deregister from target group")
+    note(f"draining {t.instance_id} (up to {drain_timeout:g}s)")
+    state, waited = _call(lambda: _wait(t, lambda s: s == "unused", drain_timeout),
+                          "wait for draining")
+    return {"deregistered": True, "drain_state": state, "drain_seconds": round(waited, 3)}
+
+
+def register(t: Target, healthy_timeout: float, note: Callable[[str], None]) -> dict[str, Any]:
+    _call(lambda: t.client.register_targets(TargetGroupArn=t.arn,
+                                            Targets=[{"Id": t.instance_id}]),
+          "register in target group")
+    note(f"waiting for {t.instance_id} to be healthy (up to {healthy_timeout:g}s)")
+    state, waited = _call(lambda: _wait(t, lambda s: s == "healthy", healthy_timeout),
+                          "wait for healthy")
+    if state != "healthy":
+        raise StepFailed(f"target {t.instance_id} is {state}, not healthy, after "
+                         f"{healthy_timeout:g}s in the target group")
+    return {"registered": True, "healthy_seconds": round(waited, 3)}

@@ -1,0 +1,211 @@
+"""The rolling deploy: batches, a health gate after each, automatic rollback of failed hosts.
+
+Per host (one connection): [leave the target group, drain] -> upload -> unpack -> install ->
+switch ``current`` -> reload -> health check -> [rejoin the target group] -> prune.
+A host that fails after its switch is switched back to the release it had, reloaded and
+re-checked, and the failed release is removed; a host that fails before its switch is
+untouched (``current`` never moved). Unreachable hosts are reported and do not count against
+``--max-fail-percent``: nothing was changed on them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opskit import fleet
+from opskit.deploy import batches as batches_mod
+from opskit.deploy import config, elb, steps
+from opskit.deploy.artifact import Artifact
+from opskit.deploy.config import DeployConfig
+from opskit.fleet import FAILED, SKIPPED, TIMEOUT, FleetResult, HostResult, Observer, RunOptions
+from opskit.inventory import Host
+from opskit.session import Session, StepFailed
+
+Note = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    batch: str = "1,25%"
+    max_fail_percent: float = 0.0
+    auto_rollback: bool = True
+
+
+@dataclass
+class DeployResult:
+    artifact: Artifact
+    batches: list[list[str]]
+    fleet: FleetResult
+    details: dict[str, dict[str, Any]]
+    stopped_after_batch: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return self.fleet.exit_code
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = {
+            "artifact": self.artifact.to_dict(),
+            "batches": self.batches,
+            "stopped_after_batch": self.stopped_after_batch,
+            **self.fleet.to_dict(),
+        }
+        for host in doc["hosts"]:
+            host["deploy"] = self.details.get(host["host"], {})
+        return doc
+
+
+def load_configs(hosts: Sequence[Host]) -> dict[str, DeployConfig]:
+    """Every host's settings, checked before anything runs (bad input changes nothing)."""
+    return {h.name: config.load(h) for h in hosts}
+
+
+def plan(hosts: Sequence[Host], art: Artifact, options: DeployOptions) -> dict[str, Any]:
+    """What ``deploy`` would do, for --dry-run."""
+    cfgs = load_configs(hosts)
+    out = []
+    for i, batch in enumerate(batches_mod.split(options.batch, list(hosts)), 1):
+        for h in batch:
+            cfg = cfgs[h.name]
+            in_lb = bool(cfg.target_group_arn and cfg.aws.get("instance_id"))
+            names = (["deregister+drain"] if in_lb else []) + ["upload", "unpack"]
+            names += (["install"] if cfg.install else []) + ["switch", f"reload:{cfg.reload}"]
+            names += (["health"] if cfg.health_url else [])
+            names += (["register+wait-healthy"] if in_lb else []) + ["prune"]
+            out.append({"batch": i, "host": h.name, "root": cfg.root,
+                        "release_dir": cfg.release_dir(art.release), "steps": names})
+    return {"dry_run": True, "artifact": art.to_dict(), "batch": options.batch,
+            "max_fail_percent": options.max_fail_percent,
+            "auto_rollback": options.auto_rollback, "plan": out}
+
+
+class _HostDeploy:
+    """The per-host function of one deploy; keeps each host's details for the report."""
+
+    def __init__(self, art: Artifact, cfgs: dict[str, DeployConfig], options: DeployOptions,
+                 note: Note) -> None:
+        self.art, self.cfgs, self.options, self.note = art, cfgs, options, note
+        self.details: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, s: Session) -> dict[str, Any]:
+        cfg = self.cfgs[s.host.name]
+        d: dict[str, Any] = {"release": self.art.release}
+        with self._lock:
+            self.details[s.host.name] = d
+        before = steps.read_releases(s, cfg)
+        d["previous"] = before.current
+        if before.current == self.art.release:
+            raise StepFailed(f"release {self.art.release} is already current")
+        target = elb.target_for(s.host, cfg)
+        out_of_lb = switched = False
+        try:
+            if target:
+                d["elb_out"] = elb.deregister(target, cfg.drain_timeout, self._note(s))
+                out_of_lb = True
+            steps.upload(s, cfg, self.art)
+            steps.unpack(s, cfg, self.art)
+            steps.install(s, cfg, self.art)
+            steps.switch(s, cfg, self.art.release)
+            switched = True
+            d["reload"] = steps.reload(s, cfg)
+            d["health"] = steps.health(s, cfg, self.art.release)
+            if target:
+                d["elb_in"] = elb.register(target, cfg.healthy_timeout, self._note(s))
+                out_of_lb = False
+            d["pruned"] = steps.prune(s, cfg, {before.current} if before.current else set())
+            d["current"] = self.art.release
+            return d
+        except Exception as exc:
+            if not self.options.auto_rollback:
+                d["current"] = self.art.release if switched else before.current
+                raise
+            with s.recovering():
+                problems = self._recover(s, cfg, d, before.current, switched, target, out_of_lb)
+            if isinstance(exc, StepFailed):
+                exc.args = (f"{exc}; {problems}",)
+                raise
+            raise StepFailed(f"{type(exc).__name__}: {exc}; {problems}") from exc
+
+    def _note(self, s: Session) -> Note:
+        return lambda msg: self.note(f"{s.host.name}: {msg}")
+
+    def _recover(self, s: Session, cfg: DeployConfig, d: dict[str, Any], previous: str | None,
+                 switched: bool, target: elb.Target | None, out_of_lb: bool) -> str:
+        """Put the host back as it was; returns what happened, for the error line."""
+        said: list[str] = []
+        healthy_again = True
+        if switched:
+            if previous is None:
+                healthy_again = False
+                said.append("no previous release to roll back to")
+            else:
+                try:
+                    steps.switch(s, cfg, previous)
+                    d["rollback_reload"] = steps.reload(s, cfg)
+                    steps.health(s, cfg, previous)
+                    said.append(f"rolled back to {previous}")
+                    d["rolled_back_to"] = previous
+                except Exception as exc:  # report, keep going: the original error matters most
+                    healthy_again = False
+                    said.append(f"ROLLBACK to {previous} FAILED: {exc}")
+        else:
+            said.append("current untouched")
+        d["current"] = previous if healthy_again or not switched else self.art.release
+        try:
+            steps.remove_release(s, cfg, self.art.release)
+        except Exception as exc:
+            said.append(f"could not remove {self.art.release}: {exc}")
+        if target and out_of_lb:
+            if healthy_again:
+                try:
+                    d["elb_in"] = elb.register(target, cfg.healthy_timeout, self._note(s))
+                except Exception as exc:
+                    said.append(f"could not re-register in the target group: {exc}")
+            else:
+                said.append("left out of the target group")
+        return "; ".join(said)
+
+
+def deploy(
+    hosts: Sequence[Host],
+    art: Artifact,
+    options: DeployOptions,
+    run_options: RunOptions,
+    *,
+    observer: Observer | None = None,
+    note: Note | None = None,
+    on_batch: Callable[[int, list[str]], None] | None = None,
+) -> DeployResult:
+    """Deploy ``art`` to ``hosts`` in rolling batches; stops at the first failed health gate."""
+    cfgs = load_configs(hosts)
+    host_fn = _HostDeploy(art, cfgs, options, note or (lambda _m: None))
+    groups = batches_mod.split(options.batch, list(hosts))
+    by_host: dict[str, HostResult] = {}
+    stopped: int | None = None
+    elapsed = 0.0
+    interrupted = False
+    for i, batch in enumerate(groups, 1):
+        if stopped is not None or interrupted:
+            why = (f"not started: batch {stopped} failed its health gate" if stopped
+                   else "not started: interrupted")
+            for h in batch:
+                by_host[h.name] = HostResult(h.name, SKIPPED, error=why)
+            continue
+        if on_batch:
+            on_batch(i, [h.name for h in batch])
+        res = fleet.run(batch, host_fn, run_options, observer=observer)
+        elapsed += res.duration
+        interrupted = res.interrupted
+        for r in res.results:
+            by_host[r.host] = r
+        bad = sum(r.status in (FAILED, TIMEOUT) for r in res.results)
+        if bad and bad * 100.0 / len(batch) > options.max_fail_percent:
+            stopped = i
+    results = [by_host[h.name] for h in hosts]
+    merged = FleetResult(results, elapsed, interrupted, 0)
+    return DeployResult(art, [[h.name for h in b] for b in groups], merged, host_fn.details,
+                        stopped)

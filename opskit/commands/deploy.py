@@ -9,7 +9,6 @@ import click
 
 from opskit import deploy as deploy_mod
 from opskit import journal
-from opskit.deploy import batches
 from opskit.commands.options import (
     AppContext,
     confirm,
@@ -19,6 +18,7 @@ from opskit.commands.options import (
     yes_option,
 )
 from opskit.commands.render import render_fleet_result
+from opskit.deploy import batches
 from opskit.errors import EXIT_BAD_INPUT, UsageError
 from opskit.fleet import HostResult
 from opskit.inventory import Host

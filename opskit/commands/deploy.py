@@ -19,9 +19,8 @@ from opskit.commands.options import (
 )
 from opskit.commands.render import render_fleet_result
 from opskit.deploy import batches
-from opskit.errors import EXIT_BAD_INPUT, UsageError
+from opskit.errors import EXIT_BAD_INPUT
 from opskit.fleet import HostResult
-from opskit.inventory import Host
 from opskit.output import STATUS_STYLE, Environment
 
 
@@ -63,16 +62,13 @@ def command(app: AppContext, ref: str | None, artifact_path: str | None, batch: 
     (HUP), health-check, [rejoin the target group]. Failed hosts are rolled back.
     Exit status: 0 ok, 2 some host failed, 3 some unreachable.
     """
-    if bool(ref) == bool(artifact_path):
-        raise UsageError("give exactly one of --ref or --artifact",
-                         hint="opskit deploy --ref v2, or --artifact build/app.tar.gz")
     env = app.env
     hosts = app.select(default="app")
     options = deploy_mod.DeployOptions(batch, max_fail_percent, not no_auto_rollback)
     batches.parse(batch)  # a bad --batch fails before anything is built
     deploy_mod.load_configs(hosts)  # bad settings fail here, before anything is built
     with tempfile.TemporaryDirectory(prefix="opskit-deploy-") as tmp:
-        art = _build(hosts, ref, artifact_path, Path(tmp))
+        art = deploy_mod.build(hosts, ref, artifact_path, Path(tmp))
         if dry_run:
             return _print_plan(env, deploy_mod.plan(hosts, art, options))
         question = f"Deploy {ref or Path(artifact_path or '').name} ({art.release}) to " \
@@ -100,17 +96,6 @@ def command(app: AppContext, ref: str | None, artifact_path: str | None, batch: 
     render_fleet_result(env, result.fleet, extra={k: doc[k] for k in
                                                   ("artifact", "batches", "stopped_after_batch")})
     return result.exit_code
-
-
-def _build(hosts: list[Host], ref: str | None, artifact_path: str | None,
-           workdir: Path) -> deploy_mod.Artifact:
-    if artifact_path:
-        return deploy_mod.from_tarball(artifact_path, workdir)
-    repos = {h.domain("deploy").get("repo") for h in hosts}
-    if len(repos) != 1 or None in repos:
-        raise UsageError("the selected hosts do not share one deploy.repo",
-                         hint="set deploy.repo for the group, or deploy one app at a time with -l")
-    return deploy_mod.from_git(str(repos.pop()), str(ref), workdir)
 
 
 def _print_plan(env: Environment, plan: dict) -> int:  # type: ignore[type-arg]

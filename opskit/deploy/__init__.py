@@ -3,12 +3,13 @@
 See docs/deploy.md. The command modules and fabfile tasks call these functions.
 """
 
-from opskit.deploy.artifact import Artifact, from_git, from_tarball
+from opskit.deploy.artifact import Artifact, build, from_git, from_tarball
 from opskit.deploy.releases import drift, list_releases, rollback
 from opskit.deploy.rollout import DeployOptions, DeployResult, deploy, load_configs, plan
 
 __all__ = [
     "Artifact",
+    "build",
     "DeployOptions",
     "DeployResult",
     "deploy",

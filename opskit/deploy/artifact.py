@@ -6,11 +6,13 @@ import hashlib
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from opskit.errors import UsageError
+from opskit.inventory import Host
 
 
 @dataclass(frozen=True)
@@ -77,3 +79,17 @@ def from_tarball(tarball: str, workdir: Path | None = None) -> Artifact:
     shutil.copyfile(src, path)  # a private copy: the file cannot change under the upload
     digest = sha256_file(path)
     return Artifact(path, digest, path.stat().st_size, release_id(digest[:12]), digest[:12])
+
+
+def build(hosts: Sequence[Host], ref: str | None, tarball: str | None, workdir: Path) -> Artifact:
+    """The artifact for a deploy: a given tarball, or ``ref`` of the hosts' one deploy.repo."""
+    if bool(ref) == bool(tarball):
+        raise UsageError("give exactly one of --ref or --artifact",
+                         hint="opskit deploy --ref v2, or --artifact build/app.tar.gz")
+    if tarball:
+        return from_tarball(tarball, workdir)
+    repos = {h.domain("deploy").get("repo") for h in hosts}
+    if len(repos) != 1 or None in repos:
+        raise UsageError("the selected hosts do not share one deploy.repo",
+                         hint="set deploy.repo for the group, or deploy one app at a time with -l")
+    return from_git(str(repos.pop()), str(ref), workdir)

@@ -54,7 +54,8 @@ demo: venv
 	@PATH="$(CURDIR)/$(BIN):$$PATH" LAB_HOSTS=$(LAB_HOSTS) bash scripts/demo.sh
 
 bench: venv
-	@echo "no benchmarks yet"
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python bench/fanout.py
 
 lab-down: venv
 	$(BIN)/opskit lab down

@@ -18,6 +18,23 @@ set +e
 step opskit exec -l 'db' --yes -- 'test "$(hostname)" != db2 || { echo "db2 refuses" >&2; exit 7; }'
 echo "(exit status $?)"
 set -e
-step opskit journal --last 5
+
+echo
+echo "== Deploys: the sample app (a git repo the lab made) to every app host =="
+step opskit deploy --ref v1 --dry-run
+step opskit deploy --ref v1 --yes
+step opskit deploy --ref v2 --yes
+app1=$(opskit inventory -l app --json | python3 -c 'import json,sys; h=json.load(sys.stdin)["hosts"]; print(next(iter(h.values()))["address"])')
+step python3 -c "import urllib.request; print(urllib.request.urlopen('http://$app1:8000/').read().decode())"
+echo
+echo "A broken release: the canary fails its health check and is rolled back; exit 2"
+set +e
+step opskit deploy --ref broken --yes
+echo "(exit status $?)"
+set -e
+step opskit releases
+step opskit rollback --yes
+step opskit releases
+step opskit journal --last 8
 echo
 echo "The lab is still running; stop it with: .venv/bin/opskit lab down"

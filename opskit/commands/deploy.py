@@ -92,9 +92,10 @@ def command(app: AppContext, ref: str | None, artifact_path: str | None, batch: 
     if result.stopped_after_batch and not env.json:
         env.line(f"stopped after batch {result.stopped_after_batch}: its health gate failed; "
                  "later batches were not started", style="bold red")
-    doc = result.to_dict()
-    render_fleet_result(env, result.fleet, extra={k: doc[k] for k in
-                                                  ("artifact", "batches", "stopped_after_batch")})
+    if env.json:
+        env.emit_json(result.to_dict())
+    else:
+        render_fleet_result(env, result.fleet, extra={})
     return result.exit_code
 
 

@@ -1,17 +1,32 @@
 """The local lab fleet: sshd hosts in mount + UTS namespaces on 127.10.0.N (docs/lab.md).
 
 ``opskit lab up|status|down`` is a thin wrapper over this API; tests use it directly.
+Built-in services register themselves on import (``app_service``: gunicorn on ``app``).
 """
 
+from opskit.lab import app_service  # noqa: F401 -- registers the built-in app service
 from opskit.lab.api import down, host_pid, lab_mounts, run_in_host, status, up
+from opskit.lab.app_service import http_port as app_port
+from opskit.lab.aws_resources import AwsLab
 from opskit.lab.layout import HostSpec, plan
-from opskit.lab.models import LabHost, LabStatus
-from opskit.lab.services import LabContext, Service, register, registered, unregister
+from opskit.lab.models import AwsStatus, LabHost, LabStatus
+from opskit.lab.services import (
+    InventoryVars,
+    LabContext,
+    Service,
+    register,
+    registered,
+    unregister,
+)
 from opskit.lab.state import DEFAULT_STATE_DIR, state_dir_from_env
 
 __all__ = [
     "DEFAULT_STATE_DIR",
+    "AwsLab",
+    "AwsStatus",
+    "app_port",
     "HostSpec",
+    "InventoryVars",
     "LabContext",
     "LabHost",
     "LabStatus",

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from opskit.errors import LabError
+from opskit.lab import aws_resources, inventory_file, keys, layout, moto_server, procs, services
 from opskit.lab import hosts as hostmod
-from opskit.lab import inventory_file, keys, layout, procs, services
-from opskit.lab.models import LabHost, LabStatus
+from opskit.lab.models import AwsStatus, LabHost, LabStatus
 from opskit.lab.state import (
+    AwsServerRecord,
     HostRecord,
     LabState,
     load_state,
@@ -73,8 +74,24 @@ def status(*, state_dir: pathlib.Path | None = None) -> LabStatus:
         ctx = _context(sd, state.port, recs, lab_hosts)
         for host in lab_hosts:
             host.services = services.health_of(host, ctx)
+            host.apps = services.apps_of(host, ctx)
     inventory = pathlib.Path(state.inventory_path) if state.inventory_path else None
-    return LabStatus(state_dir=sd, inventory_path=inventory, port=state.port, hosts=lab_hosts)
+    return LabStatus(
+        state_dir=sd,
+        inventory_path=inventory,
+        port=state.port,
+        hosts=lab_hosts,
+        aws=_aws_status(sd, state),
+    )
+
+
+def _aws_status(sd: pathlib.Path, state: LabState) -> AwsStatus | None:
+    rec = state.aws
+    if rec is None:
+        return None
+    pid = rec.pid if moto_server.is_lab_server(rec.pid, sd, rec.port) else None
+    answering = pid is not None and moto_server.answering(rec.port)
+    return AwsStatus(moto_server.endpoint_url(rec.port), pid, answering)
 
 
 def down(*, state_dir: pathlib.Path | None = None) -> list[str]:
@@ -133,20 +150,45 @@ def _up_locked(
     keys.ensure_keys(sd, [s.name for s in specs])
     keys.write_authorized_keys(sd)
     keys.write_known_hosts(sd, [(s.name, s.address, port) for s in specs])
-    state = LabState(port=port, inventory_path=str(inventory))
-    launched = []
-    table = procs.ns_table()  # who lives in which namespace, for hosts whose sshd died
-    for spec in specs:
-        rec = _merge_record(old.hosts.get(spec.name), spec, port, sd)
-        state.hosts[rec.name] = rec
-        if _ensure_running(sd, rec, live, table):
-            launched.append(rec)
-    save_state(sd, state)  # before waiting: a failed wait must still let `down` find them
-    hostmod.wait_ready(sd, launched, timeout=15 + 0.1 * len(launched))
-    save_state(sd, state)
-    inventory_file.write(inventory, specs, port=port, state_dir=sd)
-    recs = list(state.hosts.values())
-    services.start_all(_context(sd, port, recs, [_lab_host(sd, r, True) for r in recs]))
+    aws = moto_server.ensure_started(sd, moto_server.aws_port(port), old.aws)
+    state = LabState(port=port, inventory_path=str(inventory), aws=aws)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # AWS comes up beside the hosts: the server's cold start, boto3's import and the
+        # first EC2 call (moto loads its EC2 models) take seconds, the sshds a fraction.
+        aws_job = pool.submit(_provision_aws, sd, aws, specs)
+        launched = []
+        table = procs.ns_table()  # who lives in which namespace, for hosts whose sshd died
+        for spec in specs:
+            rec = _merge_record(old.hosts.get(spec.name), spec, port, sd)
+            state.hosts[rec.name] = rec
+            if _ensure_running(sd, rec, live, table):
+                launched.append(rec)
+        save_state(sd, state)  # before waiting: a failed wait must still let `down` find them
+        hostmod.wait_ready(sd, launched, timeout=15 + 0.1 * len(launched))
+        save_state(sd, state)
+        recs = list(state.hosts.values())
+        ctx = _context(sd, port, recs, [_lab_host(sd, r, True) for r in recs])
+        services.prepare_all(ctx)
+        ctx.aws = aws_job.result()
+    save_state(sd, state)  # now with the moto server's pid
+    inventory_file.write(inventory, specs, port=port, state_dir=sd, extra=_lab_vars(ctx))
+    services.start_all(ctx)
+
+
+def _provision_aws(
+    sd: pathlib.Path, rec: AwsServerRecord, specs: Sequence[layout.HostSpec]
+) -> aws_resources.AwsLab:
+    """Wait for the lab's moto server (filling in rec.pid), then create what the lab needs."""
+    moto_server.wait_ready(sd, rec)
+    return aws_resources.provision(moto_server.endpoint_url(rec.port), sd, specs)
+
+
+def _lab_vars(ctx: services.LabContext) -> services.InventoryVars:
+    """lab.yml vars beyond connections: each host's ``aws:``, then the services' vars."""
+    assert ctx.aws is not None
+    aws = ctx.aws
+    found = services.InventoryVars(host_vars={n: {"aws": aws.host_aws(n)} for n in aws.instances})
+    return found.add(services.inventory_vars(ctx))
 
 
 def _merge_record(
@@ -185,15 +227,22 @@ def _ensure_running(
 def _down_locked(sd: pathlib.Path) -> list[str]:
     state = load_state(sd)
     live = _scan_sshds(sd)
-    if state is None and not live:
+    servers = moto_server.find(sd, state.aws if state else None)
+    if state is None and not live and not servers:
         return [f"no lab in {sd}"]
     port = state.port if state else 0
     recs = _known_records(sd, state or LabState(port=port), live)
     lines, stuck = _teardown(sd, port, recs, live)
+    aws_lines, aws_left = moto_server.stop(sd, servers)
+    lines += aws_lines
+    if aws_left:
+        stuck["moto server"] = aws_left
     lines += _unmount_leftovers(sd, [r.name for r in recs])
     if stuck:
         if state:  # keep only what is still running so a second `down` retries it
             state.hosts = {n: r for n, r in state.hosts.items() if n in stuck}
+            if not aws_left:
+                state.aws = None
             save_state(sd, state)
         raise _stuck_error(stuck)
     if remove_state(sd):

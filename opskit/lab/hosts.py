@@ -155,19 +155,11 @@ def launch(state_dir: pathlib.Path, rec: HostRecord, *, join_pid: int | None = N
         raise LabError(f"could not launch sshd of {rec.name}", hint=_log_hint(state_dir, rec.name))
 
 
-def _read_pid(path: pathlib.Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
 def _ready_pid(state_dir: pathlib.Path, name: str) -> tuple[int | None, bool]:
     """(launch pid, listening): sshd writes its PidFile only once it has bound its address."""
     hdir = host_dir(state_dir, name)
-    pid = _read_pid(hdir / "launch.pid")
-    return pid, pid is not None and _read_pid(hdir / "sshd.pid") == pid
+    pid = procs.read_pid_file(hdir / "launch.pid")
+    return pid, pid is not None and procs.read_pid_file(hdir / "sshd.pid") == pid
 
 
 def wait_ready(state_dir: pathlib.Path, recs: Sequence[HostRecord], timeout: float) -> None:

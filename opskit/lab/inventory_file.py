@@ -3,6 +3,12 @@
 Every group (lb, app, db > pg_primary/pg_replica, redis > redis_master/redis_replica) is
 always present, empty when the lab is too small to have such a host, so patterns and
 fabfile tasks can name a group without checking the lab's size first.
+
+Vars beyond the connection ones come from the lab (each host's ``aws:``) and its services
+(e.g. ``deploy:`` of ``app``): group vars go under their group, host vars under
+``all.hosts.<name>`` (every mention's vars are merged), so the group sections keep only
+addresses. ``all.hosts`` lists hosts in the groups' order, since a host's first mention sets
+its place in the inventory.
 """
 
 from __future__ import annotations
@@ -16,11 +22,19 @@ import yaml
 
 from opskit.lab import keys
 from opskit.lab.layout import ROLES, SUBGROUPS, HostSpec
+from opskit.lab.services import InventoryVars
 
 HEADER = "# Written by `opskit lab up` -- the local lab fleet. Do not edit; it is regenerated.\n"
 
 
-def render(specs: Sequence[HostSpec], *, port: int, state_dir: pathlib.Path) -> dict[str, Any]:
+def render(
+    specs: Sequence[HostSpec],
+    *,
+    port: int,
+    state_dir: pathlib.Path,
+    extra: InventoryVars | None = None,
+) -> dict[str, Any]:
+    extra = extra or InventoryVars()
     known = keys.known_hosts(state_dir)
     all_vars = {
         "ansible_user": "root",
@@ -42,7 +56,26 @@ def render(specs: Sequence[HostSpec], *, port: int, state_dir: pathlib.Path) -> 
             }
         else:
             children[role] = _hosts(members)
-    return {"all": {"vars": all_vars, "children": children}}
+    for group, group_vars in extra.group_vars.items():
+        if group_vars:
+            _find_group(children, group)["vars"] = dict(group_vars)
+    top: dict[str, Any] = {"vars": all_vars, "children": children}
+    # Group order (lb, app, db, redis; growth order inside a role), as in ``children``.
+    names = [s.name for s in sorted(specs, key=lambda s: (ROLES.index(s.role), s.index))]
+    host_vars = {n: dict(extra.host_vars[n]) for n in names if extra.host_vars.get(n)}
+    if host_vars:
+        top["hosts"] = host_vars
+    return {"all": top}
+
+
+def _find_group(children: dict[str, Any], name: str) -> dict[str, Any]:
+    """The body of group ``name`` at any depth (a role, or a subgroup such as pg_primary)."""
+    if name in children:
+        return children[name]  # type: ignore[no-any-return]
+    for body in children.values():
+        if name in body.get("children", {}):
+            return body["children"][name]  # type: ignore[no-any-return]
+    raise KeyError(f"no group {name} in the lab inventory")
 
 
 def _hosts(specs: Any) -> dict[str, Any]:
@@ -50,11 +83,17 @@ def _hosts(specs: Any) -> dict[str, Any]:
 
 
 def write(
-    path: pathlib.Path, specs: Sequence[HostSpec], *, port: int, state_dir: pathlib.Path
+    path: pathlib.Path,
+    specs: Sequence[HostSpec],
+    *,
+    port: int,
+    state_dir: pathlib.Path,
+    extra: InventoryVars | None = None,
 ) -> pathlib.Path:
     """Write the inventory atomically (readers never see half a file); returns its path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = yaml.safe_dump(render(specs, port=port, state_dir=state_dir), sort_keys=False)
+    data = render(specs, port=port, state_dir=state_dir, extra=extra)
+    body = yaml.safe_dump(data, sort_keys=False, width=1000)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(HEADER + body)
     os.replace(tmp, path)

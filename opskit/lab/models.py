@@ -18,6 +18,8 @@ class LabHost:
     state_dir: pathlib.Path  # this host's dir: <state_dir>/hosts/<name>
     answering: bool = False  # TCP connect + SSH banner within 1 s
     services: dict[str, bool] = field(default_factory=dict)  # registered service -> healthy
+    # Services others start (the deploy starts gunicorn) -> serving; false = not deployed yet.
+    apps: dict[str, bool] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -30,7 +32,20 @@ class LabHost:
             "state_dir": str(self.state_dir),
             "answering": self.answering,
             "services": dict(self.services),
+            "apps": dict(self.apps),
         }
+
+
+@dataclass
+class AwsStatus:
+    """The lab's moto server."""
+
+    endpoint_url: str
+    pid: int | None  # None when it is not running
+    answering: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"endpoint_url": self.endpoint_url, "pid": self.pid, "answering": self.answering}
 
 
 @dataclass
@@ -39,6 +54,7 @@ class LabStatus:
     inventory_path: pathlib.Path | None  # None when there is no lab
     port: int | None
     hosts: list[LabHost] = field(default_factory=list)
+    aws: AwsStatus | None = None  # None when there is no lab
 
     @property
     def running(self) -> bool:
@@ -58,4 +74,5 @@ class LabStatus:
             "port": self.port,
             "running": self.running,
             "hosts": [h.to_dict() for h in self.hosts],
+            "aws": self.aws.to_dict() if self.aws else None,
         }

@@ -22,6 +22,16 @@ def _read(path: str) -> str | None:
         return None
 
 
+def read_pid_file(path: os.PathLike[str] | str) -> int | None:
+    """The pid in a pid file, or None if the file is missing or holds no number."""
+    try:
+        with open(path) as fh:
+            text = fh.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
 def alive(pid: int | None) -> bool:
     """True if ``pid`` runs and is not a zombie."""
     if not pid or pid <= 0:

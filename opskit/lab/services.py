@@ -9,6 +9,15 @@ it kills whatever is left in the host's namespace.
 
 Services run inside the host's namespace through ``ctx.run(host, argv)`` (nsenter), so they
 see the host's private /srv, /data and /etc/opskit-lab and its hostname.
+
+Optional members of a service (looked up with getattr, so plain classes need none of them):
+
+* ``start_timeout`` -- seconds for health() to turn true after start() (START_TIMEOUT);
+* ``wait_healthy = False`` -- someone else runs it (the deploy starts gunicorn): ``up``
+  calls start() to prepare the host but never waits, and status reports its health in
+  ``LabHost.apps`` (false = not deployed yet) instead of ``LabHost.services``;
+* ``prepare(ctx)`` -- once per ``up``, before lab.yml is written: lab-wide set-up (a repo);
+* ``inventory_vars(ctx) -> InventoryVars`` -- group and host vars it adds to lab.yml.
 """
 
 from __future__ import annotations
@@ -18,10 +27,11 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from opskit.errors import LabError
+from opskit.lab.aws_resources import AwsLab
 from opskit.lab.models import LabHost
 
 START_TIMEOUT = 30.0  # default seconds for a started service to report healthy
@@ -35,6 +45,7 @@ class LabContext:
     port: int
     hosts: list[LabHost]
     runner: Callable[[str, list[str]], subprocess.CompletedProcess[str]]
+    aws: AwsLab | None = None  # the lab's moto resources, once provisioned (during up)
 
     def run(self, host: LabHost | str, argv: list[str]) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` inside the host's namespace (no check; look at returncode)."""
@@ -62,6 +73,22 @@ class Service(Protocol):
     def health(self, host: LabHost, ctx: LabContext) -> bool: ...
 
 
+@dataclass
+class InventoryVars:
+    """Vars a service (or the lab itself) adds to lab.yml: per group and per host."""
+
+    group_vars: dict[str, dict[str, Any]] = field(default_factory=dict)
+    host_vars: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, other: InventoryVars) -> InventoryVars:
+        """Merge ``other`` in (its keys win); returns self."""
+        for mine, theirs in ((self.group_vars, other.group_vars),
+                             (self.host_vars, other.host_vars)):  # fmt: skip
+            for name, values in theirs.items():
+                mine.setdefault(name, {}).update(values)
+        return self
+
+
 _REGISTRY: dict[str, Service] = {}
 
 
@@ -85,6 +112,29 @@ def hosts_for(service: Service, hosts: Sequence[LabHost]) -> list[LabHost]:
     return [h for h in hosts if set(service.roles) & set(h.groups)]
 
 
+def waits(service: Service) -> bool:
+    """False for services others start (``wait_healthy = False``): up never waits on them."""
+    return bool(getattr(service, "wait_healthy", True))
+
+
+def prepare_all(ctx: LabContext) -> None:
+    """Call each service's optional ``prepare(ctx)`` (if it has hosts in this lab)."""
+    for service in registered():
+        prepare = getattr(service, "prepare", None)
+        if prepare is not None and hosts_for(service, ctx.hosts):
+            prepare(ctx)
+
+
+def inventory_vars(ctx: LabContext) -> InventoryVars:
+    """The group and host vars every service with hosts in this lab adds to lab.yml."""
+    found = InventoryVars()
+    for service in registered():
+        contribute = getattr(service, "inventory_vars", None)
+        if contribute is not None and hosts_for(service, ctx.hosts):
+            found.add(contribute(ctx))
+    return found
+
+
 def start_all(ctx: LabContext) -> list[str]:
     """Start every registered service where it is not healthy yet; one line per start."""
     lines: list[str] = []
@@ -92,12 +142,17 @@ def start_all(ctx: LabContext) -> list[str]:
         targets = [h for h in hosts_for(service, ctx.hosts) if not _healthy(service, h, ctx)]
         with ThreadPoolExecutor(max_workers=min(8, len(targets) or 1)) as pool:
             list(pool.map(lambda h, s=service: _start_one(s, h, ctx), targets))
-        lines += [f"started {service.name} on {h.name}" for h in targets]
+        if waits(service):
+            lines += [f"started {service.name} on {h.name}" for h in targets]
+        else:
+            lines += [f"prepared {service.name} on {h.name}" for h in targets]
     return lines
 
 
 def _start_one(service: Service, host: LabHost, ctx: LabContext) -> None:
     service.start(host, ctx)
+    if not waits(service):
+        return
     deadline = time.monotonic() + float(getattr(service, "start_timeout", START_TIMEOUT))
     while not _healthy(service, host, ctx):
         if time.monotonic() > deadline:
@@ -122,7 +177,19 @@ def stop_all(ctx: LabContext, hosts: Sequence[LabHost]) -> list[str]:
 
 
 def health_of(host: LabHost, ctx: LabContext) -> dict[str, bool]:
-    return {s.name: _healthy(s, host, ctx) for s in registered() if hosts_for(s, [host])}
+    """Health of the services the lab runs on ``host`` (LabHost.services)."""
+    return {
+        s.name: _healthy(s, host, ctx) for s in registered() if waits(s) and hosts_for(s, [host])
+    }
+
+
+def apps_of(host: LabHost, ctx: LabContext) -> dict[str, bool]:
+    """Health of the services others start on ``host`` (LabHost.apps; false = not deployed)."""
+    return {
+        s.name: _healthy(s, host, ctx)
+        for s in registered()
+        if not waits(s) and hosts_for(s, [host])
+    }
 
 
 def _healthy(service: Service, host: LabHost, ctx: LabContext) -> bool:

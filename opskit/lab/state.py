@@ -1,7 +1,8 @@
 """Where the lab keeps its state: the state directory, ``state.json`` and a lock.
 
 ``state.json`` is the lab's memory of what ``up`` started (pid, mount-namespace inode,
-address, port, start time per host), so ``down`` can stop exactly that and nothing else.
+address, port, start time per host; the moto server's pid and port), so ``down`` can stop
+exactly that and nothing else.
 """
 
 from __future__ import annotations
@@ -51,10 +52,20 @@ class HostRecord:
 
 
 @dataclass
+class AwsServerRecord:
+    """The lab's moto server process (one per lab, on 127.0.0.1:port)."""
+
+    pid: int | None
+    port: int
+    started_at: float | None = None
+
+
+@dataclass
 class LabState:
     port: int
     inventory_path: str | None = None
     hosts: dict[str, HostRecord] = field(default_factory=dict)
+    aws: AwsServerRecord | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +73,7 @@ class LabState:
             "port": self.port,
             "inventory_path": self.inventory_path,
             "hosts": {name: asdict(rec) for name, rec in self.hosts.items()},
+            "aws": asdict(self.aws) if self.aws else None,
         }
 
 
@@ -82,7 +94,10 @@ def load_state(state_dir: pathlib.Path) -> LabState | None:
             hint=f"stop any lab processes by hand, then remove {path}",
         ) from exc
     hosts = {name: HostRecord(**rec) for name, rec in raw.get("hosts", {}).items()}
-    return LabState(port=raw["port"], inventory_path=raw.get("inventory_path"), hosts=hosts)
+    aws = AwsServerRecord(**raw["aws"]) if raw.get("aws") else None  # absent in older files
+    return LabState(
+        port=raw["port"], inventory_path=raw.get("inventory_path"), hosts=hosts, aws=aws
+    )
 
 
 def save_state(state_dir: pathlib.Path, state: LabState) -> None:

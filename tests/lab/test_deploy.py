@@ -1,0 +1,254 @@
+"""`opskit deploy` on the real lab: gunicorn on every app host, HUP reloads, ELB on moto.
+
+The module grows the session lab to 14 hosts (8 of them app hosts) and shrinks it back after.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+
+import opskit.lab as labmod
+from opskit.lab import LabStatus
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY_HOSTS = 14  # the lab's growth order gives 8 app hosts at 14
+
+
+def opskit(inv: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "opskit", "-i", str(inv), *args],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          timeout=timeout, cwd=ROOT)
+
+
+def run_json(inv: Path, *args: str) -> tuple[int, dict]:
+    proc = opskit(inv, "--json", *args)
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"not JSON: {proc.stdout!r} {proc.stderr!r}") from None
+
+
+def deploy(inv: Path, ref: str, *args: str) -> tuple[int, dict]:
+    return run_json(inv, "deploy", "--ref", ref, "--yes", *args)
+
+
+@pytest.fixture(scope="module")
+def fleet(lab: LabStatus, lab_params: dict) -> Iterator[LabStatus]:
+    grown = labmod.up(**{**lab_params, "hosts": DEPLOY_HOSTS})
+    try:
+        yield grown
+    finally:
+        inv = Path(lab_params["inventory_path"])
+        opskit(inv, "exec", "-l", "app", "--yes", "--",
+               "kill $(cat /srv/sample/shared/pids/gunicorn.pid 2>/dev/null) 2>/dev/null;"
+               " rm -rf /srv/sample")
+        labmod.up(**lab_params)
+
+
+@pytest.fixture()
+def journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "journal.jsonl"
+    monkeypatch.setenv("OPSKIT_JOURNAL", str(path))
+    return path
+
+
+def app_hosts(status: LabStatus) -> list:
+    return [h for h in status.hosts if "app" in h.groups]
+
+
+def served(address: str) -> dict:
+    port = labmod.app_port(int(os.environ.get("OPSKIT_LAB_TEST_PORT", "2322")))
+    with urllib.request.urlopen(f"http://{address}:{port}/", timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def host_state(inv: Path) -> dict[str, dict[str, str]]:
+    """current symlink and master pid of every app host, read over SSH."""
+    code, doc = run_json(inv, "exec", "-l", "app", "--yes", "--",
+                         "readlink /srv/sample/current; cat /srv/sample/shared/pids/gunicorn.pid")
+    assert code == 0, doc
+    out = {}
+    for h in doc["hosts"]:
+        link, pid = h["stdout"].split()
+        out[h["host"]] = {"current": os.path.basename(link), "pid": pid}
+    return out
+
+
+def test_deploy_to_8_app_hosts_then_hup_reload(fleet: LabStatus, journal: Path) -> None:
+    inv = fleet.inventory_path
+    apps = app_hosts(fleet)
+    assert len(apps) == 8
+    code, first = deploy(inv, "v1", "--batch", "100%")
+    assert code == 0, first
+    r1 = first["artifact"]["release"]
+    assert all(h["deploy"]["reload"]["method"] == "start" for h in first["hosts"])
+    before = host_state(inv)
+    assert {v["current"] for v in before.values()} == {r1}
+    code, second = deploy(inv, "v2")
+    assert code == 0, second
+    r2 = second["artifact"]["release"]
+    after = host_state(inv)
+    for h in apps:
+        assert served(h.address)["release"] == r2
+        assert served(h.address)["host"] == h.name
+        assert after[h.name]["current"] == r2
+        assert after[h.name]["pid"] == before[h.name]["pid"]  # HUP: same master, no restart
+    reloads = {h["host"]: h["deploy"]["reload"] for h in second["hosts"]}
+    assert all(r["method"] == "hup" and r["master_pid_before"] == r["master_pid_after"]
+               for r in reloads.values())
+    assert len(second["batches"]) == 5 and second["batches"][0] == [apps[0].name]
+    entries = [json.loads(x) for x in journal.read_text().splitlines()]
+    deploys = [e for e in entries if e["command"] == "deploy"]
+    assert len(deploys) == 2  # one entry per deploy (the exec entries are the test's reads)
+    assert deploys[1]["details"]["release"] == r2 and len(deploys[1]["outcomes"]) == 8
+
+
+def test_broken_release_stops_at_canary_and_rolls_it_back(fleet: LabStatus) -> None:
+    inv = fleet.inventory_path
+    good = host_state(inv)
+    code, doc = deploy(inv, "broken", "--batch", "1,100%")
+    assert code == 2 and doc["stopped_after_batch"] == 1
+    canary = doc["batches"][0][0]
+    by_host = {h["host"]: h for h in doc["hosts"]}
+    assert by_host[canary]["status"] == "failed"
+    assert "health check" in by_host[canary]["error"]
+    assert "rolled back to" in by_host[canary]["error"]
+    assert all(by_host[n]["status"] == "skipped" for n in doc["batches"][1])
+    bad_release = doc["artifact"]["release"]
+    now = host_state(inv)
+    for h in app_hosts(fleet):
+        assert now[h.name]["current"] == good[h.name]["current"] != bad_release
+        assert served(h.address)["release"] == good[h.name]["current"]
+    code, out = run_json(inv, "exec", "-l", canary, "--yes", "--", "ls /srv/sample/releases")
+    assert bad_release not in out["hosts"][0]["stdout"]
+
+
+def test_failing_install_leaves_current_untouched(fleet: LabStatus, tmp_path: Path) -> None:
+    data = yaml.safe_load(fleet.inventory_path.read_text())
+    app_group = data["all"]["children"]["app"]
+    app_group["vars"]["deploy"]["install"] = "echo 'wheel missing' >&2; exit 4"
+    inv = tmp_path / "install-fails.yml"
+    inv.write_text(yaml.safe_dump(data))
+    target = app_hosts(fleet)[1].name
+    before = host_state(fleet.inventory_path)[target]
+    code, doc = deploy(inv, "v1", "-l", target)
+    assert code == 2 and "install step failed" in doc["hosts"][0]["error"]
+    assert "wheel missing" in doc["hosts"][0]["stderr"]
+    assert host_state(fleet.inventory_path)[target] == before
+
+
+def test_dry_run_changes_nothing(fleet: LabStatus) -> None:
+    inv = fleet.inventory_path
+    listing = "find /srv/sample -printf '%p %y %l %T@\\n' | sort"
+
+    def tree() -> dict[str, str]:
+        code, doc = run_json(inv, "exec", "-l", "app", "--yes", "--", listing)
+        assert code == 0
+        return {h["host"]: h["stdout"] for h in doc["hosts"]}
+
+    before = tree()
+    proc = opskit(inv, "deploy", "--ref", "v1", "--dry-run", "--batch", "1,5,25%")
+    assert proc.returncode == 0, proc.stderr
+    assert "dry run" in proc.stdout and "deregister+drain" in proc.stdout
+    assert tree() == before
+
+
+def _elb(inv: Path) -> tuple[object, str, dict[str, str]]:
+    data = yaml.safe_load(inv.read_text())
+    tg = data["all"]["children"]["app"]["vars"]["deploy"]["target_group_arn"]
+    aws = {n: v["aws"] for n, v in data["all"]["hosts"].items()}
+    any_aws = next(iter(aws.values()))
+    client = boto3.client("elbv2", endpoint_url=any_aws["endpoint_url"], region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    return client, tg, {n: v["instance_id"] for n, v in aws.items()}
+
+
+def test_elb_deregistered_during_deploy_and_registered_after(fleet: LabStatus,
+                                                             tmp_path: Path) -> None:
+    client, tg, ids = _elb(fleet.inventory_path)
+    target = app_hosts(fleet)[2].name
+    data = yaml.safe_load(fleet.inventory_path.read_text())
+    data["all"]["children"]["app"]["vars"]["deploy"]["install"] = "sleep 1.5"
+    inv = tmp_path / "slow-install.yml"
+    inv.write_text(yaml.safe_dump(data))
+
+    def state() -> str:
+        d = client.describe_target_health(TargetGroupArn=tg, Targets=[{"Id": ids[target]}])
+        return d["TargetHealthDescriptions"][0]["TargetHealth"]["State"]
+
+    assert state() == "healthy"
+    seen: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.append(state())
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        code, doc = deploy(inv, "v2", "-l", target)
+    finally:
+        done.set()
+        watcher.join()
+    assert code == 0, doc
+    assert "unused" in seen  # out of the target group while its deploy ran
+    assert state() == "healthy"  # and back in after
+    d = doc["hosts"][0]["deploy"]
+    assert d["elb_out"]["deregistered"] and d["elb_in"]["registered"]
+    others = [n for n in ids if n != target and n.startswith("app")]
+    health = client.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]
+    registered = {t["Target"]["Id"] for t in health}
+    assert all(ids[n] in registered for n in others)
+
+
+def test_unreachable_host_is_reported_and_others_finish(fleet: LabStatus, lab_params: dict,
+                                                        journal: Path) -> None:
+    inv = fleet.inventory_path
+    victim = app_hosts(fleet)[3].name
+    pid = labmod.host_pid(victim, state_dir=fleet.state_dir)
+    assert pid
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.3)
+    try:
+        code, doc = deploy(inv, "v1", "--batch", "100%", "--connect-timeout", "3")
+        assert code == 3
+        status = {h["host"]: h["status"] for h in doc["hosts"]}
+        assert status.pop(victim) == "unreachable"
+        assert set(status.values()) == {"ok"}
+        entry = json.loads(journal.read_text().splitlines()[-1])
+        assert entry["outcomes"][victim]["status"] == "unreachable"
+    finally:
+        labmod.up(**{**lab_params, "hosts": DEPLOY_HOSTS})
+
+
+def test_rollback_and_releases_drift(fleet: LabStatus, journal: Path) -> None:
+    inv = fleet.inventory_path
+    apps = app_hosts(fleet)
+    state = host_state(inv)
+    releases_doc = run_json(inv, "releases")[1]
+    majority, drift_before = releases_doc["majority"], releases_doc["drift"]
+    one = next(h.name for h in apps if h.name not in drift_before)
+    code, doc = run_json(inv, "rollback", "-l", one, "--yes")
+    assert code == 0, doc
+    went_to = doc["hosts"][0]["value"]["to"]
+    assert went_to != state[one]["current"]
+    assert served(fleet.host(one).address)["release"] == went_to
+    code, doc = run_json(inv, "releases")
+    # (a host that was unreachable during an earlier deploy is drift already)
+    assert doc["majority"] == majority and set(doc["drift"]) == {one, *drift_before}
+    assert json.loads(journal.read_text().splitlines()[-1])["command"] == "rollback"

@@ -252,3 +252,26 @@ def test_rollback_and_releases_drift(fleet: LabStatus, journal: Path) -> None:
     # (a host that was unreachable during an earlier deploy is drift already)
     assert doc["majority"] == majority and set(doc["drift"]) == {one, *drift_before}
     assert json.loads(journal.read_text().splitlines()[-1])["command"] == "rollback"
+
+
+def test_fab_tasks_call_the_same_library(fleet: LabStatus, journal: Path) -> None:
+    fab = str(Path(sys.executable).parent / "fab")
+    inv = str(fleet.inventory_path)
+    target = app_hosts(fleet)[4].name
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([fab, *args], capture_output=True, text=True, cwd=ROOT,
+                              timeout=180, stdin=subprocess.DEVNULL)
+
+    proc = run("deploy", "--inventory", inv, "--limit", target, "--ref", "v2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    entry = json.loads(journal.read_text().splitlines()[-1])
+    assert entry["command"] == "fab deploy" and entry["outcomes"][target]["status"] == "ok"
+    release = entry["details"]["release"]
+    assert served(fleet.host(target).address)["release"] == release
+    proc = run("releases", "--inventory", inv, "--limit", target)
+    assert proc.returncode == 0 and release in proc.stdout
+    proc = run("rollback", "--inventory", inv, "--limit", target)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert served(fleet.host(target).address)["release"] != release
+    assert json.loads(journal.read_text().splitlines()[-1])["command"] == "fab rollback"

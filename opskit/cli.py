@@ -17,6 +17,7 @@ from opskit.commands import (
     lab,
     releases,
     rollback,
+    snapshot,
 )
 from opskit.commands.options import AppContext, shared_options
 
@@ -39,7 +40,8 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(AppContext)
 
 
-for module in (inventory, exec_, deploy, rollback, releases, journal, lab, completion):
+for module in (inventory, exec_, deploy, rollback, releases, snapshot, journal, lab,
+               completion):
     cli.add_command(module.command)
 
 

@@ -25,7 +25,8 @@ from opskit.inventory import Host
 from opskit.session import Interrupted, Session, StepFailed, StepTimedOut
 
 OK, FAILED, UNREACHABLE, TIMEOUT, SKIPPED = "ok", "failed", "unreachable", "timeout", "skipped"
-STATUSES = (OK, FAILED, UNREACHABLE, TIMEOUT, SKIPPED)
+REFUSED = "refused"  # a per-host safety check said no; nothing was changed on that host
+STATUSES = (OK, FAILED, REFUSED, UNREACHABLE, TIMEOUT, SKIPPED)
 
 HostFn = Callable[[Session], Any]
 
@@ -71,6 +72,8 @@ class FleetResult:
             return errors.EXIT_INTERRUPTED
         if counts[FAILED] or counts[TIMEOUT]:
             return errors.EXIT_FAILED
+        if counts[REFUSED]:
+            return errors.EXIT_REFUSED
         if counts[UNREACHABLE]:
             return errors.EXIT_UNREACHABLE
         return errors.EXIT_OK
@@ -168,6 +171,8 @@ def _attempt(
     except StepFailed as exc:
         res.status, res.error = FAILED, str(exc)
         res.exit_status = exc.exit_status
+    except errors.SafetyError as exc:
+        res.status, res.error, res.hint = REFUSED, exc.message, exc.hint
     except StepTimedOut as exc:
         res.status, res.error = TIMEOUT, str(exc)
     except Interrupted as exc:

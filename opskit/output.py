@@ -24,6 +24,7 @@ from opskit.errors import OpskitError
 STATUS_STYLE = {
     "ok": "green",
     "failed": "bold red",
+    "refused": "bold red",
     "unreachable": "bold magenta",
     "timeout": "bold yellow",
     "skipped": "dim",
@@ -36,6 +37,7 @@ class Environment:
 
     json: bool = False
     verbose: bool = False
+    quiet_success: bool = False  # cron: print nothing when everything went well
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
     stdin_isatty: bool = field(default_factory=lambda: sys.stdin is not None and sys.stdin.isatty())

@@ -22,7 +22,9 @@ from fabric import Connection
 from invoke import Context
 from invoke.exceptions import CommandTimedOut, UnexpectedExit
 
+from opskit import process
 from opskit.inventory import Host
+from opskit.process import HostProcess
 
 TAIL_CHARS = 4000
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -132,6 +134,11 @@ class Session:
             self.conn.put(local, remote)
         else:
             shutil.copyfile(local, remote)
+
+    def start(self, argv: Sequence[str]) -> HostProcess:
+        """Start a program (every argument quoted) to talk to over stdin/stdout."""
+        self._check_stop()
+        return process.start(self.conn, shlex.join(str(a) for a in argv))
 
     def _check_stop(self) -> None:
         if self.stop.is_set() and not self.finishing:

@@ -1,0 +1,118 @@
+"""``opskit snapshot``: consistent EBS snapshots of RAID-backed mounts (create, list, ...)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import click
+
+from opskit import journal, lock
+from opskit.commands.options import (
+    AppContext,
+    confirm,
+    dry_run_option,
+    pass_app,
+    shared_options,
+    yes_option,
+)
+from opskit.commands.render import render_fleet_result
+from opskit.errors import EXIT_BAD_INPUT, EXIT_OK, UsageError
+from opskit.fleet import HostResult
+from opskit.output import STATUS_STYLE, Environment
+from opskit.snapshot import config as snap_config
+from opskit.snapshot import create as snap_create
+
+
+@click.group("snapshot", epilog="""\b
+Examples:
+  opskit snapshot create -l db --mount /data --yes
+  opskit snapshot create -l pg_primary --cron      # from cron: quiet, locked, journaled
+""")
+def command() -> None:
+    """EBS snapshots of a mount's RAID members, taken under one guarded XFS freeze."""
+
+
+def _parse_tags(values: tuple[str, ...]) -> dict[str, str]:
+    tags = {}
+    for v in values:
+        key, sep, val = v.partition("=")
+        if not sep or not key or key.startswith(("opskit:", "aws:")):
+            raise UsageError(f"bad --tag {v!r}", hint="--tag KEY=VALUE (not opskit:/aws: keys)")
+        tags[key] = val
+    return tags
+
+
+@command.command("create", epilog="""\b
+Examples:
+  opskit snapshot create -l db1 --mount /data --yes
+  opskit snapshot create -l 'db:&pg_replica' --tag reason=pre-upgrade --yes
+  opskit snapshot create -l pg_primary --cron --freeze-timeout 20
+""")
+@click.option("--mount", metavar="PATH", help="Mount point to snapshot (default: the host's "
+              "snapshot.mount). Example: --mount /data")
+@click.option("--tag", "tags", multiple=True, metavar="K=V",
+              help="Extra tag on every snapshot of the set. Example: --tag reason=pre-upgrade")
+@click.option("--freeze-timeout", type=float, metavar="S",
+              help="Thaw after S seconds whatever happens (default 30). Example: "
+              "--freeze-timeout 20")
+@click.option("--retention", metavar="CLASS", help="Retention class tag (default: the host's "
+              "snapshot.retention or 'default'). Example: --retention hourly")
+@click.option("--cron", is_flag=True, help="For cron: no prompts, no colour, a lock against "
+              "overlapping runs, quiet on success. Example: --cron")
+@dry_run_option
+@yes_option
+@shared_options
+@pass_app
+def create(app: AppContext, mount: str | None, tags: tuple[str, ...],
+           freeze_timeout: float | None, retention: str | None, cron: bool, dry_run: bool,
+           yes: bool) -> int:
+    """Freeze MOUNT on each selected host, snapshot all its EBS members in one call, thaw.
+
+    Exit status: 0 ok, 2 some host failed, 3 some unreachable, 4 refused (e.g. a member
+    volume that cannot be mapped, or another --cron run holding the lock).
+    """
+    env = app.env
+    if cron:
+        env.quiet_success = True
+    extra = _parse_tags(tags)
+    hosts = app.select()
+    cfgs = {h.name: snap_config.load(h, mount, freeze_timeout, retention) for h in hosts}
+    if dry_run:
+        plan = [{"host": h.name, "mount": c.mount, "instance_id": c.instance_id,
+                 "freeze_timeout": c.freeze_timeout, "pre_freeze": list(c.pre_freeze)}
+                for h, c in ((h, cfgs[h.name]) for h in hosts)]
+        if env.json:
+            env.emit_json({"dry_run": True, "plan": plan})
+        else:
+            env.line(f"dry run: would freeze and snapshot {len(hosts)} hosts:")
+            env.table(("host", "mount", "instance", "freeze timeout"),
+                      [(p["host"], p["mount"], p["instance_id"], p["freeze_timeout"])
+                       for p in plan])
+        return EXIT_OK
+    if not confirm(app, f"Freeze and snapshot {len(hosts)} hosts?", yes or cron):
+        env.line("cancelled; nothing was changed")
+        return EXIT_BAD_INPUT
+    held = lock.exclusive("snapshot") if cron else contextlib.nullcontext()
+    with held, env.progress(len(hosts), "snapshot") as observer:
+        observer.on_finish.append(lambda r: _render_host(env, r))
+        result = snap_create.create(hosts, cfgs, extra, app.run_options(), observer)
+    journal.record_fleet("snapshot create", app.argv, result, details={
+        "sets": {r.host: r.value["set_id"] for r in result.results if r.value},
+        "cron": cron})
+    if not (cron and result.exit_code == 0):
+        render_fleet_result(env, result, extra={})
+    return result.exit_code
+
+
+def _render_host(env: Environment, r: HostResult) -> None:
+    if env.quiet_success and r.status == "ok":
+        return
+    v = r.value if isinstance(r.value, dict) else {}
+    if v:
+        env.line(f"{r.host} | {r.status} | set {v['set_id']} | {len(v['snapshots'])} snapshots"
+                 f" | frozen {v['freeze_ms']:.0f} ms ({v['method']})",
+                 style=STATUS_STYLE.get(r.status))
+    else:
+        env.line(f"{r.host} | {r.status} | {r.error}", style=STATUS_STYLE.get(r.status))
+        if r.hint:
+            env.line(f"  hint: {r.hint}", style="yellow")

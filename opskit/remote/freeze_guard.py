@@ -1,0 +1,109 @@
+"""Run on a target host (stdlib only): freeze a filesystem, thaw no matter what.
+
+argv: MOUNT TIMEOUT_SECONDS
+Protocol on stdout (one line each): "FROZEN" once frozen; "THAWED <reason> <window_ms>" after.
+Thaws on the first of: a line "THAW" on stdin; EOF on stdin (the SSH connection or opskit
+died); TIMEOUT; SIGTERM/SIGHUP/SIGINT. A watchdog child, in its own session, also thaws when
+this process dies in any way (even SIGKILL: its end of a pipe closes) or at the deadline.
+Exit 0 after a clean freeze+thaw; 3 refused (/, not a mount point, not freezable); 4 freeze
+failed; 5 thaw failed (the filesystem may still be frozen: say so loudly).
+"""
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+
+def say(line):
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def is_mount_point(path):
+    with open("/proc/self/mountinfo") as fh:
+        return any(line.split()[4] == path for line in fh)
+
+
+def run(argv):
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+    return proc.returncode, proc.stdout.strip()
+
+
+def thaw(mount):
+    code, out = run(["fsfreeze", "-u", mount])
+    # "Invalid argument": not frozen (already thawed by the other side): fine.
+    return code == 0 or "Invalid argument" in out
+
+
+def watchdog(mount, deadline, pipe_r):
+    """In a child: wait for the guard to say "done" or die, or for the deadline; then thaw."""
+    os.setsid()
+    # Let go of the SSH channel's pipes: the session must end when the guard does.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    left = max(0.0, deadline - time.monotonic())
+    ready, _, _ = select.select([pipe_r], [], [], left)
+    if ready and os.read(pipe_r, 16) == b"done":
+        os._exit(0)
+    thaw(mount)
+    os._exit(0)
+
+
+def main():
+    mount, timeout = os.path.realpath(sys.argv[1]), float(sys.argv[2])
+    if mount == "/":
+        say("REFUSED freezing / would block the whole host")
+        return 3
+    if not is_mount_point(mount):
+        say(f"REFUSED {mount} is not a mount point")
+        return 3
+    os.sync()  # flush dirty pages first, so the freeze itself is short
+    deadline = time.monotonic() + timeout
+    pipe_r, pipe_w = os.pipe()
+    if os.fork() == 0:
+        os.close(pipe_w)
+        watchdog(mount, deadline, pipe_r)
+    os.close(pipe_r)
+    stop = []
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda s, f: stop.append("signal"))
+    code, out = run(["fsfreeze", "-f", mount])
+    if code != 0:
+        os.write(pipe_w, b"done")
+        say(f"FAILED fsfreeze -f {mount}: {out}")
+        return 4
+    frozen_at = time.monotonic()
+    say("FROZEN")
+    reason = "timeout"
+    while not stop:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        ready, _, _ = select.select([sys.stdin], [], [], min(left, 0.5))
+        if ready:
+            line = sys.stdin.readline()
+            if not line:
+                reason = "eof"
+                break
+            if line.strip() == "THAW":
+                reason = "asked"
+                break
+    if stop:
+        reason = "signal"
+    ok = thaw(mount)
+    window_ms = (time.monotonic() - frozen_at) * 1000
+    if ok:
+        os.write(pipe_w, b"done")
+    say(f"THAWED {reason} {window_ms:.1f}" if ok else f"THAWFAILED {mount}")
+    return 0 if ok else 5
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""EBS snapshot sets of RAID mounts: create, group, list and prune."""

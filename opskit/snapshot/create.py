@@ -1,0 +1,154 @@
+"""``snapshot create``: one consistent set of EBS snapshots of every member of a mount.
+
+Per host: discover the members -> pre-freeze hooks -> sync + freeze (guarded) -> ONE
+CreateSnapshots call for the instance (boot volume and non-member volumes excluded) -> thaw
+-> tag each snapshot with its member index. Where CreateSnapshots is refused, one
+CreateSnapshot per member is the fallback (still inside the same freeze).
+"""
+
+from __future__ import annotations
+
+import getpass
+import secrets
+import socket
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from opskit import __version__, aws, fleet
+from opskit.errors import SafetyError
+from opskit.fleet import FleetResult, Observer, RunOptions
+from opskit.inventory import Host
+from opskit.session import Session, StepFailed
+from opskit.snapshot import discovery
+from opskit.snapshot.config import SnapshotConfig
+from opskit.snapshot.freeze import frozen
+
+TAG = "opskit:"
+REFUSED_CODES = ("UnsupportedOperation", "InvalidParameterValue", "InvalidParameterCombination")
+
+
+def set_id(host: str, mount: str, now: datetime) -> str:
+    slug = mount.strip("/").replace("/", "-") or "root"
+    return f"{host}-{slug}-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
+
+
+def _tags(cfg: SnapshotConfig, host: str, layout: discovery.Layout, sid: str, now: datetime,
+          extra: dict[str, str]) -> list[dict[str, str]]:
+    tags = {
+        f"{TAG}set-id": sid, f"{TAG}host": host, f"{TAG}mount": cfg.mount,
+        f"{TAG}array": layout.array or layout.device, f"{TAG}members": str(len(layout.volumes)),
+        f"{TAG}created": now.strftime("%Y-%m-%dT%H:%M:%SZ"), f"{TAG}retention": cfg.retention,
+        f"{TAG}created-by": f"opskit {__version__} {getpass.getuser()}@{socket.gethostname()}",
+        "Name": f"{host}:{cfg.mount} {now:%Y-%m-%d %H:%M}Z",
+        **extra,
+    }
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def _instance_volumes(ec2: Any, instance_id: str) -> tuple[str | None, list[str]]:
+    """(boot volume, all attached volume ids) of the instance."""
+    resp = ec2.describe_instances(InstanceIds=[instance_id])
+    inst = resp["Reservations"][0]["Instances"][0]
+    root = inst.get("RootDeviceName")
+    boot, attached = None, []
+    for m in inst.get("BlockDeviceMappings", []):
+        vol = m.get("Ebs", {}).get("VolumeId")
+        if vol:
+            attached.append(vol)
+            if m.get("DeviceName") == root:
+                boot = vol
+    return boot, attached
+
+
+def _snapshot_call(ec2: Any, instance_id: str, layout: discovery.Layout, exclude: list[str],
+                   tags: list[dict[str, str]]) -> tuple[str, dict[str, str]]:
+    """Inside the freeze: (method, volume id -> snapshot id)."""
+    spec = [{"ResourceType": "snapshot", "Tags": tags}]
+    try:
+        resp = ec2.create_snapshots(
+            InstanceSpecification={"InstanceId": instance_id, "ExcludeBootVolume": True,
+                                   **({"ExcludeDataVolumeIds": exclude} if exclude else {})},
+            Description=f"opskit {layout.mount}", TagSpecifications=spec,
+        )
+        return "CreateSnapshots", {s["VolumeId"]: s["SnapshotId"] for s in resp["Snapshots"]}
+    except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        if code not in REFUSED_CODES:
+            raise
+    made = {}
+    for vol in layout.volumes:
+        snap = ec2.create_snapshot(VolumeId=vol, Description=f"opskit {layout.mount}",
+                                   TagSpecifications=spec)
+        made[vol] = snap["SnapshotId"]
+    return "CreateSnapshot per volume", made
+
+
+def _aws_step(what: str, fn: Any) -> Any:
+    try:
+        return fn()
+    except Exception as exc:
+        if not aws.is_boto_error(exc):
+            raise
+        message, _ = aws.explain(exc)
+        raise StepFailed(f"{what}: {message}") from None
+
+
+class _CreateOnHost:
+    def __init__(self, cfgs: dict[str, SnapshotConfig], extra_tags: dict[str, str]) -> None:
+        self.cfgs, self.extra_tags = cfgs, extra_tags
+
+    def __call__(self, s: Session) -> dict[str, Any]:
+        cfg = self.cfgs[s.host.name]
+        if not cfg.instance_id:
+            raise SafetyError(f"{s.host.name}: no aws.instance_id in the inventory",
+                              hint="the EC2 inventory source sets it; or add aws.instance_id")
+        layout = discovery.discover(s, cfg)
+        ec2 = aws.client("ec2", cfg.aws)
+        boot, attached = _aws_step("describe the instance",
+                                   lambda: _instance_volumes(ec2, cfg.instance_id))
+        unknown = [v for v in layout.volumes if v not in attached]
+        if unknown:
+            raise SafetyError(f"{s.host.name}: {', '.join(unknown)} not attached to "
+                              f"{cfg.instance_id}", hint="check snapshot.volumes / aws.instance_id")
+        exclude = [v for v in attached if v not in layout.volumes and v != boot]
+        for hook in cfg.pre_freeze:
+            s.run(hook)
+        now = datetime.now(timezone.utc)
+        sid = set_id(s.host.name, cfg.mount, now)
+        tags = _tags(cfg, s.host.name, layout, sid, now, self.extra_tags)
+        t0 = time.monotonic()
+        with frozen(s, cfg.mount, cfg.freeze_timeout) as window:
+            method, made = _aws_step("snapshot", lambda: _snapshot_call(
+                ec2, cfg.instance_id, layout, exclude, tags))
+        call_ms = (time.monotonic() - t0) * 1000
+        return self._finish(s, ec2, layout, sid, method, made, window.ms, call_ms)
+
+    def _finish(self, s: Session, ec2: Any, layout: discovery.Layout, sid: str, method: str,
+                made: dict[str, str], window_ms: float | None, call_ms: float) -> dict[str, Any]:
+        # After the thaw: tag members, and never leave a partial set looking complete.
+        stray = [snap for vol, snap in made.items() if vol not in layout.volumes]
+        missing = [v for v in layout.volumes if v not in made]
+        for snap in stray:  # e.g. a data volume the API did not exclude
+            _aws_step("delete a non-member snapshot", lambda snap=snap: ec2.delete_snapshot(
+                SnapshotId=snap))
+        if missing:
+            for vol in layout.volumes:
+                if vol in made:
+                    _aws_step("delete a partial set", lambda v=vol: ec2.delete_snapshot(
+                        SnapshotId=made[v]))
+            raise StepFailed(f"no snapshot came back for {', '.join(missing)}; partial set "
+                             f"{sid} deleted")
+        for i, vol in enumerate(layout.volumes):
+            _aws_step("tag member", lambda i=i, vol=vol: ec2.create_tags(
+                Resources=[made[vol]], Tags=[{"Key": f"{TAG}member", "Value": str(i)},
+                                             {"Key": f"{TAG}volume", "Value": vol}]))
+        return {"set_id": sid, "method": method, "freeze_ms": window_ms,
+                "call_ms": round(call_ms, 1), "layout": layout.to_dict(),
+                "snapshots": [made[v] for v in layout.volumes]}
+
+
+def create(hosts: Sequence[Host], cfgs: dict[str, SnapshotConfig], extra_tags: dict[str, str],
+           run_options: RunOptions, observer: Observer | None = None) -> FleetResult:
+    return fleet.run(hosts, _CreateOnHost(cfgs, extra_tags), run_options, observer=observer)

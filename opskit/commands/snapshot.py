@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime, timezone
 
 import click
 
@@ -16,11 +17,12 @@ from opskit.commands.options import (
     yes_option,
 )
 from opskit.commands.render import render_fleet_result
-from opskit.errors import EXIT_BAD_INPUT, EXIT_OK, UsageError
+from opskit.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UsageError
 from opskit.fleet import HostResult
 from opskit.output import STATUS_STYLE, Environment
 from opskit.snapshot import config as snap_config
 from opskit.snapshot import create as snap_create
+from opskit.snapshot import store
 
 
 @click.group("snapshot", epilog="""\b
@@ -116,3 +118,60 @@ def _render_host(env: Environment, r: HostResult) -> None:
         env.line(f"{r.host} | {r.status} | {r.error}", style=STATUS_STYLE.get(r.status))
         if r.hint:
             env.line(f"  hint: {r.hint}", style="yellow")
+
+
+def _age(created: datetime) -> str:
+    secs = (datetime.now(timezone.utc) - created).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs / size:.0f}{unit}"
+    return f"{secs:.0f}s"
+
+
+@command.command("list", epilog="""\b
+Examples:
+  opskit snapshot list -l db1
+  opskit snapshot list -l db --mount /data --json | jq '.sets[] | select(.complete | not)'
+""")
+@click.option("--mount", metavar="PATH", help="Only sets of this mount. Example: --mount /data")
+@shared_options
+@pass_app
+def list_(app: AppContext, mount: str | None) -> int:
+    """Snapshot sets of the selected hosts: complete or not, age, size, members."""
+    env = app.env
+    found = store.list_sets(app.select(), mount)
+    if env.json:
+        env.emit_json({"sets": [s.to_dict() for s in found]})
+        return EXIT_OK
+    if not found:
+        env.line("no opskit snapshot sets for the selected hosts")
+        return EXIT_OK
+    rows = [(s.set_id, s.host, s.mount, s.state, _age(s.created),
+             f"{len(s.members)}/{s.expected_members or '?'}", s.size_gib, s.retention,
+             s.reason or "") for s in found]
+    env.table(("set", "host", "mount", "state", "age", "members", "GiB", "retention", "why"),
+              rows, styles=[None if s.complete else "yellow" for s in found])
+    return EXIT_OK
+
+
+@command.command("verify", epilog="""\b
+Examples:
+  opskit snapshot verify db1-data-20261124T045012Z-ab12 -l db1
+""")
+@click.argument("set_id")
+@shared_options
+@pass_app
+def verify(app: AppContext, set_id: str) -> int:
+    """Check that SET has every member, each snapshot completed (exit 0), else exit 2."""
+    env = app.env
+    s, _ = store.find_set(app.select(), set_id)
+    if env.json:
+        env.emit_json(s.to_dict())
+    else:
+        env.line(f"{s.set_id}: {s.state} ({len(s.members)}/{s.expected_members or '?'} members"
+                 f", {s.size_gib} GiB){'' if s.complete else ': ' + (s.reason or '')}",
+                 style="green" if s.complete else "bold red")
+        for m in s.members:
+            env.line(f"  member {m.index}: {m.snapshot_id} of {m.volume_id} {m.state} "
+                     f"{m.progress}")
+    return EXIT_OK if s.complete else EXIT_FAILED

@@ -17,7 +17,7 @@ from opskit.commands.options import (
     yes_option,
 )
 from opskit.commands.render import render_fleet_result
-from opskit.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UsageError
+from opskit.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, SafetyError, UsageError
 from opskit.fleet import HostResult
 from opskit.output import STATUS_STYLE, Environment
 from opskit.snapshot import config as snap_config
@@ -94,10 +94,17 @@ def create(app: AppContext, mount: str | None, tags: tuple[str, ...],
     if not confirm(app, f"Freeze and snapshot {len(hosts)} hosts?", yes or cron):
         env.line("cancelled; nothing was changed")
         return EXIT_BAD_INPUT
-    held = lock.exclusive("snapshot") if cron else contextlib.nullcontext()
-    with held, env.progress(len(hosts), "snapshot") as observer:
-        observer.on_finish.append(lambda r: _render_host(env, r))
-        result = snap_create.create(hosts, cfgs, extra, app.run_options(), observer)
+    with contextlib.ExitStack() as stack:
+        if cron:
+            try:
+                stack.enter_context(lock.exclusive("snapshot"))
+            except SafetyError as exc:  # say why in the journal too, then exit 4
+                journal.record("snapshot create", ["opskit", *app.argv], {}, duration=0,
+                               exit_code=exc.exit_code, details={"refused": exc.message})
+                raise
+        with env.progress(len(hosts), "snapshot") as observer:
+            observer.on_finish.append(lambda r: _render_host(env, r))
+            result = snap_create.create(hosts, cfgs, extra, app.run_options(), observer)
     journal.record_fleet("snapshot create", app.argv, result, details={
         "sets": {r.host: r.value["set_id"] for r in result.results if r.value},
         "cron": cron})

@@ -1,0 +1,232 @@
+"""`opskit snapshot` on the real lab: XFS on a loop device at /data, fsfreeze, moto EBS."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+
+import opskit.lab as labmod
+from opskit.lab import LabStatus
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = "db1"
+
+
+def opskit(inv: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "opskit", "-i", str(inv), *args],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+                          cwd=ROOT, env=env or os.environ)
+
+
+def run_json(inv: Path, *args: str, env: dict | None = None) -> tuple[int, dict]:
+    proc = opskit(inv, "--json", *args, env=env)
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"not JSON: {proc.stdout!r} {proc.stderr!r}") from None
+
+
+def host_vars(lab: LabStatus, name: str) -> dict:
+    data = yaml.safe_load(lab.inventory_path.read_text())
+    return data["all"]["hosts"][name]
+
+
+def ec2(lab: LabStatus):
+    aws = host_vars(lab, HOST)["aws"]
+    return boto3.client("ec2", endpoint_url=aws["endpoint_url"], region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def set_snapshots(lab: LabStatus, set_id: str) -> list[dict]:
+    resp = ec2(lab).describe_snapshots(
+        Filters=[{"Name": "tag:opskit:set-id", "Values": [set_id]}])
+    return resp["Snapshots"]
+
+
+def count_snapshots(lab: LabStatus) -> int:
+    return len(ec2(lab).describe_snapshots(OwnerIds=["self"])["Snapshots"])
+
+
+def in_host(*argv: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
+    return labmod.run_in_host(HOST, list(argv), state_dir=_STATE["dir"], timeout=timeout)
+
+
+_STATE: dict = {}
+
+
+@pytest.fixture(autouse=True)
+def _state(lab: LabStatus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _STATE["dir"] = lab.state_dir
+    monkeypatch.setenv("OPSKIT_JOURNAL", str(tmp_path / "journal.jsonl"))
+    monkeypatch.setenv("OPSKIT_LOCK_DIR", str(tmp_path / "locks"))
+
+
+def writable(timeout: float = 3) -> bool:
+    try:
+        return in_host("sh", "-c", "echo ok > /data/.probe && cat /data/.probe",
+                       timeout=timeout).stdout.strip() == "ok"
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def test_create_one_set_of_4_tagged_snapshots(lab: LabStatus, tmp_path: Path) -> None:
+    code, doc = run_json(lab.inventory_path, "snapshot", "create", "-l", HOST, "--yes",
+                         "--tag", "reason=test")
+    assert code == 0, doc
+    v = doc["hosts"][0]["value"]
+    assert v["method"] == "CreateSnapshots" and 0 < v["freeze_ms"] < 5000
+    snaps = set_snapshots(lab, v["set_id"])
+    assert len(snaps) == 4
+    declared = host_vars(lab, HOST)["snapshot"]["volumes"]
+    by_member = {}
+    for s in snaps:
+        tags = {t["Key"]: t["Value"] for t in s["Tags"]}
+        assert tags["opskit:host"] == HOST and tags["opskit:mount"] == "/data"
+        assert tags["opskit:members"] == "4" and tags["reason"] == "test"
+        assert tags["opskit:created-by"].startswith("opskit ")
+        by_member[int(tags["opskit:member"])] = s["VolumeId"]
+    assert [by_member[i] for i in range(4)] == declared
+    assert writable()
+    code, listed = run_json(lab.inventory_path, "snapshot", "list", "-l", HOST)
+    assert any(s["set_id"] == v["set_id"] and s["complete"] for s in listed["sets"])
+    code, verified = run_json(lab.inventory_path, "snapshot", "verify", v["set_id"], "-l", HOST)
+    assert code == 0 and verified["complete"]
+    entry = json.loads((tmp_path / "journal.jsonl").read_text().splitlines()[-1])
+    assert entry["command"] == "snapshot create" and entry["details"]["sets"][HOST] == v["set_id"]
+
+
+DRIVER = """
+import sys, time
+from opskit import fleet, inventory
+from opskit.snapshot.freeze import frozen
+host = inventory.load(sys.argv[1]).select(sys.argv[2])
+def hold(s):
+    with frozen(s, "/data", float(sys.argv[3])):
+        print("FROZEN", flush=True)
+        time.sleep(120)
+fleet.run(host, hold)
+"""
+
+
+def start_driver(lab: LabStatus, timeout: float) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(lab.inventory_path), HOST,
+                             str(timeout)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "FROZEN"
+    return proc
+
+
+def start_writer() -> subprocess.Popen[str]:
+    pid = labmod.host_pid(HOST, state_dir=_STATE["dir"])
+    return subprocess.Popen(["nsenter", "-t", str(pid), "-m", "-u", "--", "sh", "-c",
+                             "echo data > /data/written && echo done"],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_writer_blocks_while_frozen_and_completes_after_thaw(lab: LabStatus) -> None:
+    driver = start_driver(lab, 30)
+    writer = start_writer()
+    try:
+        time.sleep(0.8)
+        assert writer.poll() is None  # blocked on the frozen filesystem
+    finally:
+        driver.send_signal(signal.SIGKILL)  # opskit dies: EOF on the guard's stdin -> thaw
+        driver.wait()
+    out, _ = writer.communicate(timeout=10)
+    assert out.strip() == "done" and writable()
+
+
+def test_sigkilled_opskit_is_thawed_at_once(lab: LabStatus) -> None:
+    driver = start_driver(lab, 20)
+    t0 = time.monotonic()
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    assert writable(timeout=10)
+    assert time.monotonic() - t0 < 5  # at once, long before the 20 s freeze timeout
+
+
+def test_silent_controller_is_thawed_at_the_freeze_timeout(lab: LabStatus) -> None:
+    # SIGSTOP keeps the connection open but says nothing: only the deadline can thaw.
+    driver = start_driver(lab, 2)
+    writer = start_writer()
+    t0 = time.monotonic()
+    driver.send_signal(signal.SIGSTOP)
+    try:
+        out, _ = writer.communicate(timeout=15)
+        waited = time.monotonic() - t0
+        assert out.strip() == "done" and 1.0 < waited < 6
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.send_signal(signal.SIGCONT)
+        driver.wait()
+    assert writable()
+
+
+def test_connection_cut_mid_freeze_thaws_at_once(lab: LabStatus) -> None:
+    sshd = labmod.host_pid(HOST, state_dir=_STATE["dir"])
+    before = set(subprocess.run(["pgrep", "-P", str(sshd)], capture_output=True,
+                                text=True).stdout.split())
+    driver = start_driver(lab, 30)
+    try:
+        after = set(subprocess.run(["pgrep", "-P", str(sshd)], capture_output=True,
+                                   text=True).stdout.split())
+        session = after - before  # the sshd process serving this connection
+        assert session
+        t0 = time.monotonic()
+        for pid in session:
+            os.kill(int(pid), signal.SIGKILL)
+        assert writable(timeout=10) and time.monotonic() - t0 < 5
+    finally:
+        driver.kill()
+        driver.wait()
+
+
+def test_not_a_mount_point_gives_no_snapshot(lab: LabStatus) -> None:
+    before = count_snapshots(lab)
+    code, doc = run_json(lab.inventory_path, "snapshot", "create", "-l", HOST, "--mount",
+                         "/srv", "--yes")
+    assert code != 0 and doc["hosts"][0]["status"] in ("failed", "refused")
+    assert count_snapshots(lab) == before
+    proc = opskit(lab.inventory_path, "snapshot", "create", "-l", HOST, "--mount", "/", "--yes")
+    assert proc.returncode == 1 and "refusing to freeze /" in proc.stderr
+    assert count_snapshots(lab) == before
+
+
+def test_unmappable_member_is_refused_exit_4(lab: LabStatus, tmp_path: Path) -> None:
+    # A copy of the host's md/NVMe tree where one member has neither serial nor by-id link.
+    broken = "/etc/opskit-lab/fsroot-broken"
+    in_host("sh", "-c", f"rm -rf {broken} && cp -a /etc/opskit-lab/fsroot {broken} && "
+            f"rm -f {broken}/sys/block/nvme3n1/device/serial && "
+            f"find {broken}/dev/disk/by-id -lname '*nvme3n1' -delete")
+    data = yaml.safe_load(lab.inventory_path.read_text())
+    snap = data["all"]["hosts"][HOST]["snapshot"]
+    snap.pop("volumes")
+    snap["discovery_root"] = broken
+    inv = tmp_path / "broken.yml"
+    inv.write_text(yaml.safe_dump(data))
+    before = count_snapshots(lab)
+    code, doc = run_json(inv, "snapshot", "create", "-l", HOST, "--yes")
+    assert code == 4 and doc["hosts"][0]["status"] == "refused"
+    assert "nvme3n1" in doc["hosts"][0]["error"]
+    assert count_snapshots(lab) == before and writable()
+
+
+def test_overlapping_cron_runs(lab: LabStatus, tmp_path: Path) -> None:
+    from opskit import lock
+
+    before = count_snapshots(lab)
+    with lock.exclusive("snapshot"):
+        proc = opskit(lab.inventory_path, "snapshot", "create", "-l", HOST, "--cron")
+    assert proc.returncode == 4 and "in progress" in proc.stderr
+    assert count_snapshots(lab) == before
+    quiet = opskit(lab.inventory_path, "snapshot", "create", "-l", HOST, "--cron")
+    assert quiet.returncode == 0 and quiet.stdout == ""  # quiet on success
+    assert count_snapshots(lab) == before + 4

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import click
 
-from opskit import journal, lock
+from opskit import aws, journal, lock
 from opskit.commands.options import (
     AppContext,
     confirm,
@@ -22,6 +22,7 @@ from opskit.fleet import HostResult
 from opskit.output import STATUS_STYLE, Environment
 from opskit.snapshot import config as snap_config
 from opskit.snapshot import create as snap_create
+from opskit.snapshot import restore as snap_restore
 from opskit.snapshot import store
 
 
@@ -182,3 +183,53 @@ def verify(app: AppContext, set_id: str) -> int:
             env.line(f"  member {m.index}: {m.snapshot_id} of {m.volume_id} {m.state} "
                      f"{m.progress}")
     return EXIT_OK if s.complete else EXIT_FAILED
+
+
+@command.command("restore", epilog="""\b
+Examples:
+  opskit snapshot restore db1-data-20261124T045012Z-ab12 -l db1 --instance i-0abc --dry-run
+  opskit snapshot restore db1-data-20261124T045012Z-ab12 -l db1 --instance i-0abc --yes
+""")
+@click.argument("set_id")
+@click.option("--instance", "instance_id", required=True, metavar="ID",
+              help="EC2 instance to attach the new volumes to. Example: --instance i-0abc")
+@click.option("--az", metavar="ZONE", help="Availability zone of the new volumes (default: "
+              "the instance's). Example: --az us-east-1a")
+@dry_run_option
+@yes_option
+@shared_options
+@pass_app
+def restore(app: AppContext, set_id: str, instance_id: str, az: str | None, dry_run: bool,
+            yes: bool) -> int:
+    """Create a volume from every member of SET and attach them to --instance in member order.
+
+    Prints the steps to assemble the array and mount it read-only on the instance.
+    """
+    env = app.env
+    found, aws_vars = store.find_set(app.select(), set_id)
+    if dry_run:
+        p = snap_restore.plan(found, aws.client("ec2", aws_vars), instance_id, az)
+        _print_restore(env, p, "dry run: would create and attach")
+        return EXIT_OK
+    if not confirm(app, f"Create {len(found.members)} volumes from {set_id} and attach them "
+                   f"to {instance_id}?", yes):
+        env.line("cancelled; nothing was changed")
+        return EXIT_BAD_INPUT
+    p = snap_restore.restore(found, aws_vars, instance_id, az)
+    journal.record("snapshot restore", ["opskit", *app.argv], {}, duration=0, exit_code=0,
+                   details={"set_id": set_id, "instance_id": instance_id,
+                            "volumes": [m["volume"] for m in p["members"]]})
+    _print_restore(env, p, "created and attached")
+    return EXIT_OK
+
+
+def _print_restore(env: Environment, p: dict, what: str) -> None:  # type: ignore[type-arg]
+    if env.json:
+        env.emit_json(p)
+        return
+    env.line(f"{what} in {p['availability_zone']} for {p['instance_id']}:")
+    env.table(("member", "snapshot", "volume", "device", "GiB"),
+              [(m["member"], m["snapshot"], m.get("volume", "-"), m["device"], m["size_gib"])
+               for m in p["members"]])
+    for line in p.get("next_steps", []):
+        env.line(line)

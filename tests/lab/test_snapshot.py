@@ -230,3 +230,29 @@ def test_overlapping_cron_runs(lab: LabStatus, tmp_path: Path) -> None:
     quiet = opskit(lab.inventory_path, "snapshot", "create", "-l", HOST, "--cron")
     assert quiet.returncode == 0 and quiet.stdout == ""  # quiet on success
     assert count_snapshots(lab) == before + 4
+
+
+def test_restore_creates_and_attaches_in_member_order(lab: LabStatus) -> None:
+    code, doc = run_json(lab.inventory_path, "snapshot", "create", "-l", HOST, "--yes")
+    assert code == 0, doc
+    sid = doc["hosts"][0]["value"]["set_id"]
+    target = host_vars(lab, "db2")["aws"]["instance_id"]
+    code, plan = run_json(lab.inventory_path, "snapshot", "restore", sid, "-l", HOST,
+                          "--instance", target, "--dry-run")
+    assert code == 0 and all("volume" not in m for m in plan["members"])
+    code, done = run_json(lab.inventory_path, "snapshot", "restore", sid, "-l", HOST,
+                          "--instance", target, "--yes")
+    assert code == 0, done
+    snaps = {s["SnapshotId"]: s for s in set_snapshots(lab, sid)}
+    inst = ec2(lab).describe_instances(InstanceIds=[target])["Reservations"][0]["Instances"][0]
+    attached = {m["Ebs"]["VolumeId"]: m["DeviceName"] for m in inst["BlockDeviceMappings"]}
+    devices = []
+    for m in done["members"]:
+        vol = ec2(lab).describe_volumes(VolumeIds=[m["volume"]])["Volumes"][0]
+        assert vol["SnapshotId"] == m["snapshot"] and m["snapshot"] in snaps
+        member_tag = {t["Key"]: t["Value"] for t in snaps[m["snapshot"]]["Tags"]}
+        assert int(member_tag["opskit:member"]) == m["member"]
+        assert attached[m["volume"]] == m["device"]
+        devices.append(m["device"])
+    assert [m["member"] for m in done["members"]] == [0, 1, 2, 3]
+    assert devices == sorted(devices)  # member 0 on the first free name, and so on

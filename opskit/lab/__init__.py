@@ -1,9 +1,12 @@
 """The local lab fleet: sshd hosts in mount + UTS namespaces on 127.10.0.N (docs/lab.md).
 
 ``opskit lab up|status|down`` is a thin wrapper over this API; tests use it directly.
-Built-in services register themselves on import (``app_service``: gunicorn on ``app``).
+Built-in services register themselves on import, in this order: ``data_fs`` (the XFS at
+/data on ``db``; first, so everything later -- PostgreSQL -- finds /data mounted), then
+``app_service`` (gunicorn on ``app``).
 """
 
+from opskit.lab import data_fs  # noqa: F401,I001 -- registers data-xfs: must stay the first service
 from opskit.lab import app_service  # noqa: F401 -- registers the built-in app service
 from opskit.lab.api import down, host_pid, lab_mounts, run_in_host, status, up
 from opskit.lab.app_service import http_port as app_port

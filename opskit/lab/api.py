@@ -16,7 +16,17 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from opskit.errors import LabError
-from opskit.lab import aws_resources, inventory_file, keys, layout, moto_server, procs, services
+from opskit.lab import (
+    aws_resources,
+    data_fs,
+    ebs_fixture,
+    inventory_file,
+    keys,
+    layout,
+    moto_server,
+    procs,
+    services,
+)
 from opskit.lab import hosts as hostmod
 from opskit.lab.models import AwsStatus, LabHost, LabStatus
 from opskit.lab.state import (
@@ -139,6 +149,8 @@ def _up_locked(
     sd: pathlib.Path, specs: Sequence[layout.HostSpec], port: int, inventory: pathlib.Path
 ) -> None:
     hostmod.prepare_system()
+    # Loop devices of a killed session that nothing mounts any more (mounted ones are kept).
+    data_fs.detach_unmounted(sd)
     old = load_state(sd) or LabState(port=port)
     live = _scan_sshds(sd)
     wanted = {s.name for s in specs}
@@ -147,6 +159,7 @@ def _up_locked(
         _, stuck = _teardown(sd, old.port, extra, live)
         if stuck:
             raise _stuck_error(stuck)
+        data_fs.detach_unmounted(sd, wait=2.0)  # the removed db hosts' XFS loop devices
     keys.ensure_keys(sd, [s.name for s in specs])
     keys.write_authorized_keys(sd)
     keys.write_known_hosts(sd, [(s.name, s.address, port) for s in specs])
@@ -170,6 +183,7 @@ def _up_locked(
         ctx = _context(sd, port, recs, [_lab_host(sd, r, True) for r in recs])
         services.prepare_all(ctx)
         ctx.aws = aws_job.result()
+    _write_fixtures(sd, ctx.aws)
     save_state(sd, state)  # now with the moto server's pid
     inventory_file.write(inventory, specs, port=port, state_dir=sd, extra=_lab_vars(ctx))
     services.start_all(ctx)
@@ -184,11 +198,25 @@ def _provision_aws(
 
 
 def _lab_vars(ctx: services.LabContext) -> services.InventoryVars:
-    """lab.yml vars beyond connections: each host's ``aws:``, then the services' vars."""
+    """lab.yml vars beyond connections: each host's ``aws:``, the db hosts' ``snapshot:``
+    (their data volumes, member order, and the fixture tree to discover them in), then
+    the services' vars."""
     assert ctx.aws is not None
     aws = ctx.aws
     found = services.InventoryVars(host_vars={n: {"aws": aws.host_aws(n)} for n in aws.instances})
+    for name, volumes in aws.data_volumes.items():
+        found.host_vars[name]["snapshot"] = {
+            "mount": ebs_fixture.MOUNT,
+            "discovery_root": ebs_fixture.DISCOVERY_ROOT,
+            "volumes": list(volumes),
+        }
     return found.add(services.inventory_vars(ctx))
+
+
+def _write_fixtures(sd: pathlib.Path, aws: aws_resources.AwsLab) -> None:
+    """Each db host's md/NVMe tree, naming this server's volume ids (new after a restart)."""
+    for name, volumes in aws.data_volumes.items():
+        ebs_fixture.write(sd, name, volumes, aws.boot_volumes.get(name))
 
 
 def _merge_record(
@@ -238,6 +266,7 @@ def _down_locked(sd: pathlib.Path) -> list[str]:
     if aws_left:
         stuck["moto server"] = aws_left
     lines += _unmount_leftovers(sd, [r.name for r in recs])
+    lines += data_fs.release(sd)  # the XFS loop devices: gone with their last mount
     if stuck:
         if state:  # keep only what is still running so a second `down` retries it
             state.hosts = {n: r for n, r in state.hosts.items() if n in stuck}
@@ -315,16 +344,19 @@ def _unmount_leftovers(sd: pathlib.Path, names: Sequence[str]) -> list[str]:
 
 
 def lab_mounts(sd: pathlib.Path, names: Sequence[str] = ()) -> list[str]:
-    """Mount points in *our* mount namespace that belong to the lab in ``sd``."""
+    """Mount points in *our* mount namespace that belong to the lab in ``sd``
+    (including a mount of one of its loop devices, e.g. a db host's XFS)."""
     sources = {f"/hosts/{n}/{sub}" for n in names for sub, _ in hostmod.MOUNTS}
     points = {point for _, point in hostmod.MOUNTS}
+    loops = {data_fs.dev_number(loop) for loop in data_fs.lab_loops(sd)} - {None}
     found = []
     with open("/proc/self/mountinfo") as fh:
         for line in fh:
             fields = line.split()
             root, point = _unescape(fields[3]), _unescape(fields[4])
             under_sd = point == str(sd) or point.startswith(f"{sd}/")
-            if under_sd or (point in points and any(root.endswith(s) for s in sources)):
+            ours = point in points and any(root.endswith(s) for s in sources)
+            if under_sd or ours or fields[2] in loops:
                 found.append(point)
     return found
 

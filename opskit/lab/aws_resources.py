@@ -1,12 +1,18 @@
-"""What the lab creates on its moto server: one EC2 instance per lab host, target groups.
+"""What the lab creates on its moto server: EC2 instances, EBS volumes, target groups.
+
+One instance per lab host (moto gives it its boot volume at /dev/sda1); each ``db`` host also
+gets DATA_MEMBERS data volumes attached at /dev/sdf, /dev/sdg, ... in member order (the
+md RAID0 members its /data is made of, as the ebs_fixture tree describes them).
 
 Idempotent against a running server: instances are found by the tag ``opskit-lab=<state_dir>``
 and matched to hosts by their ``Name`` tag; missing ones are created, ones of hosts that left
 the lab are terminated. A restarted server is empty, so everything is created again (new
 ids; ``up`` rewrites lab.yml with them).
 
-Each kind of resource is one ``_ensure_*`` step that fills ``AwsLab``; a new kind (EBS
-volumes per host, say) is one more step plus its ids in ``AwsLab.host_aws``.
+Each kind of resource is one ``_ensure_*`` step that fills ``AwsLab``; a new kind is one
+more step plus its ids in ``AwsLab``. Data volumes are matched by their ``Name`` tag
+(``<host>-data-<i>``) and kept only while attached to their host's instance at their device;
+any other lab data volume (a host that left, an instance that was replaced) is deleted.
 Dummy credentials are passed to boto3 explicitly: the operator's AWS_* variables are
 neither needed nor used.
 """
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +38,17 @@ IMAGE_ID = "ami-785db401"  # one of moto's built-in AMIs (Ubuntu 16.04): a real-
 INSTANCE_TYPE = "t3.micro"
 # name -> (role whose hosts are its targets, traffic port); the deploy drains/registers them.
 TARGET_GROUPS: dict[str, tuple[str, int]] = {"lab-app": ("app", 8000)}
+# Data volumes: the hosts of DATA_ROLE get DATA_MEMBERS of them, member i at DATA_DEVICES[i].
+DATA_ROLE = "db"
+DATA_MEMBERS = 4
+DATA_DEVICES = tuple(f"/dev/sd{chr(ord('f') + i)}" for i in range(DATA_MEMBERS))  # sdf..sdi
+DATA_VOLUME_SIZE = 8  # GiB
+DATA_VOLUME_TYPE = "gp3"
+_DATA_NAME = re.compile(r"^(?P<host>.+)-data-(?P<index>\d+)$")
+
+
+def data_volume_name(host: str, index: int) -> str:
+    return f"{host}-data-{index}"
 
 
 @dataclass
@@ -40,6 +58,9 @@ class AwsLab:
     endpoint_url: str
     instances: dict[str, str] = field(default_factory=dict)  # host name -> instance id
     target_groups: dict[str, str] = field(default_factory=dict)  # name -> ARN
+    boot_volumes: dict[str, str] = field(default_factory=dict)  # host name -> root volume id
+    # host name -> data volume ids in member order (DATA_DEVICES[i]); db hosts only
+    data_volumes: dict[str, list[str]] = field(default_factory=dict)
 
     def client_vars(self) -> dict[str, Any]:
         """The ``aws:`` settings every lab client needs (opskit.aws.client reads these)."""
@@ -99,6 +120,7 @@ def provision(endpoint_url: str, state_dir: pathlib.Path, specs: Sequence[HostSp
         ec2, elbv2 = clients(endpoint_url)
         found = AwsLab(endpoint_url)
         _ensure_instances(ec2, found, str(state_dir), specs)
+        _ensure_volumes(ec2, found, str(state_dir), specs)
         _ensure_target_groups(ec2, elbv2, found, specs)
         return found
     except Exception as exc:
@@ -147,16 +169,129 @@ def _run_instance(ec2: Any, spec: HostSpec, lab_id: str, subnet: str | None) -> 
         {"Key": "Role", "Value": spec.role},
         {"Key": LAB_TAG, "Value": lab_id},
     ]
+    # The root volume moto creates at launch (8 GiB gp2 at /dev/sda1) gets tags too.
+    volume_tags = [{"Key": "Name", "Value": f"{spec.name}-boot"}, *tags[1:]]
     extra = {"SubnetId": subnet} if subnet else {}
     resp = ec2.run_instances(
         ImageId=IMAGE_ID,
         InstanceType=INSTANCE_TYPE,
         MinCount=1,
         MaxCount=1,
-        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": tags},
+            {"ResourceType": "volume", "Tags": volume_tags},
+        ],
         **extra,
     )
     return str(resp["Instances"][0]["InstanceId"])
+
+
+@dataclass
+class _Slot:
+    """Where data volume ``index`` of a host belongs."""
+
+    host: str
+    index: int
+    instance_id: str
+    device: str
+    zone: str
+
+
+def _ensure_volumes(ec2: Any, found: AwsLab, lab_id: str, specs: Sequence[HostSpec]) -> None:
+    """Boot volume of every instance; DATA_MEMBERS data volumes attached to each db host."""
+    ids = list(found.instances.values())
+    names = {iid: name for name, iid in found.instances.items()}
+    placed: dict[str, tuple[str, dict[str, str]]] = {}  # instance -> (zone, {device: volume})
+    for page in ec2.get_paginator("describe_instances").paginate(InstanceIds=ids):
+        for res in page["Reservations"]:
+            for inst in res["Instances"]:
+                mapping = {
+                    m["DeviceName"]: m["Ebs"]["VolumeId"]
+                    for m in inst.get("BlockDeviceMappings", [])
+                    if "Ebs" in m
+                }
+                placed[inst["InstanceId"]] = (inst["Placement"]["AvailabilityZone"], mapping)
+                root = mapping.get(inst.get("RootDeviceName", ""))
+                if root:
+                    found.boot_volumes[names[inst["InstanceId"]]] = root
+    wanted: dict[str, _Slot] = {}
+    for spec in specs:
+        if spec.role != DATA_ROLE:
+            continue
+        iid = found.instances[spec.name]
+        for i, device in enumerate(DATA_DEVICES):
+            wanted[data_volume_name(spec.name, i)] = _Slot(
+                spec.name, i, iid, device, placed[iid][0]
+            )
+    kept: dict[str, str] = {}  # volume name -> id
+    dropped: set[str] = set()
+    pages = ec2.get_paginator("describe_volumes").paginate(
+        Filters=[{"Name": f"tag:{LAB_TAG}", "Values": [lab_id]}]
+    )
+    for page in pages:
+        for vol in page["Volumes"]:
+            name = _tag(vol, "Name") or ""
+            if not _DATA_NAME.match(name):
+                continue  # a boot volume: moto deletes it with its instance
+            slot = wanted.get(name)
+            attached = [(a["InstanceId"], a["Device"]) for a in vol.get("Attachments", [])]
+            if slot and name not in kept and attached == [(slot.instance_id, slot.device)]:
+                kept[name] = vol["VolumeId"]
+                continue
+            for iid, device in attached:  # a host that left, or a replaced instance
+                ec2.detach_volume(VolumeId=vol["VolumeId"], InstanceId=iid, Device=device,
+                                  Force=True)  # fmt: skip
+            ec2.delete_volume(VolumeId=vol["VolumeId"])
+            dropped.add(vol["VolumeId"])
+    missing = [slot for name, slot in wanted.items() if name not in kept]
+    for slot in missing:  # a device a volume that is not the lab's holds (a manual test): free it
+        other = placed[slot.instance_id][1].get(slot.device)
+        if other and other not in dropped:
+            ec2.detach_volume(VolumeId=other, InstanceId=slot.instance_id, Device=slot.device,
+                              Force=True)  # fmt: skip
+    # A host missing any member gets all its members (re)attached in member order, so the
+    # instance's BlockDeviceMappings (and CreateSnapshots' answer) list them in that order.
+    repair = sorted({slot.host for slot in missing})
+    for slot in wanted.values():
+        vid = kept.get(data_volume_name(slot.host, slot.index))
+        if slot.host in repair and vid:
+            ec2.detach_volume(VolumeId=vid, InstanceId=slot.instance_id, Device=slot.device)
+    by_host = {h: [s for s in wanted.values() if s.host == h] for h in repair}
+    reuse = dict(kept)
+    with ThreadPoolExecutor(max_workers=min(8, len(by_host) or 1)) as pool:
+        made = pool.map(
+            lambda slots: [(s, _attach_member(ec2, s, lab_id, reuse)) for s in slots],
+            by_host.values(),
+        )
+        for pairs in made:
+            kept.update((data_volume_name(s.host, s.index), vid) for s, vid in pairs)
+    found.data_volumes = {
+        spec.name: [kept[data_volume_name(spec.name, i)] for i in range(DATA_MEMBERS)]
+        for spec in specs
+        if spec.role == DATA_ROLE
+    }
+
+
+def _attach_member(ec2: Any, slot: _Slot, lab_id: str, kept: dict[str, str]) -> str:
+    """Attach the slot's volume (kept, or a new one) at its device; returns its id."""
+    vid = kept.get(data_volume_name(slot.host, slot.index)) or _create_volume(ec2, slot, lab_id)
+    ec2.attach_volume(VolumeId=vid, InstanceId=slot.instance_id, Device=slot.device)
+    return vid
+
+
+def _create_volume(ec2: Any, slot: _Slot, lab_id: str) -> str:
+    tags = [
+        {"Key": "Name", "Value": data_volume_name(slot.host, slot.index)},
+        {"Key": "Role", "Value": DATA_ROLE},
+        {"Key": LAB_TAG, "Value": lab_id},
+    ]
+    vol = ec2.create_volume(
+        AvailabilityZone=slot.zone,
+        Size=DATA_VOLUME_SIZE,
+        VolumeType=DATA_VOLUME_TYPE,
+        TagSpecifications=[{"ResourceType": "volume", "Tags": tags}],
+    )
+    return str(vol["VolumeId"])
 
 
 def _default_vpc(ec2: Any) -> str:

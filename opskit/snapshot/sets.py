@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any
 
 TAG = "opskit:"
@@ -121,12 +122,14 @@ class SnapshotSet:
             and not self.unexpected
         )
 
-    @property
+    # Cached: prune asks every set for its verdict many times, and the fields never change
+    # (cached_property writes the instance __dict__ directly, which a frozen dataclass allows).
+    @cached_property
     def complete(self) -> bool:
         """True only when the set can restore the whole array: all members, all completed."""
         return self._structurally_whole and all(m.state == "completed" for m in self.members)
 
-    @property
+    @cached_property
     def state(self) -> str:
         """``complete`` | ``pending`` | ``incomplete`` | ``error``.
 

@@ -35,6 +35,13 @@ set -e
 step opskit releases
 step opskit rollback --yes
 step opskit releases
-step opskit journal --last 8
+
+echo
+echo "== Snapshots: XFS on /data of db1 (a loop device), EBS volumes on the moto server =="
+step opskit snapshot create -l db1 --yes
+step opskit snapshot create -l db1 --yes --tag reason=demo
+step opskit snapshot list -l db1
+step opskit snapshot prune -l db1 --keep-last 1 --dry-run
+step opskit journal --last 10
 echo
 echo "The lab is still running; stop it with: .venv/bin/opskit lab down"

@@ -23,7 +23,7 @@ from opskit.output import STATUS_STYLE, Environment
 from opskit.snapshot import config as snap_config
 from opskit.snapshot import create as snap_create
 from opskit.snapshot import restore as snap_restore
-from opskit.snapshot import store
+from opskit.snapshot import retention, store
 
 
 @click.group("snapshot", epilog="""\b
@@ -233,3 +233,81 @@ def _print_restore(env: Environment, p: dict, what: str) -> None:  # type: ignor
                for m in p["members"]])
     for line in p.get("next_steps", []):
         env.line(line)
+
+
+@command.command("prune", epilog="""\b
+Examples:
+  opskit snapshot prune -l db --keep-last 7 --keep-daily 7 --keep-weekly 4 --dry-run
+  opskit snapshot prune -l pg_primary --keep-hourly 24 --keep-daily 14 --cron
+""")
+@click.option("--keep-last", type=int, metavar="N", help="Keep the N newest complete sets. "
+              "Example: --keep-last 7")
+@click.option("--keep-hourly", type=int, metavar="N", help="Keep the newest set of each of "
+              "the last N hours that have one. Example: --keep-hourly 24")
+@click.option("--keep-daily", type=int, metavar="N", help="Same per day (UTC). Example: "
+              "--keep-daily 7")
+@click.option("--keep-weekly", type=int, metavar="N", help="Same per ISO week. Example: "
+              "--keep-weekly 4")
+@click.option("--keep-monthly", type=int, metavar="N", help="Same per month. Example: "
+              "--keep-monthly 12")
+@click.option("--mount", metavar="PATH", help="Only sets of this mount. Example: --mount /data")
+@click.option("--cron", is_flag=True, help="For cron: no prompts, a lock, quiet on success. "
+              "Example: --cron")
+@dry_run_option
+@yes_option
+@shared_options
+@pass_app
+def prune(app: AppContext, keep_last: int | None, keep_hourly: int | None,
+          keep_daily: int | None, keep_weekly: int | None, keep_monthly: int | None,
+          mount: str | None, cron: bool, dry_run: bool, yes: bool) -> int:
+    """Delete old opskit snapshot sets by a keep policy, per host and mount.
+
+    Only sets created by opskit are considered; the newest complete set of each host and
+    mount is never deleted. --dry-run shows what would go.
+    """
+    env = app.env
+    if cron:
+        env.quiet_success = True
+    policy = retention.KeepPolicy.parse({"last": keep_last, "hourly": keep_hourly,
+                                         "daily": keep_daily, "weekly": keep_weekly,
+                                         "monthly": keep_monthly})
+    now = datetime.now(timezone.utc)
+    with contextlib.ExitStack() as stack:
+        if cron:
+            stack.enter_context(lock.exclusive("snapshot"))
+        plans = [(aws_vars, retention.plan(found, policy, now))
+                 for aws_vars, found in store.sets_by_account(app.select(), mount)]
+        doomed = [s for _, p in plans for s in p.delete]
+        if dry_run:
+            _print_prune(env, plans, "dry run: would delete")
+            return EXIT_OK
+        if doomed and not confirm(app, f"Delete {len(doomed)} snapshot sets?", yes or cron):
+            env.line("cancelled; nothing was changed")
+            return EXIT_BAD_INPUT
+        deleted = []
+        for aws_vars, p in plans:
+            for s in p.delete:
+                store.delete_set(aws_vars, s)
+                deleted.append(s.set_id)
+    journal.record("snapshot prune", ["opskit", *app.argv], {}, duration=0, exit_code=0,
+                   details={"policy": policy.to_dict(), "deleted": deleted})
+    if not (cron and env.quiet_success):
+        _print_prune(env, plans, "deleted")
+    return EXIT_OK
+
+
+def _print_prune(env: Environment, plans: list, what: str) -> None:  # type: ignore[type-arg]
+    if env.json:
+        env.emit_json({"dry_run": what.startswith("dry"),
+                       "plans": [p.to_dict() for _, p in plans]})
+        return
+    rows = []
+    for _, p in plans:
+        rows += [(s.set_id, s.host, s.state, "keep", "; ".join(r)) for s, r in p.keep]
+        rows += [(s.set_id, s.host, s.state, "DELETE", "") for s in p.delete]
+        rows += [(s.set_id, s.host, s.state, "ignored", "not created by opskit")
+                 for s in p.ignored]
+    env.table(("set", "host", "state", "action", "why kept"), rows,
+              styles=["bold red" if r[3] == "DELETE" else None for r in rows])
+    n = sum(len(p.delete) for _, p in plans)
+    env.line(f"{what} {n} sets ({sum(p.freed_gib for _, p in plans)} GiB of volumes)")

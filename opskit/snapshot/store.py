@@ -42,13 +42,19 @@ def snapshots(aws_vars: Mapping[str, Any], host_names: Iterable[str]) -> list[di
     return [s for page in pages for s in page.get("Snapshots", [])]
 
 
+def sets_by_account(hosts: Sequence[Host],
+                    mount: str | None = None) -> list[tuple[dict[str, Any], list[SnapshotSet]]]:
+    """The selected hosts' opskit sets, per AWS account/region they live in."""
+    out = []
+    for aws_vars, names in _accounts(hosts):
+        found = sets_mod.group(snapshots(aws_vars, names))
+        out.append((aws_vars, [s for s in found if not mount or s.mount == mount]))
+    return out
+
+
 def list_sets(hosts: Sequence[Host], mount: str | None = None) -> list[SnapshotSet]:
     """Every opskit set of the selected hosts (newest first), optionally of one mount."""
-    found: list[SnapshotSet] = []
-    for aws_vars, names in _accounts(hosts):
-        found += sets_mod.group(snapshots(aws_vars, names))
-    if mount:
-        found = [s for s in found if s.mount == mount]
+    found = [s for _, sets in sets_by_account(hosts, mount) for s in sets]
     return sets_mod.newest_first(found)
 
 

@@ -256,3 +256,25 @@ def test_restore_creates_and_attaches_in_member_order(lab: LabStatus) -> None:
         devices.append(m["device"])
     assert [m["member"] for m in done["members"]] == [0, 1, 2, 3]
     assert devices == sorted(devices)  # member 0 on the first free name, and so on
+
+
+def test_prune_dry_run_then_keep_last_1(lab: LabStatus) -> None:
+    for _ in range(2):
+        assert run_json(lab.inventory_path, "snapshot", "create", "-l", HOST, "--yes")[0] == 0
+    vol = host_vars(lab, HOST)["snapshot"]["volumes"][0]
+    foreign = ec2(lab).create_snapshot(VolumeId=vol, Description="made by hand")["SnapshotId"]
+    before = count_snapshots(lab)
+    code, dry = run_json(lab.inventory_path, "snapshot", "prune", "-l", HOST, "--keep-last",
+                         "1", "--dry-run")
+    assert code == 0 and dry["dry_run"] and dry["plans"][0]["delete"]
+    assert count_snapshots(lab) == before
+    newest = dry["plans"][0]["keep"][0]["set_id"]
+    code, _ = run_json(lab.inventory_path, "snapshot", "prune", "-l", HOST, "--keep-last", "1",
+                       "--yes")
+    assert code == 0
+    code, listed = run_json(lab.inventory_path, "snapshot", "list", "-l", HOST)
+    assert [s["set_id"] for s in listed["sets"]] == [newest]
+    ids = {s["SnapshotId"] for s in ec2(lab).describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+    assert foreign in ids  # not created by opskit: never pruned
+    proc = opskit(lab.inventory_path, "snapshot", "prune", "-l", HOST, "--yes")
+    assert proc.returncode == 1 and "keeps nothing" in proc.stderr

@@ -56,6 +56,7 @@ demo: venv
 bench: venv
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/deploy.py
 
 lab-down: venv
 	$(BIN)/opskit lab down

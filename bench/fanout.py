@@ -2,74 +2,55 @@
 
 Brings up its own lab (temp state dir, own port, so the developer lab on 2222 and the test
 lab on 2322 are untouched), times opskit, the OpenSSH client (``xargs -P``), parallel-ssh
-and Ansible on the same hosts in the same run, writes docs/benchmarks.md and downs the lab.
+and Ansible on the same hosts in the same run, writes its section of docs/benchmarks.md
+(bench/common.py keeps the other sections) and downs the lab.
 Run it with ``make bench`` (as root). No pass/fail thresholds: it reports, it never asserts.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import importlib.util
 import json
 import os
-import platform
 import re
-import resource
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from types import FrameType
 
-import opskit
-import opskit.lab
+from common import (
+    REPORT,
+    Done,
+    Lab,
+    ansible_env,
+    background_load,
+    dist_version,
+    fmt,
+    lab_down,
+    lab_up,
+    last_line,
+    machine,
+    metered_run,
+    program,
+    startup_time,
+    take_rounds,
+    terminate,
+    write_section,
+)
+
 from opskit.errors import OpskitError
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-BIN = Path(sys.executable).parent  # the venv's bin: opskit and ansible live here
-RUN_TIMEOUT = 600.0  # seconds; a run past this is killed and counts as failed
-QUIET_TIMEOUT = 10.0  # seconds to wait after a run for the sshds' per-connection children
 BOUNDED_FORKS = 10
 # The key exchange paramiko (opskit) and libssh2 (parallel-ssh) end up with against this sshd;
 # an extra OpenSSH row forces it, to compare like with like (see the report's caveats).
 CURVE25519 = "curve25519-sha256"
-
-
-@dataclass(frozen=True)
-class Lab:
-    state_dir: Path
-    inventory: Path
-    port: int
-    names: list[str]
-    addresses: list[str]
-    sshd_pids: list[int]
-    work: Path  # scratch dir for the tools' homes and temp files
-
-    @property
-    def key(self) -> Path:
-        return self.state_dir / "id_ed25519"
-
-    @property
-    def known_hosts(self) -> Path:
-        return self.state_dir / "known_hosts"
-
-
-@dataclass(frozen=True)
-class Done:
-    """A finished subprocess run."""
-
-    rc: int
-    out: str
-    err: str
 
 
 @dataclass(frozen=True)
@@ -120,149 +101,11 @@ class Row:
         return statistics.median(values) if values else None
 
 
-# ---------------------------------------------------------------- processes
-
-
-def run(argv: Sequence[str], env: dict[str, str], timeout: float = RUN_TIMEOUT) -> Done:
-    """Run ``argv`` in its own process group; kill the whole group on timeout or interrupt."""
-    proc = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env, start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        out, err = proc.communicate()
-        return Done(-9, out, err + f"\nkilled after {timeout:.0f} s")
-    except BaseException:
-        _kill_group(proc)
-        proc.communicate()
-        raise
-    return Done(proc.returncode, out, err)
-
-
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def sshd_cpu(pids: Sequence[int]) -> float:
-    """CPU-s of the lab's sshd listeners and the per-connection children they reaped."""
-    ticks = 0
-    for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        ticks += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy CPU-s of all cores, steal s) since boot, from /proc/stat."""
-    for line in _read("/proc/stat").splitlines():
-        if line.startswith("cpu "):
-            v = [int(x) for x in line.split()[1:]]
-            busy = v[0] + v[1] + v[2] + v[5] + v[6]  # user nice system irq softirq
-            hz = os.sysconf("SC_CLK_TCK")
-            return busy / hz, (v[7] if len(v) > 7 else 0) / hz
-    return 0.0, 0.0
-
-
-def wait_quiet(pids: Sequence[int], timeout: float = QUIET_TIMEOUT) -> None:
-    """Wait until the lab sshds have reaped every per-connection child (so its CPU counts)."""
-    parents = {str(p) for p in pids}
-    deadline = time.monotonic() + timeout
-    while _has_children(parents) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def _has_children(parents: set[str]) -> bool:
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        if stat[stat.rindex(")") + 2 :].split()[1] in parents:
-            return True
-    return False
-
-
-def last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
-def version_line(argv: Sequence[str], env: dict[str, str] | None = None) -> str:
-    try:
-        done = run(argv, env or dict(os.environ), timeout=60)
-    except OSError as exc:
-        return f"not available ({exc})"
-    text = (done.out or done.err).strip()
-    return text.splitlines()[0] if text else f"exit {done.rc}"
-
-
-def dist_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-# ---------------------------------------------------------------- the lab
-
-
-def lab_up(hosts: int, port: int, root: Path) -> Lab:
-    state_dir, work = root / "lab", root / "work"
-    work.mkdir(parents=True)
-    inventory = root / "lab.yml"
-    print(f"bringing up {hosts} lab hosts on port {port} (state dir {state_dir})", file=sys.stderr)
-    status = opskit.lab.up(hosts, port=port, state_dir=state_dir, inventory_path=inventory)
-    if not status.running:
-        down = [h.name for h in status.hosts if not h.answering]
-        raise RuntimeError(f"lab hosts not answering: {' '.join(down)}")
-    return Lab(
-        state_dir=state_dir,
-        inventory=inventory,
-        port=port,
-        names=[h.name for h in status.hosts],
-        addresses=[h.address for h in status.hosts],
-        sshd_pids=[h.pid for h in status.hosts if h.pid],
-        work=work,
-    )
-
-
-def lab_down(state_dir: Path, root: Path) -> None:
-    if not state_dir.is_dir():  # the lab never came up
-        shutil.rmtree(root, ignore_errors=True)
-        return
-    try:
-        for line in opskit.lab.down(state_dir=state_dir):
-            if not line.startswith(("stopped sshd", "removed /")):
-                print(line, file=sys.stderr)
-    except OpskitError as exc:
-        print(f"lab down failed: {exc.message}; left {root} in place", file=sys.stderr)
-        raise
-    shutil.rmtree(root, ignore_errors=True)
-    print("lab down", file=sys.stderr)
-
-
 # ---------------------------------------------------------------- the tools
 
 
 def opskit_tool(lab: Lab, env: dict[str, str], forks: int) -> Tool:
-    exe = _program("opskit")
+    exe = program("opskit")
     argv = [exe or "opskit", "-i", str(lab.inventory), "exec", "--yes", "--json",
             "-f", str(forks), "--", "true"]
     return Tool(f"opskit -f {forks}", argv, env, lambda d: _opskit_tally(d, lab),
@@ -335,40 +178,14 @@ def _pssh_tally(done: Done, lab: Lab) -> Tally:
     return Tally(len(ok), why)
 
 
-def ansible_env(lab: Lab, env: dict[str, str]) -> dict[str, str]:
-    home = lab.work / "ansible"
-    (home / "tmp").mkdir(parents=True, exist_ok=True)
-    cfg = lab.work / "ansible.cfg"  # our own, so no ansible.cfg of the machine applies
-    cfg.write_text("[defaults]\n")
-    return {
-        **env,
-        "LC_ALL": "C.UTF-8",  # ansible refuses to run without a UTF-8 locale
-        "ANSIBLE_CONFIG": str(cfg),
-        "ANSIBLE_HOME": str(home),
-        "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
-        "ANSIBLE_HOST_KEY_CHECKING": "True",
-        # Fresh connections every run, like the other tools: ansible's default ControlPersist
-        # would let runs after the first reuse (and leave behind) master connections.
-        "ANSIBLE_SSH_ARGS": "-o ControlMaster=no",
-        "ANSIBLE_STDOUT_CALLBACK": "minimal",
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_DEPRECATION_WARNINGS": "False",
-    }
-
-
 def ansible_tool(lab: Lab, env: dict[str, str], forks: int) -> Tool:
-    exe = _program("ansible")
+    exe = program("ansible")
     argv = [exe or "ansible", "all", "-i", str(lab.inventory), "-m", "raw", "-a", "true",
             "-f", str(forks), "-o"]
     missing = "" if exe else "ansible not installed (pip install -e '.[bench]')"
     return Tool(f"Ansible raw -f {forks}", argv, ansible_env(lab, env),
                 lambda d: _lines_tally(d, r"(\S+) \| (?:CHANGED|SUCCESS) \| rc=0\b", lab.names),
                 missing)
-
-
-def _program(name: str) -> str | None:
-    local = BIN / name
-    return str(local) if local.is_file() else shutil.which(name)
 
 
 def tools(lab: Lab, env: dict[str, str], hosts: int) -> list[Tool]:
@@ -386,19 +203,9 @@ def tools(lab: Lab, env: dict[str, str], hosts: int) -> list[Tool]:
 
 
 def attempt(tool: Tool, lab: Lab) -> Attempt:
-    wait_quiet(lab.sshd_pids)
-    server0, client0, (busy0, steal0) = sshd_cpu(lab.sshd_pids), children_cpu(), machine_cpu()
-    t0 = time.perf_counter()
-    try:
-        done = run(tool.argv, tool.env)
-    except OSError as exc:
-        done = Done(127, "", str(exc))
-    seconds = time.perf_counter() - t0
-    client = children_cpu() - client0
-    busy1, steal1 = machine_cpu()
-    wait_quiet(lab.sshd_pids)
-    server = sshd_cpu(lab.sshd_pids) - server0
-    return Attempt(seconds, client, server, busy1 - busy0, steal1 - steal0, tool.tally(done))
+    done, cost = metered_run(tool.argv, tool.env, lab.sshd_pids)
+    return Attempt(cost.seconds, cost.client_cpu, cost.server_cpu, cost.machine_cpu, cost.steal,
+                   tool.tally(done))
 
 
 def measure(all_tools: Sequence[Tool], lab: Lab, repeat: int) -> list[Row]:
@@ -407,17 +214,16 @@ def measure(all_tools: Sequence[Tool], lab: Lab, repeat: int) -> list[Row]:
     A tool is dropped (its row failed) at its first run that does not reach every host.
     """
     rows = [Row(t, failure=t.missing) for t in all_tools]
-    for label, rounds in (("warm-up", 1), ("run", repeat)):
-        for i in range(rounds):
-            for row in (r for r in rows if not r.failure):
-                one = attempt(row.tool, lab)
-                _log(row.tool.name, f"{label} {i + 1}/{rounds}", one, len(lab.names))
-                if one.tally.reached != len(lab.names) or one.tally.why:
-                    why = (one.tally.why or "no error shown")[:300]
-                    row.failure = (f"{label} {i + 1} reached {one.tally.reached}/"
-                                   f"{len(lab.names)} hosts: {why}")
-                elif label == "run":
-                    row.runs.append(one)
+
+    def once(row: Row, label: str) -> tuple[Attempt, str]:
+        one = attempt(row.tool, lab)
+        _log(row.tool.name, label, one, len(lab.names))
+        if one.tally.reached == len(lab.names) and not one.tally.why:
+            return one, ""
+        why = (one.tally.why or "no error shown")[:300]
+        return one, f"reached {one.tally.reached}/{len(lab.names)} hosts: {why}"
+
+    take_rounds(rows, repeat, once)
     return rows
 
 
@@ -427,68 +233,7 @@ def _log(name: str, what: str, one: Attempt, hosts: int) -> None:
           file=sys.stderr, flush=True)
 
 
-def startup_time(env: dict[str, str]) -> float | None:
-    """Median wall time of ``opskit --version``: interpreter start plus opskit's imports."""
-    exe = _program("opskit")
-    if not exe:
-        return None
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        run([exe, "--version"], env, timeout=60)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times[1:])
-
-
 # ---------------------------------------------------------------- the report
-
-
-def background_load(ours: Sequence[int]) -> str:
-    """What else ran when the bench started: load average and other labs' sshd listeners."""
-    load = " ".join(_read("/proc/loadavg").split()[:3]) or "?"
-    others = sum(1 for pid in _pids() if pid not in ours and _is_sshd_listener(pid))
-    return f"load average {load}; {others} sshd listener(s) of other labs or daemons running"
-
-
-def _pids() -> list[int]:
-    return [int(e.name) for e in os.scandir("/proc") if e.name.isdigit()]
-
-
-def _is_sshd_listener(pid: int) -> bool:
-    # Listeners rewrite their title ("sshd: /usr/sbin/sshd -D ... [listener] ..."): no argv.
-    text = _read(f"/proc/{pid}/cmdline").replace("\0", " ")
-    return re.match(r"(\S*/)?sshd\b.* -D\b", text) is not None
-
-
-def machine(env: dict[str, str], ansible: dict[str, str], background: str
-            ) -> list[tuple[str, str]]:
-    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
-                if line.startswith("model name")), "unknown CPU")
-    os_name = next((line.split("=", 1)[1].strip('"') for line in
-                    _read("/etc/os-release").splitlines() if line.startswith("PRETTY_NAME=")), "")
-    opskit_deps = ", ".join(f"{d} {dist_version(d)}" for d in ("fabric", "paramiko"))
-    return [
-        ("CPU", f"{os.cpu_count()} cores, {cpu}"),
-        ("kernel", f"Linux {platform.release()} ({os_name})"),
-        ("Python", platform.python_version()),
-        ("opskit", f"{opskit.__version__} ({opskit_deps})"),
-        ("OpenSSH (client and lab sshd)", version_line(["ssh", "-V"], env)),
-        ("parallel-ssh", f"{dist_version('parallel-ssh')} (ssh2-python "
-                         f"{dist_version('ssh2-python')})"),
-        ("Ansible", version_line([_program("ansible") or "ansible", "--version"], ansible)),
-        ("at the start", background),
-    ]
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
-def _fmt(value: float | None, spec: str = ".2f", suffix: str = "") -> str:
-    return "–" if value is None else f"{value:{spec}}{suffix}"
 
 
 def _ratio(row: Row, anchor: Row | None) -> str:
@@ -505,8 +250,8 @@ def figures_table(rows: Sequence[Row], openssh: Row | None, base: Row | None) ->
             out.append(f"| {row.tool.name} | failed | – | – | – |")
             continue
         best = min(a.seconds for a in row.runs)
-        out.append(f"| {row.tool.name} | {_fmt(row.median(lambda a: a.seconds))} | "
-                   f"{_fmt(best)} | {_ratio(row, openssh)} | {_ratio(row, base)} |")
+        out.append(f"| {row.tool.name} | {fmt(row.median(lambda a: a.seconds))} | "
+                   f"{fmt(best)} | {_ratio(row, openssh)} | {_ratio(row, base)} |")
     failed = [f"- **{r.tool.name}** failed: {r.failure}" for r in rows if not r.ok]
     return out + ([""] + failed if failed else [])
 
@@ -520,9 +265,9 @@ def cpu_table(rows: Sequence[Row], hosts: int, cores: int) -> list[str]:
         server = row.median(lambda a: a.server_cpu) or 0.0
         out.append(f"| {row.tool.name} | {client:.2f} | {server:.2f} | {server / hosts:.3f} | "
                    f"{(client + server) / cores:.2f} | "
-                   f"{_fmt(row.median(lambda a: a.seconds))} | "
-                   f"{_fmt(row.median(lambda a: a.other_cpu))} | "
-                   f"{_fmt(row.median(lambda a: a.steal))} |")
+                   f"{fmt(row.median(lambda a: a.seconds))} | "
+                   f"{fmt(row.median(lambda a: a.other_cpu))} | "
+                   f"{fmt(row.median(lambda a: a.steal))} |")
     return out
 
 
@@ -645,10 +390,6 @@ def report(rows: Sequence[Row], args: argparse.Namespace, facts: list[tuple[str,
     openssh, base = anchors(rows, args.hosts)
     cores = os.cpu_count() or 1
     parts = [
-        "# Benchmarks",
-        "",
-        "Written by `bench/fanout.py` (`make bench`); regenerate it rather than editing it.",
-        "",
         f"## Fan-out: `true` on {args.hosts} hosts",
         "",
         f"Wall time to run `true` on every host of a {args.hosts}-host lab fleet (real `sshd -D`"
@@ -692,7 +433,8 @@ def report(rows: Sequence[Row], args: argparse.Namespace, facts: list[tuple[str,
         "### Reproduce",
         "",
         "```",
-        "make bench    # as root: pip install -e '.[bench]' into .venv, then bench/fanout.py",
+        "make bench    # as root: pip install -e '.[bench]' into .venv, then bench/fanout.py "
+        "and bench/deploy.py",
         f"# options: .venv/bin/python bench/fanout.py --hosts {args.hosts} "
         f"--repeat {args.repeat} --port {args.port}",
         "```",
@@ -709,16 +451,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hosts", type=int, default=50, help="lab hosts (default 50)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per tool (default 3)")
     parser.add_argument("--port", type=int, default=2422, help="lab sshd port (default 2422)")
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md",
-                        help="report to write (default docs/benchmarks.md)")
+    parser.add_argument("--out", type=Path, default=REPORT,
+                        help="report whose fan-out section to (re)write "
+                        "(default docs/benchmarks.md)")
     args = parser.parse_args(argv)
     if args.hosts < 1 or args.repeat < 1:
         parser.error("--hosts and --repeat must be at least 1")
     return args
-
-
-def _terminate(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the finally that downs the lab
 
 
 def bench(args: argparse.Namespace, root: Path) -> None:
@@ -728,17 +467,16 @@ def bench(args: argparse.Namespace, root: Path) -> None:
     all_tools = tools(lab, env, args.hosts)
     background = background_load(lab.sshd_pids)
     rows = measure(all_tools, lab, args.repeat)
-    facts = machine(env, all_tools[-1].env, background)
-    text = report(rows, args, facts, startup_time(env), started)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    pssh = f"{dist_version('parallel-ssh')} (ssh2-python {dist_version('ssh2-python')})"
+    facts = machine(env, all_tools[-1].env, background, [("parallel-ssh", pssh)])
+    write_section(args.out, report(rows, args, facts, startup_time(env), started))
     print(f"wrote {args.out}", file=sys.stderr)
     print("\n".join(figures_table(rows, *anchors(rows, args.hosts))))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
     root = Path(tempfile.mkdtemp(prefix="opskit-bench-"))
     try:
         bench(args, root)

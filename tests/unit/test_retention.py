@@ -269,7 +269,7 @@ MOUNTS = ("/data", "/wal")
 ATTRS = len(KINDS) * 4 * len(HOSTS) * len(MOUNTS) * 96  # x 96 quarter-hours a day
 DAYS = SPAN.days
 
-# Day of a set: half of them at two hot spots where rules have edges, the rest over 90 days.
+# Day of a set: two in three at hot spots where rules have edges, the rest over 90 days.
 days = st.one_of(
     st.integers(0, DAYS - 1),
     st.integers(DAYS - 3, DAYS - 1),  # last 3 days: fresh pending sets next to newer complete ones

@@ -57,6 +57,7 @@ bench: venv
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/deploy.py
+	$(BIN)/python bench/snapshot.py
 
 lab-down: venv
 	$(BIN)/opskit lab down

@@ -47,16 +47,16 @@ def _tags(cfg: SnapshotConfig, host: str, layout: discovery.Layout, sid: str, no
     return [{"Key": k, "Value": v} for k, v in tags.items()]
 
 
-def _instance_volumes(ec2: Any, instance_id: str) -> tuple[str | None, list[str]]:
-    """(boot volume, all attached volume ids) of the instance."""
+def _instance_volumes(ec2: Any, instance_id: str) -> tuple[str | None, dict[str, str]]:
+    """(boot volume, device name -> volume id of every attached volume) of the instance."""
     resp = ec2.describe_instances(InstanceIds=[instance_id])
     inst = resp["Reservations"][0]["Instances"][0]
     root = inst.get("RootDeviceName")
-    boot, attached = None, []
+    boot, attached = None, {}
     for m in inst.get("BlockDeviceMappings", []):
         vol = m.get("Ebs", {}).get("VolumeId")
         if vol:
-            attached.append(vol)
+            attached[m.get("DeviceName", "")] = vol
             if m.get("DeviceName") == root:
                 boot = vol
     return boot, attached
@@ -104,15 +104,15 @@ class _CreateOnHost:
         if not cfg.instance_id:
             raise SafetyError(f"{s.host.name}: no aws.instance_id in the inventory",
                               hint="the EC2 inventory source sets it; or add aws.instance_id")
-        layout = discovery.discover(s, cfg)
         ec2 = aws.client("ec2", cfg.aws)
         boot, attached = _aws_step("describe the instance",
                                    lambda: _instance_volumes(ec2, cfg.instance_id))
-        unknown = [v for v in layout.volumes if v not in attached]
+        layout = discovery.discover(s, cfg, attached)
+        unknown = [v for v in layout.volumes if v not in attached.values()]
         if unknown:
             raise SafetyError(f"{s.host.name}: {', '.join(unknown)} not attached to "
                               f"{cfg.instance_id}", hint="check snapshot.volumes / aws.instance_id")
-        exclude = [v for v in attached if v not in layout.volumes and v != boot]
+        exclude = [v for v in attached.values() if v not in layout.volumes and v != boot]
         for hook in cfg.pre_freeze:
             s.run(hook)
         now = datetime.now(timezone.utc)

@@ -32,7 +32,16 @@ class Layout:
                 "devices": list(self.devices), "source": self.source}
 
 
-def discover(s: Session, cfg: SnapshotConfig) -> Layout:
+def _attachment_name(device: str) -> str:
+    """/dev/xvdf and /dev/sdf name the same attachment (Xen renames sdX to xvdX)."""
+    name = device.removeprefix("/dev/")
+    return "sd" + name[3:] if name.startswith("xvd") else name
+
+
+def discover(s: Session, cfg: SnapshotConfig,
+             attachments: dict[str, str] | None = None) -> Layout:
+    """``attachments``: the instance's device name -> volume id (DescribeInstances), used for
+    members without an NVMe serial or by-id link (xvdX/sdX on Xen instances)."""
     out = s.run_argv(["python3", "-c", script("discover_volumes"), cfg.mount,
                       cfg.discovery_root], check=False)
     try:
@@ -43,7 +52,9 @@ def discover(s: Session, cfg: SnapshotConfig) -> Layout:
     if "error" in doc:
         raise StepFailed(f"volume discovery: {doc['error']}", out.exit_status)
     members = doc["members"]
-    found = tuple(m["volume_id"] for m in members)
+    by_name = {_attachment_name(k): v for k, v in (attachments or {}).items()}
+    found = tuple(m["volume_id"] or by_name.get(_attachment_name(m["device"]))
+                  for m in members)
     devices = tuple(m["device"] for m in members)
     if not doc.get("order_known", True) and len(members) > 1 and not cfg.volumes:
         raise SafetyError(

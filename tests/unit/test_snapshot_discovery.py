@@ -117,3 +117,23 @@ def test_lock_refuses_a_second_holder(tmp_path: Path, monkeypatch: pytest.Monkey
                 pass  # flock is per open file: even this process's second open is refused
     with lock.exclusive("snapshot"):
         pass  # released: free again
+
+
+def test_xen_device_names_map_through_the_instance_attachments(tmp_path: Path) -> None:
+    # A Xen instance: md0 over xvdf..xvdi, no NVMe serials; DescribeInstances says sdf..sdi.
+    root = tmp_path
+    (root / "proc").mkdir()
+    (root / "proc/mounts").write_text("/dev/md0 /data xfs rw 0 0\n")
+    md = root / "sys/block/md0"
+    (md / "md").mkdir(parents=True)
+    for i in range(4):
+        os.symlink(f"dev-xvd{'fghi'[i]}", md / "md" / f"rd{i}")
+    host = local_host(root)
+    cfg = config.load(host, None, None)
+    attachments = {f"/dev/sd{'fghi'[i]}": vol for i, vol in enumerate(VOLS)}
+    attachments["/dev/sda1"] = "vol-boot"
+    r = fleet.run([host], lambda s: discovery.discover(s, cfg, attachments)).results[0]
+    assert r.status == "ok" and r.value.volumes == tuple(VOLS)
+    del attachments["/dev/sdh"]
+    r = fleet.run([host], lambda s: discovery.discover(s, cfg, attachments)).results[0]
+    assert r.status == "refused" and "/dev/xvdh" in (r.error or "")

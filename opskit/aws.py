@@ -13,7 +13,7 @@ boto3 is imported lazily: it costs ~0.3 s and most commands never talk to AWS.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opskit.errors import ConfigError
@@ -80,6 +80,17 @@ def _config() -> Any:
     return Config(
         connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}
     )
+
+
+def call(fn: Callable[[], Any]) -> Any:
+    """``fn()``, with botocore errors turned into one-line ConfigErrors with a hint."""
+    try:
+        return fn()
+    except Exception as exc:
+        if not is_boto_error(exc):
+            raise
+        message, hint = explain(exc)
+        raise ConfigError(message, hint=hint) from None
 
 
 def is_boto_error(exc: BaseException) -> bool:

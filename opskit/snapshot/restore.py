@@ -12,20 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from opskit import aws
-from opskit.errors import ConfigError, SafetyError
+from opskit.errors import SafetyError
 from opskit.snapshot.sets import SnapshotSet
 
 DEVICE_LETTERS = string.ascii_lowercase[5:16]  # /dev/sdf .. /dev/sdp, as AWS recommends
-
-
-def _call(fn: Any) -> Any:
-    try:
-        return fn()
-    except Exception as exc:
-        if not aws.is_boto_error(exc):
-            raise
-        message, hint = aws.explain(exc)
-        raise ConfigError(message, hint=hint) from None
 
 
 def plan(s: SnapshotSet, ec2: Any, instance_id: str, az: str | None) -> dict[str, Any]:
@@ -33,7 +23,7 @@ def plan(s: SnapshotSet, ec2: Any, instance_id: str, az: str | None) -> dict[str
     if not s.complete:
         raise SafetyError(f"set {s.set_id} is {s.state}: {s.reason}",
                           hint="restore only a complete set (see `opskit snapshot list`)")
-    inst = _call(lambda: ec2.describe_instances(InstanceIds=[instance_id]))
+    inst = aws.call(lambda: ec2.describe_instances(InstanceIds=[instance_id]))
     inst = inst["Reservations"][0]["Instances"][0]
     used = {m["DeviceName"] for m in inst.get("BlockDeviceMappings", [])}
     free = [f"/dev/sd{c}" for c in DEVICE_LETTERS if f"/dev/sd{c}" not in used
@@ -54,15 +44,15 @@ def restore(s: SnapshotSet, aws_vars: Mapping[str, Any], instance_id: str,
     ec2 = aws.client("ec2", aws_vars)
     p = plan(s, ec2, instance_id, az)
     for step in p["members"]:
-        vol = _call(lambda step=step: ec2.create_volume(
+        vol = aws.call(lambda step=step: ec2.create_volume(
             SnapshotId=step["snapshot"], AvailabilityZone=p["availability_zone"],
             VolumeType="gp3", TagSpecifications=[{"ResourceType": "volume", "Tags": [
                 {"Key": "opskit:restored-from", "Value": s.set_id},
                 {"Key": "opskit:member", "Value": str(step["member"])}]}]))
         step["volume"] = vol["VolumeId"]
-        _call(lambda vol=vol: ec2.get_waiter("volume_available").wait(
+        aws.call(lambda vol=vol: ec2.get_waiter("volume_available").wait(
             VolumeIds=[vol["VolumeId"]], WaiterConfig={"Delay": 2, "MaxAttempts": 60}))
-        _call(lambda step=step: ec2.attach_volume(
+        aws.call(lambda step=step: ec2.attach_volume(
             Device=step["device"], InstanceId=instance_id, VolumeId=step["volume"]))
     p["next_steps"] = next_steps(s, p)
     return p

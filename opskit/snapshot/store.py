@@ -6,20 +6,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from opskit import aws
-from opskit.errors import ConfigError, UsageError
+from opskit.errors import UsageError
 from opskit.inventory import Host
 from opskit.snapshot import sets as sets_mod
 from opskit.snapshot.sets import SnapshotSet
-
-
-def _call(fn: Any) -> Any:
-    try:
-        return fn()
-    except Exception as exc:
-        if not aws.is_boto_error(exc):
-            raise
-        message, hint = aws.explain(exc)
-        raise ConfigError(message, hint=hint) from None
 
 
 def _accounts(hosts: Sequence[Host]) -> list[tuple[dict[str, Any], list[str]]]:
@@ -35,7 +25,7 @@ def _accounts(hosts: Sequence[Host]) -> list[tuple[dict[str, Any], list[str]]]:
 
 def snapshots(aws_vars: Mapping[str, Any], host_names: Iterable[str]) -> list[dict[str, Any]]:
     ec2 = aws.client("ec2", aws_vars)
-    pages = _call(lambda: list(ec2.get_paginator("describe_snapshots").paginate(
+    pages = aws.call(lambda: list(ec2.get_paginator("describe_snapshots").paginate(
         OwnerIds=["self"],
         Filters=[{"Name": "tag-key", "Values": [sets_mod.SET_ID]},
                  {"Name": f"tag:{sets_mod.HOST}", "Values": sorted(host_names)}])))
@@ -71,5 +61,5 @@ def find_set(hosts: Sequence[Host], set_id: str) -> tuple[SnapshotSet, dict[str,
 def delete_set(aws_vars: Mapping[str, Any], s: SnapshotSet) -> list[str]:
     ec2 = aws.client("ec2", aws_vars)
     for snap in s.snapshot_ids:
-        _call(lambda snap=snap: ec2.delete_snapshot(SnapshotId=snap))
+        aws.call(lambda snap=snap: ec2.delete_snapshot(SnapshotId=snap))
     return s.snapshot_ids

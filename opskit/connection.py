@@ -1,6 +1,7 @@
 """Open one connection to an inventory host: Fabric over SSH, or Invoke locally.
 
-Fabric's default is to trust any host key (AutoAddPolicy) and not to read known_hosts at all.
+Fabric's default is to trust any host key (its auto-add policy) and not to read known_hosts
+at all.
 opskit reads the user's and the system's known_hosts, ssh_config's UserKnownHostsFile and the
 inventory's ``opskit_known_hosts``, and rejects unknown keys unless the caller opts out.
 """
@@ -35,6 +36,13 @@ class UnknownHostKey(paramiko.SSHException):
     """The host's key is not in any known_hosts file we read."""
 
 
+class _AcceptAnyUnsafe(paramiko.MissingHostKeyPolicy):
+    """Only behind --insecure-accept-unknown-host-keys: take any key, never save it."""
+
+    def missing_host_key(self, client, hostname, key):  # type: ignore[no-untyped-def]
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
 class _RejectUnknown(paramiko.MissingHostKeyPolicy):
     def missing_host_key(self, client, hostname, key):  # type: ignore[no-untyped-def]
         raise UnknownHostKey(
@@ -48,12 +56,12 @@ def _known_hosts_files(extra: list[str]) -> list[Path]:
 
 
 def _harden(conn: Connection, extra_known_hosts: list[str], insecure: bool) -> None:
-    """Replace Fabric's AutoAddPolicy on one connection (and its gateways)."""
+    """Replace Fabric's auto-add policy on one connection (and its gateways)."""
     node: object = conn
     while isinstance(node, Connection):
         client = node.client
         if insecure:
-            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+            client.set_missing_host_key_policy(_AcceptAnyUnsafe())
         else:
             for path in _known_hosts_files(extra_known_hosts):
                 client.load_host_keys(str(path))

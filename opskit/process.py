@@ -101,3 +101,35 @@ def start(conn: object, command: str) -> HostProcess:
     if isinstance(conn, Connection):
         return ChannelProcess(conn, command)
     return LocalProcess(command)
+
+
+def run_with_input(conn: object, command: str, data: bytes,
+                   timeout: float | None) -> tuple[str, str, int]:
+    """Run ``command`` (already quoted) with ``data`` on its stdin; (stdout, stderr, status).
+
+    Streams bytes (an artifact) without SFTP: no sftp-server to start on the host, and the
+    receiving script can check and unpack in the same round trip.
+    """
+    if not isinstance(conn, Connection):
+        proc = subprocess.run(["sh", "-c", command], input=data, capture_output=True,
+                              timeout=timeout)
+        return (proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"),
+                proc.returncode)
+    transport = conn.client.get_transport()
+    assert transport is not None, "connection is not open"
+    chan = transport.open_session()
+    try:
+        chan.settimeout(timeout)
+        chan.exec_command(command)
+        try:
+            chan.sendall(data)
+        except OSError:
+            pass  # the command exited without reading it all: its status says why
+        chan.shutdown_write()
+        # Read stdout to EOF while stderr collects in paramiko's buffer (small for our steps).
+        out = chan.makefile("rb").read()
+        err = chan.makefile_stderr("rb").read()
+        return (out.decode(errors="replace"), err.decode(errors="replace"),
+                chan.recv_exit_status())
+    finally:
+        chan.close()

@@ -12,6 +12,7 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -126,6 +127,23 @@ class Session:
     def run_argv(self, argv: Sequence[str], **kwargs: Any) -> StepOutput:
         """Run a program with arguments; every argument is shell-quoted."""
         return self.run(shlex.join(str(a) for a in argv), **kwargs)
+
+    def run_input(self, command: str, data: bytes, *, check: bool = True,
+                  timeout: float | None = None) -> StepOutput:
+        """Run one shell command with ``data`` on its stdin (e.g. an artifact to unpack)."""
+        self._check_stop()
+        try:
+            out, err, status = process.run_with_input(
+                self.conn, command, data,
+                timeout if timeout is not None else self.command_timeout)
+        except (TimeoutError, subprocess.TimeoutExpired) as exc:
+            self._capture("", "", None)
+            raise StepTimedOut(f"timed out: {exc}") from None
+        self._capture(out, err, status)
+        result = StepOutput(command, out, err, status)
+        if check and status != 0:
+            raise StepFailed(f"exit status {status}", status, err)
+        return result
 
     def put(self, local: str, remote: str) -> None:
         """Upload a file over the host's connection (SFTP), or copy it for a local host."""

@@ -14,7 +14,7 @@ from typing import Any
 from opskit.errors import InventoryError, UsageError
 from opskit.inventory import Host
 
-RELOAD_METHODS = ("hup", "usr2", "command")
+RELOAD_METHODS = ("hup", "usr2")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
@@ -117,9 +117,9 @@ def load(host: Host) -> DeployConfig:
         keep_releases=keep,
         shared_dirs=_rel_paths(host, "shared_dirs", d.get("shared_dirs")),
         shared_files=_rel_paths(host, "shared_files", d.get("shared_files")),
-        install=d.get("install"),
+        install=_fill(d.get("install"), host),
         reload=reload,
-        reload_command=reload_command,
+        reload_command=_fill(reload_command, host),
         pid_file=d.get("pid_file"),
         start=_fill(d.get("start"), host),
         health_url=_fill(d.get("health_url"), host),

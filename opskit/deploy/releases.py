@@ -52,9 +52,8 @@ def rollback(hosts: Sequence[Host], to: str | None, run_options: RunOptions,
                              f"(has: {', '.join(st.releases[-5:]) or 'none'})")
         if target == st.current:
             return {"from": st.current, "to": target, "changed": False}
-        steps.switch(s, cfg, target)
         d: dict[str, Any] = {"from": st.current, "to": target, "changed": True}
-        d["reload"] = steps.reload(s, cfg)
+        d["reload"] = steps.activate(s, cfg, target)
         d["health"] = steps.health(s, cfg, target)
         return d
 

@@ -1,7 +1,8 @@
 """The rolling deploy: batches, a health gate after each, automatic rollback of failed hosts.
 
-Per host (one connection): [leave the target group, drain] -> upload -> unpack -> install ->
-switch ``current`` -> reload -> health check -> [rejoin the target group] -> prune.
+Per host (one connection, about three remote commands): ship (upload, verify, unpack) ->
+install -> [leave the target group, drain] -> switch ``current`` + reload -> health check and
+prune -> [rejoin the target group].
 A host that fails after its switch is switched back to the release it had, reloaded and
 re-checked, and the failed release is removed; a host that fails before its switch is
 untouched (``current`` never moved). Unreachable hosts are reported and do not count against
@@ -71,10 +72,10 @@ def plan(hosts: Sequence[Host], art: Artifact, options: DeployOptions) -> dict[s
         for h in batch:
             cfg = cfgs[h.name]
             in_lb = bool(cfg.target_group_arn and cfg.aws.get("instance_id"))
-            names = (["deregister+drain"] if in_lb else []) + ["upload", "unpack"]
-            names += (["install"] if cfg.install else []) + ["switch", f"reload:{cfg.reload}"]
-            names += (["health"] if cfg.health_url else [])
-            names += (["register+wait-healthy"] if in_lb else []) + ["prune"]
+            names = ["upload", "unpack"] + (["install"] if cfg.install else [])
+            names += (["deregister+drain"] if in_lb else []) + ["switch", f"reload:{cfg.reload}"]
+            names += (["health"] if cfg.health_url else []) + ["prune"]
+            names += (["register+wait-healthy"] if in_lb else [])
             out.append({"batch": i, "host": h.name, "root": cfg.root,
                         "release_dir": cfg.release_dir(art.release), "steps": names})
     return {"dry_run": True, "artifact": art.to_dict(), "batch": options.batch,
@@ -96,35 +97,51 @@ class _HostDeploy:
         d: dict[str, Any] = {"release": self.art.release}
         with self._lock:
             self.details[s.host.name] = d
-        before = steps.read_releases(s, cfg)
-        d["previous"] = before.current
-        if before.current == self.art.release:
-            raise StepFailed(f"release {self.art.release} is already current")
         target = elb.target_for(s.host, cfg)
         out_of_lb = switched = False
+        previous: str | None = None
         try:
+            # Everything that does not touch what serves happens before the host leaves
+            # the load balancer: its time out of rotation is the switch, reload and check.
+            before = steps.ship(s, cfg, self.art)
+            previous = d["previous"] = before.current
+            steps.install(s, cfg, self.art)
             if target:
                 d["elb_out"] = elb.deregister(target, cfg.drain_timeout, self._note(s))
                 out_of_lb = True
-            steps.upload(s, cfg, self.art)
-            steps.unpack(s, cfg, self.art)
-            steps.install(s, cfg, self.art)
-            steps.switch(s, cfg, self.art.release)
             switched = True
-            d["reload"] = steps.reload(s, cfg)
-            d["health"] = steps.health(s, cfg, self.art.release)
+            try:
+                d["reload"] = steps.activate(s, cfg, self.art.release)
+            except steps.NotSwitched:
+                switched = False
+                raise
+            doomed = steps.prunable(before, self.art.release, cfg.keep_releases)
+            d["health"] = steps.health(s, cfg, self.art.release, prune=doomed)
+            d["pruned"] = doomed
             if target:
                 d["elb_in"] = elb.register(target, cfg.healthy_timeout, self._note(s))
                 out_of_lb = False
-            d["pruned"] = steps.prune(s, cfg, {before.current} if before.current else set())
             d["current"] = self.art.release
             return d
-        except Exception as exc:
+        except steps.ShipFailed as exc:
+            if exc.before is not None:
+                previous = d["previous"] = exc.before.current
+            if exc.already_current:
+                d["current"] = self.art.release
+                raise
             if not self.options.auto_rollback:
-                d["current"] = self.art.release if switched else before.current
+                d["current"] = previous
                 raise
             with s.recovering():
-                problems = self._recover(s, cfg, d, before.current, switched, target, out_of_lb)
+                problems = self._recover(s, cfg, d, previous, False, target, out_of_lb)
+            exc.args = (f"{exc}; {problems}",)
+            raise
+        except Exception as exc:
+            if not self.options.auto_rollback:
+                d["current"] = self.art.release if switched else previous
+                raise
+            with s.recovering():
+                problems = self._recover(s, cfg, d, previous, switched, target, out_of_lb)
             if isinstance(exc, StepFailed):
                 exc.args = (f"{exc}; {problems}",)
                 raise
@@ -144,8 +161,7 @@ class _HostDeploy:
                 said.append("no previous release to roll back to")
             else:
                 try:
-                    steps.switch(s, cfg, previous)
-                    d["rollback_reload"] = steps.reload(s, cfg)
+                    d["rollback_reload"] = steps.activate(s, cfg, previous)
                     steps.health(s, cfg, previous)
                     said.append(f"rolled back to {previous}")
                     d["rolled_back_to"] = previous

@@ -181,8 +181,12 @@ def test_elb_deregistered_during_deploy_and_registered_after(fleet: LabStatus,
     client, tg, ids = _elb(fleet.inventory_path)
     target = app_hosts(fleet)[2].name
     data = yaml.safe_load(fleet.inventory_path.read_text())
-    data["all"]["children"]["app"]["vars"]["deploy"]["install"] = "sleep 1.5"
-    inv = tmp_path / "slow-install.yml"
+    # A slow reload keeps the host out of the group long enough to be seen there (the upload,
+    # unpack and install happen before it leaves; the switch, reload and check after).
+    settings = data["all"]["children"]["app"]["vars"]["deploy"]
+    settings["reload"] = (f"sleep 1.5; kill -HUP $(cat {settings['pid_file']}) 2>/dev/null "
+                          f"|| {{ cd / && {settings['start']}; }}")
+    inv = tmp_path / "slow-reload.yml"
     inv.write_text(yaml.safe_dump(data))
 
     def state() -> str:

@@ -74,8 +74,8 @@ GOAL_SECONDS = 5.0  # what "a few seconds" is taken to mean
 GOAL_RATIO = 3.0
 PYTHON = "/usr/bin/python3"  # Ansible's interpreter on the hosts (no discovery round trip)
 CANARY = "1,25%"  # opskit deploy's default --batch
-PROFILE_STEPS = ("connect", "read_releases", "elb_deregister", "upload", "unpack", "install",
-                 "switch", "reload", "health", "elb_register", "prune", "other")
+PROFILE_STEPS = ("connect", "ship", "install", "elb_deregister", "activate", "health",
+                 "elb_register", "other")
 
 
 # ---------------------------------------------------------------- the fleet
@@ -410,7 +410,7 @@ class Profile:
     steps: dict[str, list[dict[str, Any]]]  # per host, the steps in order
     durations: dict[str, float]  # per host, as opskit reports it
     health_wait: list[float]  # per host, the health check's own polling time
-    python_cpu: tuple[float, float]  # CPU-s of `python3 -c pass`, and importing urllib.request
+    python_cpu: tuple[float, float]  # CPU-s of `python3 -c pass`, and of the health probe's imports
     failure: str = ""
 
 
@@ -431,7 +431,7 @@ def profile(fleet: Fleet, hosts: int, ref: str) -> Profile:
     failure = "" if check.ok == hosts and not check.why else f"{check.ok}/{hosts} ok: {check.why}"
     waits = [float(h["deploy"]["health"].get("seconds") or 0.0) for h in hosts_doc
              if (h.get("deploy") or {}).get("health")]
-    python = (python_cpu("pass", fleet.env), python_cpu("import urllib.request", fleet.env))
+    python = (python_cpu("pass", fleet.env), python_cpu("import json, socket", fleet.env))
     return Profile(hosts, wall, doc["phases"], doc["hosts"],
                    {h["host"]: h["duration"] for h in hosts_doc}, waits, python, failure)
 
@@ -465,8 +465,8 @@ def _by_step(p: Profile) -> dict[str, list[dict[str, Any]]]:
 def profile_table(p: Profile) -> list[str]:
     per_step = _by_step(p)
     host_total = sum(p.durations.values()) or 1.0
-    out = ["| step | remote commands per host | SFTP uploads per host | median s | max s | "
-           "share of host time |", "|---|---:|---:|---:|---:|---:|"]
+    out = ["| step | remote commands per host | of them with the artifact on stdin | median s | "
+           "max s | share of host time |", "|---|---:|---:|---:|---:|---:|"]
     accounted = 0.0
     for step in PROFILE_STEPS:
         events = per_step.get(step)
@@ -500,15 +500,15 @@ def profile_lines(p: Profile, connections: tuple[float, float] | str) -> list[st
     lines = [
         f"One `opskit deploy --batch 100% -f {p.hosts}` to {p.hosts} hosts run under "
         "`bench/deploy_profile.py` (opskit's CLI in-process, its connect, deploy steps and "
-        "`Session.run`/`Session.put` wrapped to time and count them; opskit unchanged). "
+        "`Session.run`/`Session.run_input` wrapped to time and count them; opskit unchanged). "
         f"Wall {p.wall:.2f} s: interpreter start and imports {start:.2f} s, artifact build "
         f"(`git archive`, sha256) {ph.get('build', 0.0):.2f} s, the hosts "
         f"{ph.get('deploy', 0.0):.2f} s, the rest (options, inventory, settings, JSON output) "
         f"{rest:.2f} s.",
         "",
         f"Per host: one SSH connection, {commands:g} remote commands (each its own exec "
-        f"channel: a shell sshd starts) and {uploads:g} SFTP upload, one after the other "
-        f"({_ansible_connections(connections)}). "
+        f"channel: a shell sshd starts; {uploads:g} of them receives the artifact on its stdin), "
+        f"one after the other ({_ansible_connections(connections)}). "
         f"Host durations {durations[0]:.2f}–{durations[-1]:.2f} s (median "
         f"{statistics.median(durations):.2f}); all hosts run at once (`-f {p.hosts}`), so the "
         "deploy takes as long as the slowest host.",
@@ -520,52 +520,10 @@ def profile_lines(p: Profile, connections: tuple[float, float] | str) -> list[st
         lines.append(
             f"Of the health step, waiting for the new workers to answer with the new release "
             f"took {statistics.median(p.health_wait):.2f} s (median; the check's own polling "
-            f"time, max {max(p.health_wait):.2f}); the rest of it is starting `python3` on the "
-            "host over SSH while every host's new gunicorn workers boot at the same time.")
-    return lines + ["", *suggestions(p)]
-
-
-SHELL_STEPS = ("read_releases", "upload", "unpack", "switch", "reload", "prune")
-
-
-def suggestions(p: Profile) -> list[str]:
-    """What the profile says would make opskit's deploy faster (not tried: opskit unchanged)."""
-    per_step = _by_step(p)
-    shell = [e for step in SHELL_STEPS for e in per_step.get(step, [])]
-    commands, uploads = sum(e["commands"] for e in shell), sum(e["uploads"] for e in shell)
-    sent = commands + uploads
-    if not sent:
-        return []
-    each = sum(e["seconds"] for e in shell) / sent
-    several = [f"{step} {statistics.median(_per_host(p, step, 'commands')):g}"
-               for step in SHELL_STEPS
-               if statistics.median(_per_host(p, step, "commands")) > 1]
-    health = [e["seconds"] for e in per_step.get("health", [])]
-    connect = [e["seconds"] for e in per_step.get("connect", [])]
-    lines = [
-        "What this suggests (not tried; opskit is unchanged):",
-        "",
-        f"- Fewer round trips. The steps before the health check send "
-        f"{commands / len(p.steps):g} remote commands and {uploads / len(p.steps):g} upload "
-        f"per host, one after the other, {each:.3f} s each here (a channel, a shell "
-        "on the host, its output back, with every host doing the same at once). Several per "
-        f"step: {', '.join(several) or 'none'}. One remote script for read → verify → unpack → "
-        "switch → reload (→ prune, from the listing it already has) would leave about three "
-        "per host: upload, script, health.",
-    ]
-    if health:
-        lines.append(
-            f"- The health step ({statistics.median(health):.2f} s median per host) is mostly "
-            "not waiting for the app: it starts a Python interpreter on the host that imports "
-            f"`urllib.request` ({p.python_cpu[1]:.3f} CPU-s each on this machine, against "
-            f"{p.python_cpu[0]:.3f} for a bare `python3`), at the moment every host's gunicorn "
-            "replaces its workers. A lighter request (a plain socket) in the same remote "
-            "script as the reload would cut both the CPU and a round trip.")
-    if connect:
-        lines.append(
-            f"- connect: {statistics.median(connect):.2f} s median per host with {p.hosts} "
-            "handshakes at once on the same cores as the sshds (see the fan-out section: "
-            "fewer in flight can be faster on few cores).")
+            f"time, max {max(p.health_wait):.2f}); the rest of it is the round trip and "
+            f"starting `python3 -I -S` on the host ({p.python_cpu[1]:.3f} CPU-s with the "
+            f"probe's imports on this machine, against {p.python_cpu[0]:.3f} for a bare "
+            "`python3`) while every host's new gunicorn workers boot at the same time.")
     return lines
 
 

@@ -34,7 +34,7 @@ from opskit.cli import main as opskit_main  # noqa: E402
 from opskit.session import Session  # noqa: E402
 
 IMPORTED = time.monotonic()
-STEPS = ("read_releases", "upload", "unpack", "install", "switch", "reload", "health", "prune")
+STEPS = ("ship", "install", "activate", "health")
 ELB_STEPS = ("deregister", "register")
 
 Event = dict[str, Any]
@@ -120,7 +120,8 @@ def install(rec: Recorder) -> None:
         setattr(opskit.deploy.elb, name, rec.step(f"elb_{name}", getattr(opskit.deploy.elb, name)))
     opskit.fleet.connect = rec.connect(opskit.fleet.connect)  # type: ignore[assignment]
     Session.run = rec.count("commands", Session.run)  # type: ignore[method-assign]
-    Session.put = rec.count("uploads", Session.put)  # type: ignore[method-assign]
+    Session.run_input = rec.count("commands", rec.count(  # type: ignore[method-assign]
+        "uploads", Session.run_input))
     opskit.deploy.build = rec.phase("build", opskit.deploy.build)  # type: ignore[assignment]
     opskit.deploy.deploy = rec.phase("deploy", opskit.deploy.deploy)  # type: ignore[assignment]
 

@@ -7,7 +7,7 @@ export OPSKIT_JOURNAL="${OPSKIT_JOURNAL:-$PWD/.demo-journal.jsonl}"
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
-step opskit lab up --hosts "${LAB_HOSTS:-8}"
+step opskit lab up --hosts "${LAB_HOSTS:-10}"
 step opskit inventory --graph
 step opskit inventory -l 'app:db'
 step opskit exec -l app --yes -- uptime

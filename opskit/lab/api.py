@@ -48,7 +48,7 @@ _CONFIG_IN_CMDLINE = re.compile(r" -f (\S+/sshd_config)(?: |$)")
 
 
 def up(
-    hosts: int = 8,
+    hosts: int = 10,
     *,
     port: int = 2222,
     state_dir: pathlib.Path | None = None,
@@ -61,7 +61,7 @@ def up(
     try:
         specs = layout.plan(hosts)
     except ValueError as exc:
-        raise LabError(str(exc), hint="e.g. opskit lab up --hosts 8") from exc
+        raise LabError(str(exc), hint="e.g. opskit lab up --hosts 10") from exc
     sd = _checked_state_dir(state_dir)
     hostmod.check_tools()
     inventory = pathlib.Path(inventory_path).absolute()

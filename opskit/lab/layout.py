@@ -3,9 +3,10 @@
 Host i (1-based) gets its role from a fixed sequence, so growing the lab only appends hosts
 and shrinking only drops the last ones -- a host keeps its name and address whatever the count:
 
-* hosts 1..8 follow ``app db redis lb app db redis app``
-  (1 → app1; 4 → app1 db1 redis1 lb1; 8 → lb1, app1-3, db1-2, redis1-2);
-* hosts 9.. repeat ``app app app db app app app redis app app app lb``
+* hosts 1..10 follow ``app db redis lb app db redis app db redis``
+  (1 → app1; 4 → app1 db1 redis1 lb1; 10 → lb1, app1-3, db1-3, redis1-3: a PostgreSQL
+  primary with two standbys and a Redis master with two replicas);
+* hosts 11.. repeat ``app app app db app app app redis app app app lb``
   (three of every four extra hosts are app servers, like a production fleet).
 
 Host i listens on 127.10.0.i (i ≤ 254); beyond that the third octet counts up
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 ROLES = ("lb", "app", "db", "redis")  # inventory order
 SUBGROUPS = {"db": ("pg_primary", "pg_replica"), "redis": ("redis_master", "redis_replica")}
-FIRST_HOSTS = ("app", "db", "redis", "lb", "app", "db", "redis", "app")
+FIRST_HOSTS = ("app", "db", "redis", "lb", "app", "db", "redis", "app", "db", "redis")
 EXTRA_CYCLE = ("app", "app", "app", "db", "app", "app", "app", "redis", "app", "app", "app", "lb")
 MAX_HOSTS = 1000
 

@@ -24,7 +24,7 @@ import pytest
 import opskit.lab as labmod
 from opskit.lab import LabStatus
 
-LAB_HOSTS = 8
+LAB_HOSTS = 10
 # Not 2222: the developer's own lab may be running. Two test sessions at once on one machine
 # need different ports (OPSKIT_LAB_TEST_PORT), as both use 127.10.0.1-8.
 LAB_PORT = int(os.environ.get("OPSKIT_LAB_TEST_PORT", "2322"))

@@ -1,6 +1,6 @@
 """`opskit deploy` on the real lab: gunicorn on every app host, HUP reloads, ELB on moto.
 
-The module grows the session lab to 14 hosts (8 of them app hosts) and shrinks it back after.
+The module grows the session lab to 16 hosts (8 of them app hosts) and shrinks it back after.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import opskit.lab as labmod
 from opskit.lab import LabStatus
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOY_HOSTS = 14  # the lab's growth order gives 8 app hosts at 14
+DEPLOY_HOSTS = 16  # the lab's growth order gives 8 app hosts at 16
 
 
 def opskit(inv: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

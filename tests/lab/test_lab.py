@@ -144,11 +144,11 @@ def register_service() -> Iterator[Callable[[SleepService], SleepService]]:
 # ---------------------------------------------------------------- session lab
 
 
-def test_eight_hosts_answer_each_with_its_own_hostname(lab: LabStatus, lab_ssh) -> None:
-    expected = {"lb1", "app1", "app2", "app3", "db1", "db2", "redis1", "redis2"}
+def test_ten_hosts_answer_each_with_its_own_hostname(lab: LabStatus, lab_ssh) -> None:
+    expected = {"lb1", "app1", "app2", "app3", "db1", "db2", "db3", "redis1", "redis2", "redis3"}
     assert {h.name for h in lab.hosts} == expected
     assert all(h.answering and h.pid for h in lab.hosts)
-    assert sorted(h.address for h in lab.hosts) == [f"127.10.0.{i}" for i in range(1, 9)]
+    assert sorted(h.address for h in lab.hosts) == [f"127.10.0.{i}" for i in range(1, 11)]
     with ThreadPoolExecutor(8) as pool:
         outputs = pool.map(lambda n: lab_ssh(n, "hostname"), expected)
         results = dict(zip(expected, outputs, strict=True))
@@ -240,9 +240,9 @@ def test_lab_yml_is_an_ansible_inventory(lab: LabStatus, lab_params) -> None:
     assert set(kids["lb"]["hosts"]) == {"lb1"}
     assert set(kids["app"]["hosts"]) == {"app1", "app2", "app3"}
     assert set(kids["db"]["children"]["pg_primary"]["hosts"]) == {"db1"}
-    assert set(kids["db"]["children"]["pg_replica"]["hosts"]) == {"db2"}
+    assert set(kids["db"]["children"]["pg_replica"]["hosts"]) == {"db2", "db3"}
     assert set(kids["redis"]["children"]["redis_master"]["hosts"]) == {"redis1"}
-    assert set(kids["redis"]["children"]["redis_replica"]["hosts"]) == {"redis2"}
+    assert set(kids["redis"]["children"]["redis_replica"]["hosts"]) == {"redis2", "redis3"}
     by_name = {h.name: h.address for h in lab.hosts}
     for group in (kids["lb"], kids["app"], *kids["db"]["children"].values(),
                   *kids["redis"]["children"].values()):  # fmt: skip
@@ -338,12 +338,13 @@ def test_fleet_shape_follows_the_documented_rule() -> None:
     names = lambda n: [s.name for s in labmod.plan(n)]  # noqa: E731
     assert names(1) == ["app1"]
     assert names(4) == ["app1", "db1", "redis1", "lb1"]
-    assert sorted(names(8)) == sorted(
-        ["lb1", "app1", "app2", "app3", "db1", "db2", "redis1", "redis2"]
+    assert sorted(names(10)) == sorted(
+        ["lb1", "app1", "app2", "app3", "db1", "db2", "db3", "redis1", "redis2", "redis3"]
     )
+    assert names(16)[10:] == ["app4", "app5", "app6", "db4", "app7", "app8"]
     roles = [s.role for s in labmod.plan(100)]
     assert roles.count("app") > 0.7 * 100
     assert labmod.plan(255)[-1].address == "127.10.1.1"
-    assert [s.groups for s in labmod.plan(8) if s.role == "db"] == [
-        ("db", "pg_primary"), ("db", "pg_replica")
+    assert [s.groups for s in labmod.plan(10) if s.role == "db"] == [
+        ("db", "pg_primary"), ("db", "pg_replica"), ("db", "pg_replica")
     ]  # fmt: skip

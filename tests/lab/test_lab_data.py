@@ -25,7 +25,7 @@ from opskit.lab import LabStatus, aws_resources, data_fs
 pytestmark = pytest.mark.lab
 
 SMALL_PORT = int(os.environ.get("OPSKIT_LAB_TEST_PORT", "2322")) + 1
-DB_HOSTS = ("db1", "db2")
+DB_HOSTS = ("db1", "db2", "db3")
 BY_ID = "dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_"
 
 

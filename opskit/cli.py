@@ -15,6 +15,7 @@ from opskit.commands import (
     inventory,
     journal,
     lab,
+    pg,
     releases,
     rollback,
     snapshot,
@@ -40,7 +41,7 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(AppContext)
 
 
-for module in (inventory, exec_, deploy, rollback, releases, snapshot, journal, lab,
+for module in (inventory, exec_, deploy, rollback, releases, snapshot, pg, journal, lab,
                completion):
     cli.add_command(module.command)
 

@@ -50,3 +50,15 @@ class SafetyError(OpskitError):
     """A preflight safety check refused the operation; nothing was changed."""
 
     exit_code = EXIT_REFUSED
+
+
+class StepError(OpskitError):
+    """A remote step of a runbook failed (what was done before it is reported)."""
+
+    exit_code = EXIT_FAILED
+
+
+class HostUnreachable(OpskitError):
+    """A host the operation needs cannot be reached."""
+
+    exit_code = EXIT_UNREACHABLE

@@ -1,0 +1,182 @@
+"""``opskit pg``: PostgreSQL cluster status and the failover runbooks (repmgr + PgBouncer)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from opskit import hostpool
+from opskit.commands.options import (
+    AppContext,
+    confirm,
+    dry_run_option,
+    pass_app,
+    shared_options,
+    yes_option,
+)
+from opskit.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, OpskitError
+from opskit.output import Environment
+from opskit.pg import checks, config, failover, rejoin, state, switchover
+from opskit.pg.lsn import fmt, human_bytes
+from opskit.pg.runbook import Runbook
+
+
+@click.group("pg", epilog="""\b
+Examples:
+  opskit pg status -l db
+  opskit pg failover -l db --dry-run
+  opskit pg switchover -l db --to db2 --yes
+""")
+def command() -> None:
+    """PostgreSQL + repmgr + PgBouncer: status, failover, switchover, rejoin (docs/postgres.md)."""
+
+
+def _cluster(app: AppContext) -> config.Cluster:
+    return config.load(app.inventory(), app.select(default="db"))
+
+
+def render_status(env: Environment, cluster: config.Cluster, cs: state.ClusterState) -> None:
+    pointed: dict[str, list[str]] = {}
+    for b in cs.bouncers:
+        for db, target in b.targets.items():
+            pointed.setdefault(target, []).append(f"{b.name}/{db}")
+    rows, styles = [], []
+    for n in cs.nodes:
+        node = cluster.node(n.name)
+        repmgr = f"{n.repmgr_role or '?'}/{n.repmgr_status or '?'}" if n.repmgr_role else "-"
+        rows.append((n.name, f"{n.address}:{node.port}", n.role.upper() if n.role == "primary"
+                     else n.role, n.upstream or "-", n.timeline or "-", fmt(n.lsn),
+                     human_bytes(n.lag_bytes) if n.role == "standby" else "-",
+                     "-" if n.replay_age_s is None else f"{n.replay_age_s:.1f}s",
+                     {True: "PAUSED", False: "no", None: "-"}[n.replay_paused], repmgr,
+                     ", ".join(pointed.get(f"{n.address}:{node.port}", [])) or "-"))
+        styles.append("bold" if n.role == "primary" else
+                      "bold magenta" if not n.up else None)
+    env.table(("node", "address", "role", "upstream", "TL", "LSN", "lag", "last replay",
+               "paused", "repmgr", "pgbouncer"), rows, styles=styles)
+
+
+@command.command("status", epilog="""\b
+Examples:
+  opskit pg status -l db
+  opskit pg status -l db --json | jq '.warnings'
+Exit status: 0 healthy, 2 warnings (two primaries, lag, paused replay, a
+standby off the primary's timeline, PgBouncer elsewhere), 3 a node unreachable.
+""")
+@shared_options
+@pass_app
+def status(app: AppContext) -> int:
+    """One table for the cluster: role from the server, upstream, timeline, LSN, lag, replay
+    paused, repmgr's view and where PgBouncer sends clients."""
+    env = app.env
+    cluster = _cluster(app)
+    with hostpool.pool(app.run_options()) as pool:
+        cs = state.gather(cluster, pool)
+    warns = checks.warnings(cs, cluster.max_lag_bytes)
+    code = (EXIT_UNREACHABLE if any(n.role == state.UNREACHABLE for n in cs.nodes)
+            else EXIT_FAILED if warns else EXIT_OK)
+    if env.json:
+        env.emit_json({**cs.to_dict(), "warnings": warns, "exit_code": code})
+        return code
+    render_status(env, cluster, cs)
+    for w in warns:
+        env.line(f"WARNING: {w}", style="bold yellow")
+    if not warns:
+        env.line("healthy: one primary, every standby streaming on its timeline")
+    return code
+
+
+def _runbook(app: AppContext, name: str, dry_run: bool,
+             body: Callable[[config.Cluster, hostpool.HostPool, Runbook], dict[str, Any]],
+             question: Callable[[], str] | None, yes: bool) -> int:
+    env = app.env
+    cluster = _cluster(app)
+    rb = Runbook(env, name, app.argv, dry_run=dry_run)
+    env.line(f"{name}{' (dry run: nothing is changed)' if dry_run else ''}", style="bold")
+    if not dry_run and question is not None and not confirm(app, question(), yes):
+        return EXIT_OK
+    code, details = EXIT_OK, {}
+    with hostpool.pool(app.run_options()) as pool:
+        try:
+            details = body(cluster, pool, rb)
+        except OpskitError as exc:
+            code = exc.exit_code
+            details = {"error": exc.message, "hint": exc.hint}
+            doc = rb.finish(code, details)
+            if env.json:
+                env.emit_json(doc)
+            raise
+        if not dry_run:
+            env.line("")
+            cs = state.gather(cluster, pool)
+            if not env.json:
+                render_status(env, cluster, cs)
+            details["final_status"] = cs.to_dict()
+    doc = rb.finish(code, details)
+    if env.json:
+        env.emit_json(doc)
+    return code
+
+
+@command.command("failover", epilog="""\b
+Examples:
+  opskit pg failover -l db --dry-run
+  opskit pg failover -l db --yes
+  opskit pg failover -l db --to db3 --yes
+Exit status: 0 done, 2 a step failed, 4 refused by a preflight check.
+""")
+@click.option("--to", "to", metavar="NODE", help="The standby to promote (default: the one "
+              "with the most WAL replayed). Example: --to db2")
+@click.option("--force", is_flag=True, help="Promote despite failed preflight checks (lag, "
+              "paused replay, timeline); journaled. Example: --force")
+@dry_run_option
+@yes_option
+@shared_options
+@pass_app
+def failover_cmd(app: AppContext, to: str | None, force: bool, dry_run: bool, yes: bool) -> int:
+    """Primary down (or must go now): check, fence the old primary, promote a standby, make
+    the others follow, re-point PgBouncer, verify a write."""
+    opts = failover.FailoverOptions(to=to, force=force, yes=yes, dry_run=dry_run)
+    return _runbook(app, "pg failover", dry_run,
+                    lambda c, p, rb: failover.run(c, p, rb, opts),
+                    lambda: "Fail over now (stop the old primary, promote a standby)?", yes)
+
+
+@command.command("switchover", epilog="""\b
+Examples:
+  opskit pg switchover -l db --to db2 --dry-run
+  opskit pg switchover -l db --to db2 --yes
+Exit status: 0 done, 2 a step failed (PgBouncer is resumed), 4 refused.
+""")
+@click.option("--to", "to", required=True, metavar="NODE",
+              help="The standby to become primary. Example: --to db2")
+@dry_run_option
+@yes_option
+@shared_options
+@pass_app
+def switchover_cmd(app: AppContext, to: str, dry_run: bool, yes: bool) -> int:
+    """Planned change of primary: PAUSE PgBouncer, clean stop, promote, old primary rejoins,
+    re-point, RESUME (always)."""
+    return _runbook(app, "pg switchover", dry_run,
+                    lambda c, p, rb: switchover.run(c, p, rb, to, dry_run=dry_run),
+                    lambda: f"Switch the primary over to {to}?", yes)
+
+
+@command.command("rejoin", epilog="""\b
+Examples:
+  opskit pg rejoin -l db db1 --dry-run
+  opskit pg rejoin -l db db1 --yes
+""")
+@click.argument("node")
+@dry_run_option
+@yes_option
+@shared_options
+@pass_app
+def rejoin_cmd(app: AppContext, node: str, dry_run: bool, yes: bool) -> int:
+    """Bring a former primary back as a standby of the current primary (repmgr node rejoin,
+    pg_rewind when its history forked)."""
+    return _runbook(app, "pg rejoin", dry_run,
+                    lambda c, p, rb: rejoin.run(c, p, rb, node, dry_run=dry_run),
+                    lambda: f"Rejoin {node} as a standby (its postgres is restarted)?", yes)

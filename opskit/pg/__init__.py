@@ -1,0 +1,7 @@
+"""PostgreSQL with repmgr and PgBouncer: cluster status and the failover runbooks.
+
+``config`` reads the inventory, ``lsn`` does WAL position arithmetic, ``remote`` builds the
+commands run on the hosts, ``state`` gathers what every node and PgBouncer says, ``checks``
+decides (warnings, the failover target, refusals), ``bouncer`` re-points PgBouncer, and
+``failover``/``switchover``/``rejoin`` are the runbooks, executed step by step by ``runbook``.
+"""

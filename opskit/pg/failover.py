@@ -1,0 +1,194 @@
+"""``pg failover``: the primary is down (or must go now) -- promote the best standby, safely.
+
+Order: preflight -> hold PgBouncer clients (KILL) -> fence the old primary (stop it) ->
+promote -> other standbys follow -> re-point PgBouncer (rewrite, RELOAD, RESUME) -> verify a
+write through PgBouncer on the new primary and its new timeline -> final status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from opskit.errors import SafetyError, StepError
+from opskit.hostpool import HostPool
+from opskit.pg import bouncer, checks, state, steps
+from opskit.pg.config import Cluster, PgNode
+from opskit.pg.lsn import human_bytes
+from opskit.pg.runbook import Runbook
+from opskit.session import StepFailed
+
+
+@dataclass
+class FailoverOptions:
+    to: str | None = None
+    force: bool = False
+    yes: bool = False
+    dry_run: bool = False
+
+
+def _bouncer_targets(st: state.ClusterState) -> dict[str, str]:
+    return {f"{b.name}/{db}": t for b in st.bouncers for db, t in b.targets.items()}
+
+
+def _describe(n: state.NodeState) -> str:
+    return (f"{n.name}: {n.role}, timeline {n.timeline}, replayed {human_bytes(n.lag_bytes)} "
+            f"behind, replay {'PAUSED' if n.replay_paused else 'running'}")
+
+
+def preflight(cluster: Cluster, pool: HostPool, rb: Runbook,
+              opts: FailoverOptions) -> tuple[checks.Decision, state.ClusterState]:
+    with rb.step("preflight: ask every node and PgBouncer",
+                 *[n.name for n in cluster.nodes], *[b.name for b in cluster.bouncers]) as st:
+        cs = state.gather(cluster, pool, with_repmgr=False)
+        d = checks.decide_failover(cs, opts.to, cluster.max_lag_bytes, _bouncer_targets(cs))
+        old = f"{d.old.name} ({d.old.role})" if d.old else "unknown"
+        parts = [f"old primary {old}", f"timeline {d.timeline}"]
+        if d.target:
+            parts.append(f"target {_describe(d.target)}")
+        parts += d.notes
+        unreachable_b = [b.name for b in cs.bouncers if not b.reachable]
+        if unreachable_b:
+            d.refusals.append(f"PgBouncer {', '.join(unreachable_b)} unreachable: clients "
+                              "there could still reach the old primary")
+        if d.refusals and opts.force:
+            st.status = "warning"
+            parts.append("FORCED past: " + "; ".join(d.refusals))
+        st.detail = "; ".join(parts)
+    if d.target is None:
+        raise SafetyError("no standby to promote: " + "; ".join(d.refusals or ["none found"]),
+                          hint="`opskit pg status` shows every node")
+    if d.refusals and not opts.force:
+        raise SafetyError("refusing to fail over: " + "; ".join(d.refusals),
+                          hint="fix the cause, choose another --to, or add --force "
+                               "(journaled) if you accept the risk")
+    return d, cs
+
+
+def run(cluster: Cluster, pool: HostPool, rb: Runbook, opts: FailoverOptions) -> dict[str, Any]:
+    d, cs = preflight(cluster, pool, rb, opts)
+    assert d.target is not None
+    target = cluster.node(d.target.name)
+    old = cluster.node(d.old.name) if d.old else None
+    old_reachable = old is not None and pool.reachable(old.host)
+    standbys = [cluster.node(n.name) for n in cs.nodes
+                if n.role == state.STANDBY and n.name != target.name]
+    bnames = [b.name for b in cluster.bouncers]
+    if opts.dry_run:
+        _plan(rb, cluster, target, old, old_reachable, standbys, d)
+        return {"target": target.name, "old_primary": old.name if old else None}
+    if old is not None and not old_reachable and not opts.yes:
+        raise SafetyError(f"old primary {old.name} is unreachable: it cannot be stopped, only "
+                          "fenced at PgBouncer", hint="re-run with --yes to proceed anyway")
+    held = promoted = repointed = False
+    old_stopped = old is None
+    try:
+        with rb.step("hold clients at PgBouncer (KILL: no connection reaches the old primary)",
+                     *bnames) as st:
+            _each_bouncer(cluster, pool, lambda s, b: bouncer.hold(s, b, kill=True))
+            held = True
+            st.detail = f"databases {_databases(cluster)} held"
+        with rb.step(f"fence the old primary: stop postgres on {old.name if old else '?'}",
+                     *([old.name] if old else [])) as st:
+            if old is None:
+                st.status, st.detail = "warning", "no old primary identified"
+            elif not old_reachable:
+                err = pool.error(old.host)
+                st.status = "warning"
+                st.detail = (f"UNREACHABLE ({err.message if err else 'no session'}): not "
+                             "stopped; fenced at PgBouncer only (--yes given)")
+            else:
+                st.detail = steps.stop(pool.get(old.host), old)
+                old_stopped = True
+        with rb.step(f"promote {target.name} (repmgr standby promote)", target.name) as st:
+            steps.promote(pool.get(target.host), target)
+            promoted = True
+            st.detail = f"{target.name} is out of recovery"
+        if standbys:
+            with rb.step(f"make the other standbys follow {target.name} (repmgr standby follow)",
+                         *[n.name for n in standbys]) as st:
+                res = pool.each([n.host for n in standbys],
+                                lambda s: steps.follow(s, cluster.node(s.host.name), target))
+                bad = {k: v for k, v in res.items() if isinstance(v, Exception)}
+                if bad:
+                    st.status = "warning"
+                    st.detail = "; ".join(f"{k}: {v}" for k, v in bad.items()) + \
+                        " (run `opskit pg rejoin` for them)"
+        with rb.step(f"re-point PgBouncer at {target.name} ({target.address}:{target.port}), "
+                     "RELOAD, RESUME", *bnames) as st:
+            changed = _each_bouncer(cluster, pool, lambda s, b: bouncer.repoint(s, b, target))
+            repointed = True
+            _each_bouncer(cluster, pool, bouncer.release)
+            held = False
+            st.detail = "; ".join(f"{k}: {v}" for k, v in changed.items())
+        with rb.step("verify: a write through PgBouncer lands on the new primary, new timeline",
+                     *bnames, target.name) as st:
+            wrote = _each_bouncer(cluster, pool,
+                                  lambda s, b: steps.write_through(s, b, cluster, target))
+            after = state.probe_node(pool.get(target.host), target)
+            if d.timeline is not None and (after.timeline or 0) <= d.timeline:
+                raise StepFailed(f"{target.name} is on timeline {after.timeline}, expected "
+                                 f"above {d.timeline}")
+            st.detail = "; ".join(wrote.values()) + f"; timeline {d.timeline} -> {after.timeline}"
+    except StepFailed as exc:
+        raise StepError(f"failover stopped: {exc}",
+                        hint=_after_failure(promoted, repointed, old_stopped)) from None
+    finally:
+        # Let held clients go, except when that could send them to a live old primary while a
+        # new one exists (promoted, not re-pointed, old primary not known to be stopped).
+        if held and (not promoted or old_stopped):
+            with rb.step("RESUME PgBouncer (after the failure)", *bnames) as st:
+                _each_bouncer(cluster, pool, bouncer.release, strict=False)
+        elif held:
+            rb.env.note("PgBouncer left PAUSED/KILLed on purpose: the old primary may be alive "
+                        "and a new one was promoted. Re-point by hand, then RESUME.")
+    return {"target": target.name, "old_primary": old.name if old else None,
+            "old_primary_stopped": old_stopped, "forced": bool(d.refusals)}
+
+
+def _databases(cluster: Cluster) -> str:
+    return ", ".join(sorted({x for b in cluster.bouncers for x in b.databases}))
+
+
+def _after_failure(promoted: bool, repointed: bool, old_stopped: bool) -> str:
+    if not promoted:
+        return "nothing was promoted; `opskit pg status` shows the cluster as it is"
+    if not repointed:
+        return ("the new primary is up but PgBouncer still points at the old one: "
+                "`opskit pg status`, then fix the ini and RELOAD")
+    return "see `opskit pg status`; the journal has every step"
+
+
+def _each_bouncer(cluster: Cluster, pool: HostPool, fn: Any, strict: bool = True) -> dict[str, Any]:
+    by_name = {b.name: b for b in cluster.bouncers}
+    res = pool.each([b.host for b in cluster.bouncers], lambda s: fn(s, by_name[s.host.name]))
+    bad = {k: v for k, v in res.items() if isinstance(v, Exception)}
+    if bad and strict:
+        raise StepFailed("; ".join(f"{k}: {v}" for k, v in bad.items()))
+    return res
+
+
+def _plan(rb: Runbook, cluster: Cluster, target: PgNode, old: PgNode | None,
+          old_reachable: bool, standbys: list[PgNode], d: checks.Decision) -> None:
+    bnames = [b.name for b in cluster.bouncers]
+    dbs = _databases(cluster)
+    rb.plan("hold clients at PgBouncer", *bnames, detail=f"KILL {dbs} on the admin console")
+    if old is None:
+        rb.plan("fence the old primary", detail="no old primary identified: PgBouncer only")
+    elif old_reachable:
+        rb.plan(f"fence the old primary {old.name}", old.name,
+                detail=f"pg_ctl -D {old.data_directory} stop -m fast (immediate if that fails)")
+    else:
+        rb.plan(f"fence the old primary {old.name}", old.name,
+                detail="UNREACHABLE: cannot stop it; needs --yes; PgBouncer fencing only")
+    rb.plan(f"promote {target.name}", target.name,
+            detail=f"repmgr -f {target.repmgr_conf} standby promote; wait until out of recovery")
+    if standbys:
+        rb.plan(f"other standbys follow {target.name}", *[n.name for n in standbys],
+                detail="repmgr standby follow; wait until streaming from the new primary")
+    rb.plan("re-point PgBouncer", *bnames,
+            detail=f"[databases] {dbs} -> host={target.address} port={target.port}; "
+                   f"RELOAD; RESUME {dbs}")
+    rb.plan("verify", *bnames, target.name,
+            detail=f"txid_current() through PgBouncer answered by {target.name}; timeline "
+                   f"above {d.timeline}")

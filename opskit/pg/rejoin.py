@@ -1,0 +1,73 @@
+"""``pg rejoin NODE``: bring a former primary back as a standby of the current primary.
+
+repmgr's ``node rejoin`` writes the standby configuration and starts the server; with
+``--force-rewind`` it first runs pg_rewind when the node's history forked from the new
+primary's (it wrote WAL the new primary never saw). repmgr's own ``--dry-run`` runs first:
+if it says no, nothing is touched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opskit.errors import SafetyError, StepError
+from opskit.hostpool import HostPool
+from opskit.pg import remote, state, steps
+from opskit.pg.config import Cluster, PgNode
+from opskit.pg.runbook import Runbook
+from opskit.session import Session, StepFailed
+
+
+def _rejoin_args(primary: PgNode) -> list[str]:
+    return ["node", "rejoin", "-d", primary.conninfo(), "--force-rewind", "--verbose"]
+
+
+def rejoin_node(s: Session, node: PgNode, primary: PgNode) -> str:
+    """Dry run, then the rejoin; waits until the node streams from ``primary``."""
+    out = remote.repmgr(s, node, *_rejoin_args(primary), "--dry-run")
+    rewind = "pg_rewind" in out and "would" in out
+    remote.repmgr(s, node, *_rejoin_args(primary))
+    steps.wait_streaming(s, node, primary)
+    return f"streaming from {primary.name}" + (" (after pg_rewind)" if rewind else "")
+
+
+def run(cluster: Cluster, pool: HostPool, rb: Runbook, name: str, *,
+        dry_run: bool) -> dict[str, Any]:
+    node = cluster.node(name)
+    with rb.step("preflight: ask every node", *[n.name for n in cluster.nodes]) as st:
+        cs = state.gather(cluster, pool, with_repmgr=False)
+        me = cs.node(node.name)
+        others = [p for p in cs.primaries if p.name != node.name]
+        if len(others) != 1:
+            raise SafetyError(f"need exactly one other live primary to rejoin {name} to, "
+                              f"found {len(others)}", hint="`opskit pg status`")
+        primary = cluster.node(others[0].name)
+        if me.role == state.UNREACHABLE:
+            raise SafetyError(f"{name} is unreachable: {me.error}")
+        if me.role == state.STANDBY and me.upstream and me.upstream.startswith(
+                primary.address + ":"):
+            st.detail = f"{name} already streams from {primary.name}: nothing to do"
+            return {"node": name, "primary": primary.name, "changed": False}
+        st.detail = f"{name} is {me.role}; current primary {primary.name}"
+    s = pool.get(node.host)
+    if dry_run:
+        if not me.up:  # repmgr checks a stopped node only
+            with rb.step(f"repmgr node rejoin --dry-run on {name}", name) as st:
+                out = remote.repmgr(s, node, *_rejoin_args(primary), "--dry-run", check=False)
+                st.detail = (remote.repmgr_error(out) if "ERROR" in out
+                             else "repmgr: prerequisites OK")
+        rb.plan(f"stop postgres on {name} if it runs", name, detail="pg_ctl stop -m fast")
+        rb.plan(f"rejoin {name} to {primary.name}", name,
+                detail="repmgr node rejoin --force-rewind; wait until streaming")
+        return {"node": name, "primary": primary.name, "changed": False}
+    try:
+        if me.up:
+            with rb.step(f"stop postgres on {name} (rejoin needs it stopped)", name) as st:
+                st.detail = steps.stop(s, node)
+        with rb.step(f"rejoin {name} as a standby of {primary.name} (repmgr node rejoin)",
+                     name) as st:
+            st.detail = rejoin_node(s, node, primary)
+    except StepFailed as exc:
+        raise StepError(f"rejoin stopped: {exc}", hint="`opskit pg status`; the journal has "
+                        "every step") from None
+    return {"node": name, "primary": primary.name, "changed": True}

@@ -1,0 +1,108 @@
+"""Commands run on the db and PgBouncer hosts, as the database's OS user.
+
+Everything goes over opskit's SSH session to the host (no database port needs to be open to
+the operator): ``psql`` on the local socket, ``repmgr`` with the node's repmgr.conf,
+``pg_ctl`` on the data directory. Every argument is shell-quoted.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+
+from opskit.pg.config import BouncerNode, PgNode
+from opskit.session import Session, StepFailed
+
+
+def as_user(s: Session, user: str, argv: Sequence[str]) -> str:
+    """``argv`` run as ``user``: runuser when logged in as root, else sudo without a prompt."""
+    prefix = ["runuser", "-u", user, "--"] if s.is_root else ["sudo", "-n", "-u", user, "--"]
+    return shlex.join([*prefix, *argv])
+
+
+def _rows(stdout: str) -> list[list[str]]:
+    return [line.split("\t") for line in stdout.splitlines() if line.strip()]
+
+
+def psql(s: Session, node: PgNode, sql: str, *, db: str | None = None,
+         timeout: float = 15.0, check: bool = True) -> list[list[str]]:
+    """Rows of ``sql`` (tab-separated fields) from the node's server, over its local socket."""
+    argv = [node.bin("psql"), "-X", "-A", "-t", "-q", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+            "-h", node.socket_dir, "-p", str(node.port), "-d", db or node.repmgr_db,
+            "-U", node.repmgr_user, "-c", sql]
+    out = s.run(as_user(s, node.os_user, argv), check=False, timeout=timeout)
+    if out.exit_status != 0 and check:
+        raise StepFailed(_last_line(out.stderr) or f"psql exit status {out.exit_status}",
+                         out.exit_status, out.stderr)
+    return _rows(out.stdout)
+
+
+def repmgr(s: Session, node: PgNode, *args: str, timeout: float = 120.0,
+           check: bool = True) -> str:
+    """Run ``repmgr -f CONF ARGS`` on the node; its stdout (stderr carries repmgr's log)."""
+    argv = [node.bin("repmgr"), "-f", node.repmgr_conf, *args]
+    out = s.run(as_user(s, node.os_user, argv), check=False, timeout=timeout)
+    if out.exit_status != 0 and check:
+        raise StepFailed(f"repmgr {' '.join(args[:2])} failed: "
+                         f"{repmgr_error(out.stderr + out.stdout)}", out.exit_status,
+                         out.stderr)
+    return out.stdout + out.stderr
+
+
+def pg_ctl(s: Session, node: PgNode, action: str, *extra: str, timeout: float = 60.0,
+           check: bool = True) -> int:
+    argv = [node.bin("pg_ctl"), "-D", node.data_directory, "-w", "-t", str(int(timeout)),
+            *extra, action]
+    out = s.run(as_user(s, node.os_user, argv), check=False, timeout=timeout + 10)
+    if out.exit_status != 0 and check:
+        raise StepFailed(f"pg_ctl {action} failed: {_last_line(out.stderr or out.stdout)}",
+                         out.exit_status, out.stderr)
+    return out.exit_status
+
+
+def is_running(s: Session, node: PgNode) -> bool:
+    """pg_ctl status: 0 when a postmaster runs on the data directory."""
+    argv = [node.bin("pg_ctl"), "-D", node.data_directory, "status"]
+    return s.run(as_user(s, node.os_user, argv), check=False, timeout=15).exit_status == 0
+
+
+def admin(s: Session, b: BouncerNode, command: str, *, timeout: float = 15.0,
+          check: bool = True) -> list[list[str]]:
+    """A PgBouncer admin console command (SHOW DATABASES, PAUSE db, RELOAD, ...)."""
+    argv = [b.psql, "-X", "-A", "-t", "-q", "-F", "\t", "-h", b.host.address, "-p", str(b.port),
+            "-U", b.admin_user, "-d", "pgbouncer", "-c", command]
+    out = s.run(as_user(s, b.os_user, argv), check=False, timeout=timeout)
+    if out.exit_status != 0 and check:
+        raise StepFailed(f"PgBouncer {command.split()[0]} failed: "
+                         f"{_last_line(out.stderr) or out.exit_status}", out.exit_status,
+                         out.stderr)
+    return _rows(out.stdout)
+
+
+def through_bouncer(s: Session, b: BouncerNode, db: str, user: str, sql: str, *,
+                    timeout: float = 15.0) -> list[list[str]]:
+    """Run ``sql`` as an application client would: through PgBouncer's listener."""
+    argv = [b.psql, "-X", "-A", "-t", "-q", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+            "-h", b.host.address, "-p", str(b.port), "-U", user, "-d", db, "-c", sql]
+    out = s.run(as_user(s, b.os_user, argv), check=False, timeout=timeout)
+    if out.exit_status != 0:
+        raise StepFailed(f"through PgBouncer {b.name}:{b.port}/{db}: "
+                         f"{_last_line(out.stderr) or out.exit_status}", out.exit_status,
+                         out.stderr)
+    return _rows(out.stdout)
+
+
+def _last_line(text: str) -> str:
+    lines = [x.strip() for x in text.strip().splitlines() if x.strip()]
+    return lines[-1] if lines else ""
+
+
+def repmgr_error(text: str) -> str:
+    """repmgr logs several lines; the ERROR one (and its DETAIL) says what went wrong."""
+    lines = [x.strip() for x in text.splitlines() if x.strip()]
+    for i, line in enumerate(lines):
+        if line.startswith("ERROR"):
+            detail = lines[i + 1] if i + 1 < len(lines) and lines[i + 1].startswith(
+                ("DETAIL", "HINT")) else ""
+            return f"{line} {detail}".strip()
+    return lines[-1] if lines else "no output"

@@ -1,0 +1,150 @@
+"""``pg switchover --to NODE``: a planned change of primary with the old one alive.
+
+PgBouncer PAUSE (running transactions finish, new ones wait) -> stop the old primary cleanly
+(its walsenders ship every WAL record, the shutdown checkpoint last) -> check the target
+received it all (else start the old primary again: nothing lost, nothing changed) -> promote
+the target -> the old primary rejoins as its standby -> the other standbys follow -> re-point
+PgBouncer and RELOAD -> RESUME, always, also when a step failed.
+
+repmgr's own ``standby switchover --siblings-follow`` does the same steps but drives the old
+primary over its own SSH between the db hosts as the postgres user; opskit already holds a
+session to every node, so it runs repmgr's primitives itself and journals each step.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from opskit.errors import SafetyError, StepError
+from opskit.hostpool import HostPool
+from opskit.pg import bouncer, checks, lsn, remote, state, steps
+from opskit.pg.config import Cluster, PgNode
+from opskit.pg.failover import _databases, _each_bouncer
+from opskit.pg.rejoin import rejoin_node
+from opskit.pg.runbook import Runbook
+from opskit.session import Session, StepFailed
+
+
+def checkpoint_lsn(s: Session, node: PgNode) -> int:
+    """The old primary's last checkpoint (its shutdown checkpoint, once stopped)."""
+    out = s.run(remote.as_user(s, node.os_user, [node.bin("pg_controldata"),
+                                                 node.data_directory]),
+                env={"LC_ALL": "C"})
+    for line in out.stdout.splitlines():
+        if line.startswith("Latest checkpoint location:"):
+            value = lsn.parse(line.split(":", 1)[1].strip())
+            if value is not None:
+                return value
+    raise StepFailed(f"no checkpoint location in pg_controldata of {node.name}")
+
+
+def wait_received(s: Session, node: PgNode, upto: int, timeout: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = remote.psql(s, node, "select pg_last_wal_receive_lsn()", check=False)
+        got = lsn.parse(rows[0][0]) if rows and rows[0] and rows[0][0] else None
+        if got is not None and got > upto:
+            return got
+        if time.monotonic() > deadline:
+            raise StepFailed(f"{node.name} received WAL up to {lsn.fmt(got)}, not past the old "
+                             f"primary's shutdown checkpoint {lsn.fmt(upto)}")
+        time.sleep(0.1)
+
+
+def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str, *,
+        dry_run: bool) -> dict[str, Any]:
+    target = cluster.node(to)
+    with rb.step("preflight: ask every node and PgBouncer",
+                 *[n.name for n in cluster.nodes], *[b.name for b in cluster.bouncers]) as st:
+        cs = state.gather(cluster, pool, with_repmgr=False)
+        prims = cs.primaries
+        refusals = []
+        if len(prims) != 1:
+            refusals.append(f"{len(prims)} primaries answer "
+                            f"({', '.join(p.name for p in prims) or 'none'}): a switchover "
+                            "needs exactly one live primary (use `pg failover` if it is down)")
+        timeline = checks.expected_timeline(cs)
+        refusals += checks.candidate_problems(cs.node(target.name), timeline,
+                                              cluster.max_lag_bytes)
+        unreachable = [b.name for b in cs.bouncers if not b.reachable]
+        if unreachable:
+            refusals.append(f"PgBouncer {', '.join(unreachable)} unreachable")
+        st.detail = f"primary {prims[0].name if len(prims) == 1 else '?'} -> {target.name}"
+    if refusals:
+        raise SafetyError("refusing to switch over: " + "; ".join(refusals),
+                          hint="`opskit pg status` shows every node")
+    old = cluster.node(prims[0].name)
+    siblings = [cluster.node(n.name) for n in cs.nodes
+                if n.role == state.STANDBY and n.name != target.name]
+    bnames = [b.name for b in cluster.bouncers]
+    dbs = _databases(cluster)
+    if dry_run:
+        rb.plan("PAUSE PgBouncer", *bnames, detail=f"PAUSE {dbs}: transactions finish, "
+                                                   "new ones wait")
+        rb.plan(f"stop the old primary {old.name} cleanly", old.name,
+                detail="pg_ctl stop -m fast; its shutdown checkpoint is the last WAL")
+        rb.plan(f"check {target.name} received every WAL record", target.name,
+                detail="receive LSN past the shutdown checkpoint, else restart the old primary")
+        rb.plan(f"promote {target.name}", target.name, detail="repmgr standby promote")
+        rb.plan(f"{old.name} rejoins as a standby of {target.name}", old.name,
+                detail="repmgr node rejoin --force-rewind (dry run first)")
+        if siblings:
+            rb.plan(f"other standbys follow {target.name}", *[n.name for n in siblings],
+                    detail="repmgr standby follow")
+        rb.plan("re-point PgBouncer, RELOAD, RESUME", *bnames,
+                detail=f"host={target.address} port={target.port}; RESUME always")
+        return {"target": target.name, "old_primary": old.name}
+
+    paused = stopped = promoted = False
+    try:
+        with rb.step(f"PAUSE PgBouncer ({dbs})", *bnames):
+            _each_bouncer(cluster, pool, lambda s, b: bouncer.hold(s, b, kill=False))
+            paused = True
+        with rb.step(f"stop the old primary {old.name} cleanly", old.name) as st:
+            so = pool.get(old.host)
+            st.detail = steps.stop(so, old)
+            stopped = True
+        with rb.step(f"check {target.name} received every WAL record", target.name) as st:
+            ckpt = checkpoint_lsn(pool.get(old.host), old)
+            got = wait_received(pool.get(target.host), target, ckpt)
+            st.detail = f"shutdown checkpoint {lsn.fmt(ckpt)}, received up to {lsn.fmt(got)}"
+        with rb.step(f"promote {target.name} (repmgr standby promote)", target.name):
+            steps.promote(pool.get(target.host), target)
+            promoted = True
+        with rb.step(f"{old.name} rejoins as a standby of {target.name}", old.name) as st:
+            st.detail = rejoin_node(pool.get(old.host), old, target)
+        if siblings:
+            with rb.step(f"other standbys follow {target.name}",
+                         *[n.name for n in siblings]) as st:
+                res = pool.each([n.host for n in siblings],
+                                lambda s: steps.follow(s, cluster.node(s.host.name), target))
+                bad = {k: v for k, v in res.items() if isinstance(v, Exception)}
+                if bad:
+                    st.status = "warning"
+                    st.detail = "; ".join(f"{k}: {v}" for k, v in bad.items())
+        with rb.step(f"re-point PgBouncer at {target.name}, RELOAD", *bnames) as st:
+            changed = _each_bouncer(cluster, pool, lambda s, b: bouncer.repoint(s, b, target))
+            st.detail = "; ".join(f"{k}: {v}" for k, v in changed.items())
+    except StepFailed as exc:
+        if stopped and not promoted:
+            with rb.step(f"undo: start the old primary {old.name} again", old.name):
+                remote.pg_ctl(pool.get(old.host), old, "start", "-l",
+                              f"{old.data_directory}/opskit-start.log")
+                steps.wait_role(pool.get(old.host), old, primary=True)
+        raise StepError(f"switchover stopped: {exc}",
+                        hint="PgBouncer was resumed; `opskit pg status` shows the cluster"
+                        if paused else "nothing was changed") from None
+    finally:
+        if paused:
+            with rb.step(f"RESUME PgBouncer ({dbs}) -- always", *bnames) as st:
+                res = _each_bouncer(cluster, pool, bouncer.release, strict=False)
+                bad = [f"{k}: {v}" for k, v in res.items() if isinstance(v, Exception) or v]
+                if bad:
+                    st.status, st.detail = "warning", "; ".join(map(str, bad))
+    with rb.step("verify: a write through PgBouncer lands on the new primary",
+                 *bnames, target.name) as st:
+        wrote = _each_bouncer(cluster, pool,
+                              lambda s, b: steps.write_through(s, b, cluster, target))
+        st.detail = "; ".join(wrote.values())
+    return {"target": target.name, "old_primary": old.name}

@@ -66,8 +66,8 @@ def one_run(lab: Any, inv: Path, bouncer: str) -> dict[str, Any]:
     w.thread.start()
     time.sleep(0.5)
     subprocess.run(["nsenter", "-t", str(host_pid(lab.state_dir, primary)), "-m", "-u", "--",
-                    "runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl",
-                    "-D", pg_service.data_directory(), "-m", "immediate", "-w", "stop"],
+                    "runuser", "-u", "postgres", "--", f"{pg_service.BINDIR}/pg_ctl",
+                    "-D", pg_service.DATA_DIR, "-m", "immediate", "-w", "stop"],
                    check=True, capture_output=True)
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "opskit", "-i", str(inv), "pg", "failover",

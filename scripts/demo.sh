@@ -42,6 +42,18 @@ step opskit snapshot create -l db1 --yes
 step opskit snapshot create -l db1 --yes --tag reason=demo
 step opskit snapshot list -l db1
 step opskit snapshot prune -l db1 --keep-last 1 --dry-run
+
+echo
+echo "== PostgreSQL: a primary and two standbys (repmgr), PgBouncer on lb1 =="
+step opskit pg status -l db
+primary=$(opskit pg status -l db --json | python3 -c 'import json,sys; print(next(n["name"] for n in json.load(sys.stdin)["nodes"] if n["role"] == "primary"))')
+step opskit pg failover -l db --dry-run
+echo
+echo "The primary ($primary) crashes: its postgres is stopped at once"
+step opskit exec -l "$primary" --yes -- 'runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D /data/pg/15/main -m immediate -w stop'
+step opskit pg failover -l db --yes
+step opskit pg rejoin -l db "$primary" --yes
+step opskit pg status -l db
 step opskit journal --last 10
 echo
 echo "The lab is still running; stop it with: .venv/bin/opskit lab down"

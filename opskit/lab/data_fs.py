@@ -41,7 +41,9 @@ NAME = "data-xfs"
 ROLE = "db"
 MOUNT = "/data"
 IMAGE = "data.img"  # in the host's state dir
-IMAGE_SIZE = 300 * 1024 * 1024  # XFS (xfsprogs 6.x) refuses filesystems below 300 MiB
+# XFS (xfsprogs 6.x) refuses filesystems below 300 MiB; 512 leaves PostgreSQL (db1-3: ~105 MB
+# at start, WAL up to max_wal_size + max_slot_wal_keep_size) room. Sparse: costs what is used.
+IMAGE_SIZE = 512 * 1024 * 1024
 TOOLS = ("mkfs.xfs", "losetup", "fsfreeze", "mount", "umount")
 XFS_MAGIC = b"XFSB"
 

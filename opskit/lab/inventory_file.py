@@ -1,8 +1,9 @@
 """Write the lab's Ansible-compatible inventory (inventory/lab.yml by default).
 
-Every group (lb, app, db > pg_primary/pg_replica, redis > redis_master/redis_replica) is
-always present, empty when the lab is too small to have such a host, so patterns and
-fabfile tasks can name a group without checking the lab's size first.
+Every group (lb, app, db > pg_primary/pg_replica, redis > redis_master/redis_replica, and
+the PostgreSQL cluster's top-level ``postgres`` and ``pgbouncer``, see layout.py) is always
+present, empty when the lab is too small to have such a host, so patterns and fabfile tasks
+can name a group without checking the lab's size first.
 
 Vars beyond the connection ones come from the lab (each host's ``aws:``) and its services
 (e.g. ``deploy:`` of ``app``): group vars go under their group, host vars under
@@ -21,7 +22,7 @@ from typing import Any
 import yaml
 
 from opskit.lab import keys
-from opskit.lab.layout import ROLES, SUBGROUPS, HostSpec
+from opskit.lab.layout import CLUSTER_GROUPS, ROLES, SUBGROUPS, HostSpec
 from opskit.lab.services import InventoryVars
 
 HEADER = "# Written by `opskit lab up` -- the local lab fleet. Do not edit; it is regenerated.\n"
@@ -56,6 +57,8 @@ def render(
             }
         else:
             children[role] = _hosts(members)
+    for group in CLUSTER_GROUPS:  # after the roles: a host's first mention stays its role's
+        children[group] = _hosts(s for s in specs if group in s.groups)
     for group, group_vars in extra.group_vars.items():
         if group_vars:
             _find_group(children, group)["vars"] = dict(group_vars)

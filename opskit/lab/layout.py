@@ -12,6 +12,12 @@ and shrinking only drops the last ones -- a host keeps its name and address what
 Host i listens on 127.10.0.i (i ≤ 254); beyond that the third octet counts up
 (127.10.1.1 is host 255). The first db host is ``pg_primary``, the others ``pg_replica``;
 the first redis host is ``redis_master``, the others ``redis_replica``.
+
+A lab big enough for the whole PostgreSQL cluster (9 hosts or more: db3 is host 9) also has
+the top-level groups ``postgres`` (db1-db3: the nodes, pg_service.py) and ``pgbouncer``
+(lb1, pgbouncer_service.py). Smaller labs run neither, so a small test lab never clashes on
+127.10.0.2:5432 with a bigger lab running beside it; db4 and later never join (big labs stay
+light).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from dataclasses import dataclass
 
 ROLES = ("lb", "app", "db", "redis")  # inventory order
 SUBGROUPS = {"db": ("pg_primary", "pg_replica"), "redis": ("redis_master", "redis_replica")}
+# Top-level groups of the PostgreSQL cluster: group -> (role, how many of its first hosts).
+CLUSTER_GROUPS = {"postgres": ("db", 3), "pgbouncer": ("lb", 1)}
 FIRST_HOSTS = ("app", "db", "redis", "lb", "app", "db", "redis", "app", "db", "redis")
 EXTRA_CYCLE = ("app", "app", "app", "db", "app", "app", "app", "redis", "app", "app", "app", "lb")
 MAX_HOSTS = 1000
@@ -31,7 +39,7 @@ class HostSpec:
     index: int  # 1-based position in the growth sequence
     role: str
     address: str
-    groups: tuple[str, ...]  # role first, then its subgroup if any
+    groups: tuple[str, ...]  # role first, then its subgroup if any, then CLUSTER_GROUPS
 
 
 def role_of(index: int) -> str:
@@ -50,14 +58,18 @@ def plan(count: int) -> list[HostSpec]:
     """The hosts of a lab of ``count`` hosts, in growth order."""
     if not 1 <= count <= MAX_HOSTS:
         raise ValueError(f"a lab has 1 to {MAX_HOSTS} hosts, not {count}")
+    roles = [role_of(index) for index in range(1, count + 1)]
+    cluster = all(roles.count(role) >= n for role, n in CLUSTER_GROUPS.values())
     seen: dict[str, int] = {}
     specs = []
-    for index in range(1, count + 1):
-        role = role_of(index)
+    for index, role in enumerate(roles, start=1):
         seen[role] = seen.get(role, 0) + 1
         groups: tuple[str, ...] = (role,)
         if role in SUBGROUPS:
             first, rest = SUBGROUPS[role]
             groups += (first if seen[role] == 1 else rest,)
+        if cluster:
+            joins = CLUSTER_GROUPS.items()
+            groups += tuple(g for g, (r, n) in joins if r == role and seen[role] <= n)
         specs.append(HostSpec(f"{role}{seen[role]}", index, role, address_of(index), groups))
     return specs

@@ -148,7 +148,7 @@ def test_ten_hosts_answer_each_with_its_own_hostname(lab: LabStatus, lab_ssh) ->
     expected = {"lb1", "app1", "app2", "app3", "db1", "db2", "db3", "redis1", "redis2", "redis3"}
     assert {h.name for h in lab.hosts} == expected
     assert all(h.answering and h.pid for h in lab.hosts)
-    assert sorted(h.address for h in lab.hosts) == [f"127.10.0.{i}" for i in range(1, 11)]
+    assert sorted(h.address for h in lab.hosts) == sorted(f"127.10.0.{i}" for i in range(1, 11))
     with ThreadPoolExecutor(8) as pool:
         outputs = pool.map(lambda n: lab_ssh(n, "hostname"), expected)
         results = dict(zip(expected, outputs, strict=True))
@@ -236,16 +236,20 @@ def test_lab_yml_is_an_ansible_inventory(lab: LabStatus, lab_params) -> None:
     assert inv["vars"]["opskit_known_hosts"] == str(state / "known_hosts")
     assert inv["vars"]["lab"] == {"state_dir": str(state)}
     kids = inv["children"]
-    assert set(kids) == {"lb", "app", "db", "redis"}
+    assert set(kids) == {"lb", "app", "db", "redis", "postgres", "pgbouncer"}
     assert set(kids["lb"]["hosts"]) == {"lb1"}
     assert set(kids["app"]["hosts"]) == {"app1", "app2", "app3"}
     assert set(kids["db"]["children"]["pg_primary"]["hosts"]) == {"db1"}
     assert set(kids["db"]["children"]["pg_replica"]["hosts"]) == {"db2", "db3"}
     assert set(kids["redis"]["children"]["redis_master"]["hosts"]) == {"redis1"}
     assert set(kids["redis"]["children"]["redis_replica"]["hosts"]) == {"redis2", "redis3"}
+    # The PostgreSQL cluster (pg_service.py): its nodes and the PgBouncer in front of them.
+    assert set(kids["postgres"]["hosts"]) == {"db1", "db2", "db3"}
+    assert set(kids["pgbouncer"]["hosts"]) == {"lb1"}
     by_name = {h.name: h.address for h in lab.hosts}
     for group in (kids["lb"], kids["app"], *kids["db"]["children"].values(),
-                  *kids["redis"]["children"].values()):  # fmt: skip
+                  *kids["redis"]["children"].values(), kids["postgres"],
+                  kids["pgbouncer"]):  # fmt: skip
         for name, hvars in group["hosts"].items():
             assert hvars == {"ansible_host": by_name[name]}
     known = (state / "known_hosts").read_text().splitlines()
@@ -346,5 +350,12 @@ def test_fleet_shape_follows_the_documented_rule() -> None:
     assert roles.count("app") > 0.7 * 100
     assert labmod.plan(255)[-1].address == "127.10.1.1"
     assert [s.groups for s in labmod.plan(10) if s.role == "db"] == [
-        ("db", "pg_primary"), ("db", "pg_replica"), ("db", "pg_replica")
+        ("db", "pg_primary", "postgres"), ("db", "pg_replica", "postgres"),
+        ("db", "pg_replica", "postgres"),
     ]  # fmt: skip
+    # The PostgreSQL cluster needs db3 (host 9): smaller labs have none, db4+ never join.
+    assert [s.groups for s in labmod.plan(8) if s.role in ("db", "lb")] == [
+        ("db", "pg_primary"), ("lb",), ("db", "pg_replica")
+    ]  # fmt: skip
+    assert [s.name for s in labmod.plan(100) if "postgres" in s.groups] == ["db1", "db2", "db3"]
+    assert [s.name for s in labmod.plan(100) if "pgbouncer" in s.groups] == ["lb1"]

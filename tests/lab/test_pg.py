@@ -49,6 +49,13 @@ def run_json(inv: Path, *args: str, **kw: Any) -> tuple[int, dict[str, Any]]:
                              f"{proc.stderr!r}") from None
 
 
+def explain(doc: dict[str, Any]) -> str:
+    """A failed runbook's error and steps, for assertion messages."""
+    steps = "\n".join(f"  {s['n']}. {s['title']}: {s['status']} {s['detail'][:400]}"
+                      for s in doc.get("steps", []))
+    return f"{doc.get('error')} ({doc.get('hint')})\n{steps}"
+
+
 def addr(lab: LabStatus, name: str) -> str:
     return lab.host(name).address
 
@@ -61,7 +68,8 @@ def conn(lab: LabStatus, name: str, db: str = "app", user: str = "app",
 
 def query(lab: LabStatus, name: str, sql: str, db: str = "app") -> list[tuple[Any, ...]]:
     with conn(lab, name, db=db, user="repmgr") as c:
-        return c.execute(sql).fetchall()  # type: ignore[arg-type]
+        cur = c.execute(sql)  # type: ignore[arg-type]
+        return cur.fetchall() if cur.description else []
 
 
 def in_recovery(lab: LabStatus, name: str) -> bool | None:
@@ -72,8 +80,10 @@ def in_recovery(lab: LabStatus, name: str) -> bool | None:
 
 
 def through_bouncer(lab: LabStatus) -> psycopg.Connection[Any]:
-    return psycopg.connect(host=addr(lab, "lb1"), port=6432, dbname="app", user="app",
-                           connect_timeout=5, autocommit=True)
+    c = psycopg.connect(host=addr(lab, "lb1"), port=6432, dbname="app", user="app",
+                        connect_timeout=5, autocommit=True)
+    c.prepare_threshold = None  # PgBouncer pools by transaction: no prepared statements
+    return c
 
 
 def wait_for(pred: Callable[[], Any], timeout: float = 20.0) -> Any:
@@ -272,7 +282,7 @@ def test_failover_after_the_primary_stops_then_rejoin(cluster: LabStatus, tmp_pa
     t0 = time.monotonic()
     code, doc = run_json(cluster.inventory_path, "pg", "failover", "-l", "db", "--yes",
                          journal=journal)
-    assert code == 0, doc
+    assert code == 0, explain(doc)
     took = time.monotonic() - t0
     new = doc["target"]
     assert new in ("db2", "db3") and doc["old_primary"] == "db1"
@@ -294,7 +304,7 @@ def test_failover_after_the_primary_stops_then_rejoin(cluster: LabStatus, tmp_pa
 
     # The old primary comes back as a standby of the new one.
     code, doc = run_json(cluster.inventory_path, "pg", "rejoin", "-l", "db", "db1", "--yes")
-    assert code == 0, doc
+    assert code == 0, explain(doc)
     assert wait_for(lambda: streams_from(cluster, "db1", new))
     assert wait_for(lambda: len(query(cluster, "db1", "select id from fo")) == 2)
 
@@ -306,10 +316,16 @@ def test_unreachable_old_primary_needs_yes_and_is_reported(cluster: LabStatus,
     os.kill(labmod.host_pid("db1", state_dir=cluster.state_dir) or 0, signal.SIGKILL)
     assert wait_for(lambda: labmod.host_pid("db1", state_dir=cluster.state_dir) is None)
     try:
+        # Without --yes nothing happens (no TTY here: the confirmation cannot be given).
+        before = {n: in_recovery(cluster, n) for n in ("db2", "db3")}
+        proc = opskit(cluster.inventory_path, "pg", "failover", "-l", "db")
+        assert proc.returncode != 0 and "--yes" in proc.stderr
+        assert {n: in_recovery(cluster, n) for n in ("db2", "db3")} == before == {
+            "db2": True, "db3": True}
         journal = tmp_path / "journal.jsonl"
         code, doc = run_json(cluster.inventory_path, "pg", "failover", "-l", "db", "--yes",
                              journal=journal)
-        assert code == 0, doc
+        assert code == 0, explain(doc)
         fence = next(s for s in doc["steps"] if "fence" in s["title"])
         assert fence["status"] == "warning" and "UNREACHABLE" in fence["detail"]
         entries = [json.loads(x) for x in journal.read_text().splitlines()]
@@ -329,7 +345,7 @@ def test_switchover_loses_no_committed_row(cluster: LabStatus) -> None:
         committed = c.execute("select count(*) from so").fetchone()[0]
     code, doc = run_json(cluster.inventory_path, "pg", "switchover", "-l", "db", "--to",
                          "db2", "--yes")
-    assert code == 0, doc
+    assert code == 0, explain(doc)
     assert in_recovery(cluster, "db2") is False
     assert query(cluster, "db2", "select count(*) from so")[0][0] == committed
     assert wait_for(lambda: streams_from(cluster, "db1", "db2"))
@@ -348,7 +364,7 @@ def test_switchover_resumes_pgbouncer_when_a_step_fails(cluster: LabStatus) -> N
                              "db2", "--yes")
     finally:
         run_in_host(cluster, "db2", ["mv", conf + ".hidden", conf])
-    assert code == 2, doc
+    assert code == 2, explain(doc)
     titles = [(s["title"], s["status"]) for s in doc["steps"]]
     assert any("RESUME" in t and st == "ok" for t, st in titles), titles
     assert any("start the old primary" in t for t, _ in titles), titles

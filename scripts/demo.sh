@@ -45,6 +45,7 @@ step opskit snapshot prune -l db1 --keep-last 1 --dry-run
 
 echo
 echo "== PostgreSQL: a primary and two standbys (repmgr), PgBouncer on lb1 =="
+step opskit lab pg-reset          # from a known start, also when the demo ran before
 step opskit pg status -l db
 primary=$(opskit pg status -l db --json | python3 -c 'import json,sys; print(next(n["name"] for n in json.load(sys.stdin)["nodes"] if n["role"] == "primary"))')
 step opskit pg failover -l db --dry-run

@@ -102,3 +102,21 @@ def down(app: AppContext, state_dir: str | None) -> int:
         for line in lines:
             app.env.line(line)
     return 0
+
+
+@command.command("pg-reset", epilog="Example: sudo opskit lab pg-reset")
+@click.option("--state-dir", metavar="DIR", help=STATE_HELP + "Example: --state-dir /tmp/lab")
+@shared_options
+@pass_app
+def pg_reset(app: AppContext, state_dir: str | None) -> int:
+    """Rebuild the lab's PostgreSQL cluster as it started: db1 primary, db2 and db3 its
+    streaming standbys, PgBouncer sending clients to db1 (the lab's data is wiped)."""
+    from opskit.lab import pg_service  # only this command needs it
+
+    t0 = time.monotonic()
+    pg_service.reset_cluster(_state_dir(state_dir))
+    journal.record("lab pg-reset", ["opskit", *app.argv], {}, duration=time.monotonic() - t0,
+                   exit_code=0)
+    app.env.line(f"PostgreSQL cluster reset in {time.monotonic() - t0:.1f}s: db1 primary, "
+                 "db2 and db3 streaming from it, PgBouncer -> db1")
+    return EXIT_OK

@@ -49,7 +49,8 @@ def render_status(env: Environment, cluster: config.Cluster, cs: state.ClusterSt
         rows.append((n.name, f"{n.address}:{node.port}", n.role.upper() if n.role == "primary"
                      else n.role, n.upstream or "-", n.timeline or "-", fmt(n.lsn),
                      human_bytes(n.lag_bytes) if n.role == "standby" else "-",
-                     "-" if n.replay_age_s is None else f"{n.replay_age_s:.1f}s",
+                     "-" if n.replay_age_s is None or n.role != "standby"
+                     else f"{n.replay_age_s:.1f}s",
                      {True: "PAUSED", False: "no", None: "-"}[n.replay_paused], repmgr,
                      ", ".join(pointed.get(f"{n.address}:{node.port}", [])) or "-"))
         styles.append("bold" if n.role == "primary" else

@@ -50,8 +50,3 @@ def repoint(s: Session, b: BouncerNode, target: PgNode) -> dict[str, list[str]]:
     remote.admin(s, b, "RELOAD")
     return doc["changed"]
 
-
-def targets(s: Session, b: BouncerNode) -> dict[str, str]:
-    """database -> host:port, as PgBouncer itself reports it (SHOW DATABASES)."""
-    return {r[0]: f"{r[1]}:{r[2]}" for r in remote.admin(s, b, "SHOW DATABASES")
-            if r and r[0] in b.databases and len(r) > 2}

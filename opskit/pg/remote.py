@@ -67,16 +67,21 @@ def is_running(s: Session, node: PgNode) -> bool:
 
 
 def admin(s: Session, b: BouncerNode, command: str, *, timeout: float = 15.0,
-          check: bool = True) -> list[list[str]]:
-    """A PgBouncer admin console command (SHOW DATABASES, PAUSE db, RELOAD, ...)."""
-    argv = [b.psql, "-X", "-A", "-t", "-q", "-F", "\t", "-h", b.host.address, "-p", str(b.port),
-            "-U", b.admin_user, "-d", "pgbouncer", "-c", command]
+          check: bool = True) -> list[dict[str, str]]:
+    """A PgBouncer admin console command (SHOW DATABASES, PAUSE db, RELOAD, ...); the rows
+    of a SHOW by column name (columns move between PgBouncer versions)."""
+    argv = [b.psql, "-X", "-A", "-q", "-P", "footer=off", "-F", "\t", "-h", b.host.address,
+            "-p", str(b.port), "-U", b.admin_user, "-d", "pgbouncer", "-c", command]
     out = s.run(as_user(s, b.os_user, argv), check=False, timeout=timeout)
     if out.exit_status != 0 and check:
         raise StepFailed(f"PgBouncer {command.split()[0]} failed: "
                          f"{_last_line(out.stderr) or out.exit_status}", out.exit_status,
                          out.stderr)
-    return _rows(out.stdout)
+    rows = _rows(out.stdout)
+    if not rows:
+        return []
+    header, *data = rows
+    return [dict(zip(header, r, strict=False)) for r in data]
 
 
 def through_bouncer(s: Session, b: BouncerNode, db: str, user: str, sql: str, *,

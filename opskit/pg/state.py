@@ -17,13 +17,17 @@ from opskit.session import Session
 PRIMARY, STANDBY, DOWN, UNREACHABLE = "primary", "standby", "down", "unreachable"
 
 # One row per node. The timeline of a primary is in the name of the WAL file it writes; a
-# standby's is the one it receives (or, with no receiver, the one its recovery reached).
+# standby's is the one it receives. With no WAL receiver (its upstream is down) it is the
+# newest timeline history file in pg_wal: the control file's timeline only moves at the next
+# restartpoint, so right after a timeline switch it still names the old one.
 NODE_SQL = r"""
 select pg_is_in_recovery()::int,
   case when pg_is_in_recovery() then coalesce(
-      (select received_tli from pg_stat_wal_receiver),
-      (select min_recovery_end_timeline from pg_control_recovery()),
-      (select timeline_id from pg_control_checkpoint()))
+      (select nullif(received_tli, 0) from pg_stat_wal_receiver),
+      greatest(
+        (select max(('x' || substr(name, 1, 8))::bit(32)::int) from pg_ls_waldir()
+         where name ~ '^[0-9A-F]{8}\.history$'),
+        (select timeline_id from pg_control_checkpoint())))
     else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int end,
   case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end,
   coalesce(pg_last_wal_receive_lsn()::text, ''),
@@ -100,7 +104,9 @@ def probe_node(s: Session, node: PgNode) -> NodeState:
     st = NodeState(node.name, node.address, DOWN)
     rows = remote.psql(s, node, NODE_SQL, check=False)
     if not rows or len(rows[0]) < 9:
-        st.error = (s.stderr_tail().strip().splitlines() or ["not answering"])[-1][:200]
+        lines = [x.strip() for x in s.stderr_tail().splitlines() if x.strip()]
+        errs = [x for x in lines if "error" in x.lower()] or lines or ["not answering"]
+        st.error = errs[-1].removeprefix("psql: error: ")[:200]
         return st
     r = rows[0]
     st.role = STANDBY if r[0] == "1" else PRIMARY
@@ -147,13 +153,10 @@ def _repmgr_nodes(s: Session, node: PgNode) -> dict[str, tuple[str, str, str]]:
 
 def probe_bouncer(s: Session, b: BouncerNode) -> BouncerState:
     st = BouncerState(b.name, True)
-    rows = remote.admin(s, b, "SHOW DATABASES")
-    # SHOW DATABASES: name, host, port, database, ..., paused (column 11 in 1.18), disabled
-    for r in rows:
-        if r and r[0] in b.databases and len(r) > 2:
-            st.targets[r[0]] = f"{r[1]}:{r[2]}"
-            if len(r) > 10:
-                st.paused[r[0]] = r[10] == "1"
+    for r in remote.admin(s, b, "SHOW DATABASES"):
+        if r.get("name") in b.databases:
+            st.targets[r["name"]] = f"{r.get('host')}:{r.get('port')}"
+            st.paused[r["name"]] = r.get("paused") == "1"
     missing = [d for d in b.databases if d not in st.targets]
     if missing:
         st.error = f"no [databases] entry for {', '.join(missing)}"

@@ -307,6 +307,10 @@ def test_failover_after_the_primary_stops_then_rejoin(cluster: LabStatus, tmp_pa
     assert code == 0, explain(doc)
     assert wait_for(lambda: streams_from(cluster, "db1", new))
     assert wait_for(lambda: len(query(cluster, "db1", "select id from fo")) == 2)
+    # And the whole cluster reads healthy: one primary, streaming standbys, PgBouncer resumed.
+    code, st = run_json(cluster.inventory_path, "pg", "status", "-l", "db")
+    assert code == 0 and st["warnings"] == [], st["warnings"]
+    assert st["pgbouncer"][0]["paused"] == {"app": False}
 
 
 def test_unreachable_old_primary_needs_yes_and_is_reported(cluster: LabStatus,

@@ -16,6 +16,7 @@ from opskit.commands import (
     journal,
     lab,
     pg,
+    redis_,
     releases,
     rollback,
     snapshot,
@@ -41,8 +42,8 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(AppContext)
 
 
-for module in (inventory, exec_, deploy, rollback, releases, snapshot, pg, journal, lab,
-               completion):
+for module in (inventory, exec_, deploy, rollback, releases, snapshot, pg, redis_, journal,
+               lab, completion):
     cli.add_command(module.command)
 
 

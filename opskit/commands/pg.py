@@ -20,7 +20,7 @@ from opskit.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, OpskitError
 from opskit.output import Environment
 from opskit.pg import checks, config, failover, rejoin, state, switchover
 from opskit.pg.lsn import fmt, human_bytes
-from opskit.pg.runbook import Runbook
+from opskit.runbook import Runbook
 
 
 @click.group("pg", epilog="""\b

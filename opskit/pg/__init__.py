@@ -3,5 +3,5 @@
 ``config`` reads the inventory, ``lsn`` does WAL position arithmetic, ``remote`` builds the
 commands run on the hosts, ``state`` gathers what every node and PgBouncer says, ``checks``
 decides (warnings, the failover target, refusals), ``bouncer`` re-points PgBouncer, and
-``failover``/``switchover``/``rejoin`` are the runbooks, executed step by step by ``runbook``.
+``failover``/``switchover``/``rejoin`` are the runbooks, run step by step by ``opskit.runbook``.
 """

@@ -15,7 +15,7 @@ from opskit.hostpool import HostPool
 from opskit.pg import bouncer, checks, state, steps
 from opskit.pg.config import Cluster, PgNode
 from opskit.pg.lsn import human_bytes
-from opskit.pg.runbook import Runbook
+from opskit.runbook import Runbook
 from opskit.session import StepFailed
 
 

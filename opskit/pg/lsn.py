@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from opskit.units import human_bytes  # noqa: F401  (re-exported for the pg modules)
+
 
 def parse(text: str | None) -> int | None:
     if not text:
@@ -16,13 +18,3 @@ def fmt(value: int | None) -> str:
     if value is None:
         return "-"
     return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
-
-
-def human_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n = n / 1024  # type: ignore[assignment]
-    return f"{n} B"

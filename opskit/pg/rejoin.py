@@ -14,7 +14,7 @@ from opskit.errors import SafetyError, StepError
 from opskit.hostpool import HostPool
 from opskit.pg import remote, state, steps
 from opskit.pg.config import Cluster, PgNode
-from opskit.pg.runbook import Runbook
+from opskit.runbook import Runbook
 from opskit.session import Session, StepFailed
 
 

@@ -22,7 +22,7 @@ from opskit.pg import bouncer, checks, lsn, remote, state, steps
 from opskit.pg.config import Cluster, PgNode
 from opskit.pg.failover import _databases, _each_bouncer
 from opskit.pg.rejoin import rejoin_node
-from opskit.pg.runbook import Runbook
+from opskit.runbook import Runbook
 from opskit.session import Session, StepFailed
 
 

@@ -1,0 +1,206 @@
+"""``opskit redis``: master/replica status, promote, switchover, rejoin, backups."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from opskit import hostpool
+from opskit.commands.options import (
+    AppContext,
+    confirm,
+    dry_run_option,
+    pass_app,
+    shared_options,
+    yes_option,
+)
+from opskit.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, OpskitError
+from opskit.inventory import Host
+from opskit.output import Environment
+from opskit.redis import checks, config, runbooks, state
+from opskit.runbook import Runbook
+from opskit.units import human_bytes
+
+
+@click.group("redis", epilog="""\b
+Examples:
+  opskit redis status -l redis
+  opskit redis promote -l redis --dry-run
+  opskit redis switchover -l redis --to redis2:6379 --yes
+  opskit redis backup -l redis --yes
+""")
+def command() -> None:
+    """Redis master/replica runbooks without Sentinel (docs/redis.md)."""
+
+
+def _fleet(app: AppContext) -> config.Fleet:
+    return config.load(app.inventory(), app.select(default="redis"))
+
+
+def _publish_hosts(app: AppContext, fleet: config.Fleet) -> list[Host]:
+    pub = fleet.publish
+    return app.inventory().select(pub.hosts) if pub else []
+
+
+def _age(now: float, t: int | None) -> str:
+    return "-" if not t else f"{max(0, now - t) / 60:.0f} min ago"
+
+
+def render(env: Environment, fs: state.FleetState) -> None:
+    import time
+
+    now = time.time()
+    rows, styles = [], []
+    for x in fs.instances:
+        mem = human_bytes(x.used_memory)
+        if x.maxmemory:
+            mem += f" / {human_bytes(x.maxmemory)}"
+        rows.append((x.name, x.role.upper() if x.role == "master" else x.role,
+                     x.master or "-", x.link or "-", x.offset if x.offset is not None else "-",
+                     human_bytes(x.lag_bytes) if x.role == "replica" else "-",
+                     x.priority if x.priority is not None else "-",
+                     _age(now, x.last_save), x.clients if x.clients is not None else "-",
+                     mem, human_bytes(x.host_ram)))
+        styles.append("bold" if x.role == "master" else None if x.up else "bold magenta")
+    env.table(("instance", "role", "master", "link", "offset", "lag", "prio", "last save",
+               "clients", "memory / max", "host RAM"), rows, styles=styles)
+
+
+@command.command("status", epilog="""\b
+Examples:
+  opskit redis status -l redis
+  opskit redis status -l redis --json | jq '.instances[] | {name, role, lag_bytes}'
+Exit status: 0 healthy, 2 warnings (two masters, a link down, ...), 3 unreachable.
+""")
+@shared_options
+@pass_app
+def status(app: AppContext) -> int:
+    """Topology per instance: role, master, link, offset and lag, priority, last save,
+    clients, memory against maxmemory and the host's RAM."""
+    env = app.env
+    fleet = _fleet(app)
+    with hostpool.pool(app.run_options()) as pool:
+        fs = state.gather(fleet, pool)
+    warns = checks.warnings(fs)
+    code = (EXIT_UNREACHABLE if any(x.role == state.UNREACHABLE for x in fs.instances)
+            else EXIT_FAILED if warns else EXIT_OK)
+    if env.json:
+        env.emit_json({**fs.to_dict(), "warnings": warns, "exit_code": code})
+        return code
+    render(env, fs)
+    for w in warns:
+        env.line(f"WARNING: {w}", style="bold yellow")
+    if not warns:
+        env.line("healthy: one master, every replica linked")
+    return code
+
+
+def _run(app: AppContext, name: str, dry_run: bool, yes: bool, question: str | None,
+         body: Callable[[config.Fleet, hostpool.HostPool, Runbook], dict[str, Any]]) -> int:
+    env = app.env
+    fleet = _fleet(app)
+    rb = Runbook(env, name, app.argv, dry_run=dry_run)
+    env.line(f"{name}{' (dry run: nothing is changed)' if dry_run else ''}", style="bold")
+    if not dry_run and question and not confirm(app, question, yes):
+        return EXIT_OK
+    with hostpool.pool(app.run_options()) as pool:
+        try:
+            details = body(fleet, pool, rb)
+        except OpskitError as exc:
+            doc = rb.finish(exc.exit_code, {"error": exc.message, "hint": exc.hint})
+            if env.json:
+                env.emit_json(doc)
+            raise
+        fs = state.gather(fleet, pool)
+    if not env.json:
+        env.line("")
+        render(env, fs)
+    details["final_topology"] = fs.to_dict()
+    doc = rb.finish(EXIT_OK, details)
+    if env.json:
+        env.emit_json(doc)
+    return EXIT_OK
+
+
+@command.command("promote", epilog="""\b
+Examples:
+  opskit redis promote -l redis --dry-run
+  opskit redis promote -l redis --yes
+  opskit redis promote -l redis --to redis3:6379 --yes
+Exit status: 0 done, 2 a step failed, 4 refused (master up, no fresh replica).
+""")
+@click.option("--to", metavar="HOST:PORT", help="The replica to promote (default: Sentinel's "
+              "choice: lowest replica-priority, largest offset, smallest run id). "
+              "Example: --to redis2:6379")
+@click.option("--force", is_flag=True, help="Promote even when no candidate has a recent "
+              "link to the master (journaled). Example: --force")
+@dry_run_option
+@yes_option
+@shared_options
+@pass_app
+def promote(app: AppContext, to: str | None, force: bool, dry_run: bool, yes: bool) -> int:
+    """Master down: promote the best replica, point the others at it, publish it."""
+    return _run(app, "redis promote", dry_run, yes, "Promote a replica to master?",
+                lambda f, p, rb: runbooks.promote(f, p, rb, to=to, force=force,
+                                                  dry_run=dry_run,
+                                                  publish_hosts=_publish_hosts(app, f)))
+
+
+@command.command("switchover", epilog="""\b
+Examples:
+  opskit redis switchover -l redis --to redis2:6379 --dry-run
+  opskit redis switchover -l redis --to redis2:6379 --yes
+""")
+@click.option("--to", required=True, metavar="HOST:PORT",
+              help="The replica to become master. Example: --to redis2:6379")
+@click.option("--timeout-ms", type=click.IntRange(100, 600000), default=5000, show_default=True,
+              help="How long FAILOVER may pause writes for the target to catch up. "
+              "Example: --timeout-ms 10000")
+@dry_run_option
+@yes_option
+@shared_options
+@pass_app
+def switchover(app: AppContext, to: str, timeout_ms: int, dry_run: bool, yes: bool) -> int:
+    """Master alive: Redis FAILOVER TO the replica (no acknowledged write lost), re-point the
+    other replicas, publish; the old master ends as a replica."""
+    return _run(app, "redis switchover", dry_run, yes, f"Switch the master over to {to}?",
+                lambda f, p, rb: runbooks.switchover(f, p, rb, to=to, dry_run=dry_run,
+                                                     timeout_ms=timeout_ms,
+                                                     publish_hosts=_publish_hosts(app, f)))
+
+
+@command.command("rejoin", epilog="""\b
+Examples:
+  opskit redis rejoin -l redis redis1:6379 --yes
+""")
+@click.argument("instance", metavar="HOST:PORT")
+@dry_run_option
+@yes_option
+@shared_options
+@pass_app
+def rejoin(app: AppContext, instance: str, dry_run: bool, yes: bool) -> int:
+    """Make a returned old master a replica of the current master (never two masters)."""
+    return _run(app, "redis rejoin", dry_run, yes,
+                f"Make {instance} a replica (its data is replaced)?",
+                lambda f, p, rb: runbooks.rejoin(f, p, rb, spec=instance, dry_run=dry_run))
+
+
+@command.command("backup", epilog="""\b
+Examples:
+  opskit redis backup -l redis --yes
+  opskit redis backup -l redis1 --allow-master --yes
+""")
+@click.option("--allow-master", is_flag=True, help="Also BGSAVE on masters (a fork of the "
+              "busiest process). Example: --allow-master")
+@dry_run_option
+@yes_option
+@shared_options
+@pass_app
+def backup(app: AppContext, allow_master: bool, dry_run: bool, yes: bool) -> int:
+    """BGSAVE on the replicas (never a master unless --allow-master); waits until LASTSAVE
+    moves and the save is ok; reports each RDB file and its size."""
+    return _run(app, "redis backup", dry_run, yes, "BGSAVE on the replicas?",
+                lambda f, p, rb: runbooks.backup(f, p, rb, allow_master=allow_master,
+                                                 dry_run=dry_run))

@@ -1,0 +1,205 @@
+"""The Redis runbooks: promote (master down), switchover (master alive), rejoin, backup.
+
+Each prints and journals its steps through ``opskit.runbook`` and ends with the topology.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opskit.errors import SafetyError, StepError
+from opskit.hostpool import HostPool
+from opskit.inventory import Host
+from opskit.redis import actions, checks, state
+from opskit.redis.config import Fleet, Instance
+from opskit.redis.state import MASTER, REPLICA, FleetState
+from opskit.runbook import Runbook
+from opskit.session import StepFailed
+
+
+def _gather(fleet: Fleet, pool: HostPool, rb: Runbook, title: str) -> FleetState:
+    with rb.step(title, *sorted({i.host.name for i in fleet.instances})) as st:
+        fs = state.gather(fleet, pool)
+        st.detail = "; ".join(f"{x.name} {x.role}"
+                              + (f" of {x.master} link {x.link} offset {x.offset}"
+                                 if x.role == REPLICA else f" offset {x.offset}" if x.up else "")
+                              for x in fs.instances)
+    return fs
+
+
+def _repoint_others(fleet: Fleet, pool: HostPool, rb: Runbook, fs: FleetState,
+                    new: Instance, skip: set[str]) -> None:
+    others = [fleet.find(x.name) for x in fs.instances
+              if x.up and x.name != new.name and x.name not in skip]
+    if not others:
+        return
+    with rb.step(f"point the other replicas at {new.name} and wait for their link",
+                 *[o.host.name for o in others]) as st:
+        res = pool.each([o.host for o in others],
+                        lambda s: [actions.replicate(s, o, new) for o in others
+                                   if o.host.name == s.host.name])
+        bad = {k: v for k, v in res.items() if isinstance(v, Exception)}
+        if bad:
+            raise StepFailed("; ".join(f"{k}: {v}" for k, v in bad.items()))
+        st.detail = ", ".join(o.name for o in others) + f" replicate from {new.name}, link up"
+
+
+def _publish(fleet: Fleet, pool: HostPool, rb: Runbook, hosts: list[Host],
+             new: Instance) -> None:
+    pub = fleet.publish
+    if pub is None or not hosts:
+        return
+    with rb.step(f"publish the new master to the apps ({pub.file}, then reload)",
+                 *[h.name for h in hosts]) as st:
+        res = pool.each(hosts, lambda s: actions.publish(s, s.host, pub, new))
+        bad = {k: v for k, v in res.items() if isinstance(v, Exception)}
+        if bad:
+            raise StepFailed("; ".join(f"{k}: {v}" for k, v in bad.items()))
+        st.detail = "; ".join(str(v) for v in res.values())
+
+
+def promote(fleet: Fleet, pool: HostPool, rb: Runbook, *, to: str | None, force: bool,
+            dry_run: bool, publish_hosts: list[Host]) -> dict[str, Any]:
+    fs = _gather(fleet, pool, rb, "preflight: INFO from every instance")
+    limit = min(i.max_link_down_seconds for i in fleet.instances)
+    d = checks.decide_promote(fs, to, limit)
+    if d.target is None:
+        raise SafetyError("no replica to promote: " + "; ".join(d.refusals or ["none"]),
+                          hint="`opskit redis status` shows every instance")
+    if d.refusals and not force:
+        raise SafetyError("refusing to promote: " + "; ".join(d.refusals),
+                          hint="fix the cause, choose another --to, or --force (journaled)")
+    new = fleet.find(d.target.name)
+    if d.refusals:
+        rb.env.note("FORCED past: " + "; ".join(d.refusals))
+    others = [x.name for x in fs.instances if x.up and x.name != new.name]
+    if dry_run:
+        rb.plan(f"promote {new.name}", new.host.name,
+                detail=f"MULTI; REPLICAOF NO ONE; CONFIG REWRITE; EXEC (offset {d.target.offset}, "
+                       f"priority {d.target.priority}); wait for role:master"
+                       + (f"; {'; '.join(d.notes)}" if d.notes else ""))
+        if others:
+            rb.plan(f"point {', '.join(others)} at {new.name}",
+                    detail=f"REPLICAOF {new.address} {new.port}; CONFIG REWRITE; wait for "
+                           "master_link_status:up")
+        if fleet.publish and publish_hosts:
+            rb.plan("publish the new master", *[h.name for h in publish_hosts],
+                    detail=f"{fleet.publish.file} <- {new.endpoint}; {fleet.publish.reload}")
+        return {"target": new.name, "old_master": d.old, "forced": bool(d.refusals)}
+    try:
+        with rb.step(f"promote {new.name} (REPLICAOF NO ONE + CONFIG REWRITE in MULTI/EXEC)",
+                     new.host.name) as st:
+            actions.make_master(pool.get(new.host), new)
+            st.detail = f"role:master (was offset {d.target.offset})" + (
+                f"; {'; '.join(d.notes)}" if d.notes else "")
+        _repoint_others(fleet, pool, rb, fs, new, skip=set())
+        _publish(fleet, pool, rb, publish_hosts, new)
+    except StepFailed as exc:
+        raise StepError(f"promote stopped: {exc}",
+                        hint="`opskit redis status` shows the topology now") from None
+    return {"target": new.name, "old_master": d.old, "forced": bool(d.refusals)}
+
+
+def switchover(fleet: Fleet, pool: HostPool, rb: Runbook, *, to: str, dry_run: bool,
+               timeout_ms: int, publish_hosts: list[Host]) -> dict[str, Any]:
+    fs = _gather(fleet, pool, rb, "preflight: INFO from every instance")
+    target = fleet.find(to)
+    masters = fs.masters
+    refusals = []
+    if len(masters) != 1:
+        refusals.append(f"{len(masters)} masters answer: a switchover needs exactly one live "
+                        "master (use `opskit redis promote` when it is down)")
+    t = fs.get(target.name)
+    refusals += checks.problems(t, masters[0].endpoint if len(masters) == 1 else None,
+                                min(i.max_link_down_seconds for i in fleet.instances))
+    if t.role == REPLICA and t.link != "up":
+        refusals.append(f"{t.name}: link to the master is {t.link}")
+    if refusals:
+        raise SafetyError("refusing to switch over: " + "; ".join(refusals),
+                          hint="`opskit redis status`")
+    old = fleet.find(masters[0].name)
+    if dry_run:
+        rb.plan(f"FAILOVER TO {target.address} {target.port} TIMEOUT {timeout_ms} on {old.name}",
+                old.host.name, detail="writes paused until the target has every acknowledged "
+                                      "write; roles swap; then CONFIG REWRITE on both")
+        rb.plan("point the other replicas at the new master")
+        if fleet.publish and publish_hosts:
+            rb.plan("publish the new master", *[h.name for h in publish_hosts])
+        return {"target": target.name, "old_master": old.name}
+    try:
+        with rb.step(f"FAILOVER TO {target.name} on {old.name} (no acknowledged write lost)",
+                     old.host.name, target.host.name) as st:
+            actions.failover_to(pool.get(old.host), old, target, timeout_ms)
+            actions.persist(pool.get(target.host), target)
+            st.detail = f"{target.name} is master, {old.name} its replica (configs rewritten)"
+        _repoint_others(fleet, pool, rb, fs, target, skip={old.name})
+        _publish(fleet, pool, rb, publish_hosts, target)
+    except StepFailed as exc:
+        raise StepError(f"switchover stopped: {exc}", hint="`opskit redis status`") from None
+    return {"target": target.name, "old_master": old.name}
+
+
+def rejoin(fleet: Fleet, pool: HostPool, rb: Runbook, *, spec: str,
+           dry_run: bool) -> dict[str, Any]:
+    node = fleet.find(spec)
+    fs = _gather(fleet, pool, rb, "preflight: INFO from every instance")
+    me = fs.get(node.name)
+    if not me.up:
+        raise SafetyError(f"{node.name} is {me.role}: start it first ({me.error})")
+    # The current master: the one the replicas follow (not counting the node itself).
+    followed = checks.old_master(state.FleetState([x for x in fs.instances
+                                                   if x.name != node.name]))
+    current = next((x for x in fs.instances if x.endpoint == followed and x.role == MASTER),
+                   None)
+    if current is None or current.name == node.name:
+        others = [m for m in fs.masters if m.name != node.name]
+        if len(others) != 1:
+            raise SafetyError(f"cannot tell the current master to rejoin {node.name} to "
+                              f"(masters answering: {', '.join(m.name for m in fs.masters)})",
+                              hint="`opskit redis status`")
+        current = others[0]
+    master = fleet.find(current.name)
+    if me.role == REPLICA and me.master == master.endpoint and me.link == "up":
+        return {"node": node.name, "master": master.name, "changed": False}
+    if dry_run:
+        rb.plan(f"{node.name} becomes a replica of {master.name}", node.host.name,
+                detail=f"MULTI; REPLICAOF {master.address} {master.port}; CONFIG REWRITE; EXEC; "
+                       "wait for master_link_status:up (its own data is replaced)")
+        return {"node": node.name, "master": master.name, "changed": False}
+    try:
+        with rb.step(f"{node.name} becomes a replica of {master.name}", node.host.name) as st:
+            actions.replicate(pool.get(node.host), node, master)
+            st.detail = f"was {me.role}; now replicating, link up"
+    except StepFailed as exc:
+        raise StepError(f"rejoin stopped: {exc}", hint="`opskit redis status`") from None
+    return {"node": node.name, "master": master.name, "changed": True}
+
+
+def backup(fleet: Fleet, pool: HostPool, rb: Runbook, *, allow_master: bool,
+           dry_run: bool) -> dict[str, Any]:
+    fs = _gather(fleet, pool, rb, "preflight: INFO from every instance")
+    chosen = [x for x in fs.instances if x.role == REPLICA or (allow_master and x.role == MASTER)]
+    skipped = [x.name for x in fs.instances if x not in chosen]
+    if not chosen:
+        raise SafetyError("no replica to save from (BGSAVE on a master forks the busiest "
+                          "process)", hint="add --allow-master to save on a master anyway")
+    if dry_run:
+        for x in chosen:
+            rb.plan(f"BGSAVE on {x.name}", x.name.split(":")[0],
+                    detail="wait until LASTSAVE moves and rdb_last_bgsave_status:ok")
+        return {"saved": [], "skipped": skipped}
+    saved = []
+    insts = [fleet.find(x.name) for x in chosen]
+    with rb.step("BGSAVE on " + ", ".join(i.name for i in insts) + " and wait for LASTSAVE",
+                 *sorted({i.host.name for i in insts})) as st:
+        res = pool.each(list({i.host.name: i.host for i in insts}.values()),
+                        lambda s: [actions.bgsave(s, i) for i in insts
+                                   if i.host.name == s.host.name])
+        bad = {k: v for k, v in res.items() if isinstance(v, Exception)}
+        for v in res.values():
+            if isinstance(v, list):
+                saved += v
+        st.detail = "; ".join(f"{r['instance']}: {r['rdb']} {r['bytes']} bytes" for r in saved)
+        if bad:
+            raise StepError("BGSAVE failed: " + "; ".join(f"{k}: {v}" for k, v in bad.items()))
+    return {"saved": saved, "skipped": skipped}

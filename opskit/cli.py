@@ -9,6 +9,7 @@ import click
 
 from opskit import __version__, errors
 from opskit.commands import (
+    cache,
     completion,
     deploy,
     exec_,
@@ -42,8 +43,8 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(AppContext)
 
 
-for module in (inventory, exec_, deploy, rollback, releases, snapshot, pg, redis_, journal,
-               lab, completion):
+for module in (inventory, exec_, deploy, rollback, releases, snapshot, pg, redis_, cache,
+               journal, lab, completion):
     cli.add_command(module.command)
 
 

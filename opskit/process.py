@@ -22,6 +22,7 @@ class ProcessTimeout(Exception):
 class HostProcess(Protocol):
     def readline(self, timeout: float) -> str: ...
     def write(self, text: str) -> None: ...
+    def close_stdin(self) -> None: ...
     def wait(self, timeout: float) -> int | None: ...
     def kill(self) -> None: ...
 
@@ -55,6 +56,9 @@ class ChannelProcess:
     def write(self, text: str) -> None:
         self.chan.sendall(text.encode())
 
+    def close_stdin(self) -> None:
+        self.chan.shutdown_write()
+
     def wait(self, timeout: float) -> int | None:
         deadline = time.monotonic() + timeout
         while not self.chan.exit_status_ready():
@@ -83,6 +87,10 @@ class LocalProcess:
         assert self.proc.stdin is not None
         self.proc.stdin.write(text)
         self.proc.stdin.flush()
+
+    def close_stdin(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
 
     def wait(self, timeout: float) -> int | None:
         try:

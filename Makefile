@@ -72,6 +72,7 @@ bench: venv
 	$(BIN)/python bench/deploy.py
 	$(BIN)/python bench/snapshot.py
 	$(BIN)/python bench/failover.py
+	$(BIN)/python bench/cache.py
 
 lab-down: venv
 	$(BIN)/opskit lab down

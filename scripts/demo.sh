@@ -55,6 +55,31 @@ step opskit exec -l "$primary" --yes -- 'runuser -u postgres -- /usr/lib/postgre
 step opskit pg failover -l db --yes
 step opskit pg rejoin -l db "$primary" --yes
 step opskit pg status -l db
+
+echo
+echo "== Redis: master redis1, replicas redis2 and redis3 =="
+step opskit lab redis-reset       # from a known start, also when the demo ran before
+step opskit redis status -l redis
+step opskit redis switchover -l redis --to redis2:6379 --yes
+echo
+echo "The master (redis2) dies: its redis-server is killed"
+step opskit exec -l redis2 --yes -- 'kill -9 "$(cat /etc/opskit-lab/redis/redis.pid)"'
+step opskit redis promote -l redis --dry-run
+step opskit redis promote -l redis --yes
+echo
+echo "redis2 comes back (as a master, with stale data); rejoin makes it a replica"
+step opskit exec -l redis2 --yes -- 'runuser -u redis -- redis-server /etc/opskit-lab/redis/redis.conf'
+step opskit redis rejoin -l redis redis2:6379 --yes
+step opskit redis backup -l redis --yes
+
+echo
+echo "== Cache warming: the same files under /data/cache on db2 and db3 =="
+step opskit lab cache-data        # db2 has a random subset of pages cached, db3 is cold
+step opskit cache map db2 --path /data/cache
+step opskit cache compare db2 db3 --path /data/cache
+step opskit cache warm --from db2 --to db3 --path /data/cache --dry-run
+step opskit cache warm --from db2 --to db3 --path /data/cache --yes
+step opskit cache compare db2 db3 --path /data/cache
 step opskit journal --last 10
 echo
 echo "The lab is still running; stop it with: .venv/bin/opskit lab down"

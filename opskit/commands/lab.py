@@ -120,3 +120,50 @@ def pg_reset(app: AppContext, state_dir: str | None) -> int:
     app.env.line(f"PostgreSQL cluster reset in {time.monotonic() - t0:.1f}s: db1 primary, "
                  "db2 and db3 streaming from it, PgBouncer -> db1")
     return EXIT_OK
+
+
+@command.command("redis-reset", epilog="Example: sudo opskit lab redis-reset")
+@click.option("--state-dir", metavar="DIR", help=STATE_HELP + "Example: --state-dir /tmp/lab")
+@shared_options
+@pass_app
+def redis_reset(app: AppContext, state_dir: str | None) -> int:
+    """Put the lab's Redis back as it started: redis1 the master, redis2 and redis3 its
+    linked replicas, the apps' publish file pointing at redis1 (every key is dropped)."""
+    from opskit.lab import redis_service  # only this command needs it
+
+    t0 = time.monotonic()
+    redis_service.reset_redis(_state_dir(state_dir))
+    journal.record("lab redis-reset", ["opskit", *app.argv], {},
+                   duration=time.monotonic() - t0, exit_code=0)  # fmt: skip
+    app.env.line(f"Redis reset in {time.monotonic() - t0:.1f}s: redis1 master, redis2 and "
+                 "redis3 its replicas, links up, no keys")
+    return EXIT_OK
+
+
+@command.command("cache-data", epilog="Example: sudo opskit lab cache-data")
+@click.option("--state-dir", metavar="DIR", help=STATE_HELP + "Example: --state-dir /tmp/lab")
+@shared_options
+@pass_app
+def cache_data_cmd(app: AppContext, state_dir: str | None) -> int:
+    """The cache-warming data set: the same ~200 MiB of files under /data/cache on db2 and
+    db3 (kept if there), both evicted, then a random subset of pages read on db2."""
+    from opskit import fleet
+    from opskit import inventory as inventory_mod
+    from opskit.cache import remote
+    from opskit.lab import cache_data
+
+    t0 = time.monotonic()
+    status = lab_mod.status(state_dir=_state_dir(state_dir))
+    inv = Path(status.inventory_path)
+    made = cache_data.ensure(inv)
+    hosts = [inventory_mod.load(str(inv)).select(n)[0] for n in cache_data.HOSTS]
+    fleet.run(hosts, lambda s: remote.evict(s, cache_data.ROOT))
+    warmed = cache_data.warm_random(inv, cache_data.HOSTS[0])
+    journal.record("lab cache-data", ["opskit", *app.argv], {}, duration=time.monotonic() - t0,
+                   exit_code=0, details={"made": made, "warmed": warmed})
+    app.env.line(f"{cache_data.ROOT} on {', '.join(cache_data.HOSTS)}: "
+                 + ", ".join(f"{h} {v['created']} files written, {v['kept']} kept"
+                             for h, v in made.items())
+                 + f"; both evicted; {warmed['read_pages']} random pages read on "
+                   f"{cache_data.HOSTS[0]}")
+    return EXIT_OK

@@ -4,13 +4,15 @@
 Built-in services register themselves on import, in this order: ``data_fs`` (the XFS at
 /data on ``db``; first, so everything later -- PostgreSQL -- finds /data mounted), then
 ``app_service`` (gunicorn on ``app``), ``pg_service`` (PostgreSQL + repmgr on db1-3, data
-on /data) and ``pgbouncer_service`` (PgBouncer on the first lb host, after its servers).
+on /data), ``pgbouncer_service`` (PgBouncer on the first lb host, after its servers) and
+``redis_service`` (a Redis master on redis1, its replicas on redis2-3).
 """
 
 from opskit.lab import data_fs  # noqa: F401,I001 -- registers data-xfs: must stay the first service
 from opskit.lab import app_service  # noqa: F401 -- registers the built-in app service
 from opskit.lab import pg_service  # noqa: F401 -- registers postgres (after data-xfs)
 from opskit.lab import pgbouncer_service  # noqa: F401 -- registers pgbouncer (after postgres)
+from opskit.lab import redis_service  # noqa: F401 -- registers redis (redis1-3)
 from opskit.lab.api import down, host_pid, lab_mounts, run_in_host, status, up
 from opskit.lab.app_service import http_port as app_port
 from opskit.lab.aws_resources import AwsLab

@@ -15,9 +15,10 @@ the first redis host is ``redis_master``, the others ``redis_replica``.
 
 A lab big enough for the whole PostgreSQL cluster (9 hosts or more: db3 is host 9) also has
 the top-level groups ``postgres`` (db1-db3: the nodes, pg_service.py) and ``pgbouncer``
-(lb1, pgbouncer_service.py). Smaller labs run neither, so a small test lab never clashes on
-127.10.0.2:5432 with a bigger lab running beside it; db4 and later never join (big labs stay
-light).
+(lb1, pgbouncer_service.py); one big enough for the Redis master and its two replicas (10 or
+more: redis3 is host 10) has ``redis_servers`` (redis1-redis3, redis_service.py). Smaller labs
+run neither, so a small test lab never clashes on 127.10.0.2:5432 (or .3:6379) with a bigger
+lab running beside it; db4, redis4 and later never join (big labs stay light).
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ from dataclasses import dataclass
 
 ROLES = ("lb", "app", "db", "redis")  # inventory order
 SUBGROUPS = {"db": ("pg_primary", "pg_replica"), "redis": ("redis_master", "redis_replica")}
-# Top-level groups of the PostgreSQL cluster: group -> (role, how many of its first hosts).
-CLUSTER_GROUPS = {"postgres": ("db", 3), "pgbouncer": ("lb", 1)}
+# Top-level groups of the lab's clusters: group -> (role, how many of its first hosts).
+CLUSTER_GROUPS = {"postgres": ("db", 3), "pgbouncer": ("lb", 1), "redis_servers": ("redis", 3)}
+# A cluster's groups exist only in labs that have all of its hosts (PgBouncer belongs to the
+# PostgreSQL cluster: lb1 alone, in a 4-host lab, gets none).
+CLUSTERS = (("postgres", "pgbouncer"), ("redis_servers",))
 FIRST_HOSTS = ("app", "db", "redis", "lb", "app", "db", "redis", "app", "db", "redis")
 EXTRA_CYCLE = ("app", "app", "app", "db", "app", "app", "app", "redis", "app", "app", "app", "lb")
 MAX_HOSTS = 1000
@@ -59,7 +63,12 @@ def plan(count: int) -> list[HostSpec]:
     if not 1 <= count <= MAX_HOSTS:
         raise ValueError(f"a lab has 1 to {MAX_HOSTS} hosts, not {count}")
     roles = [role_of(index) for index in range(1, count + 1)]
-    cluster = all(roles.count(role) >= n for role, n in CLUSTER_GROUPS.values())
+    complete = {
+        group
+        for cluster in CLUSTERS
+        if all(roles.count(CLUSTER_GROUPS[g][0]) >= CLUSTER_GROUPS[g][1] for g in cluster)
+        for group in cluster
+    }
     seen: dict[str, int] = {}
     specs = []
     for index, role in enumerate(roles, start=1):
@@ -68,8 +77,9 @@ def plan(count: int) -> list[HostSpec]:
         if role in SUBGROUPS:
             first, rest = SUBGROUPS[role]
             groups += (first if seen[role] == 1 else rest,)
-        if cluster:
-            joins = CLUSTER_GROUPS.items()
-            groups += tuple(g for g, (r, n) in joins if r == role and seen[role] <= n)
+        joins = CLUSTER_GROUPS.items()
+        groups += tuple(
+            g for g, (r, n) in joins if g in complete and r == role and seen[role] <= n
+        )
         specs.append(HostSpec(f"{role}{seen[role]}", index, role, address_of(index), groups))
     return specs

@@ -18,7 +18,9 @@ def argv(i: Instance, *args: str) -> list[str]:
 
 def call(s: Session, i: Instance, *args: str, timeout: float = 15.0) -> str:
     """One command; its raw reply. An error reply or no connection raises StepFailed."""
-    out = s.run(shlex.join(argv(i, *args)), check=False, timeout=timeout)
+    # -e: redis-cli exits non-zero on an error reply (it exits 0 on them otherwise).
+    out = s.run(shlex.join([*argv(i)[:1], "-e", *argv(i)[1:], *args]), check=False,
+                timeout=timeout)
     reply = out.stdout.strip()
     if out.exit_status != 0 or reply.startswith(("ERR", "WRONGTYPE", "NOAUTH", "READONLY",
                                                  "Could not connect")):

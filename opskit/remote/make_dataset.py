@@ -2,7 +2,8 @@
 
 argv: DIR SEED SPEC  (SPEC: comma-separated sizes in KiB; file i gets SPEC[i] KiB of bytes
 from random.Random(SEED + i)). Idempotent: a manifest of the same seed and spec means the set
-is already there. Every file is fsynced and dropped from the page cache (starts cold).
+is already there (the manifest is DIR.manifest, beside it). Every file is fsynced and
+dropped from the page cache (starts cold).
 Prints one JSON line {"created": N, "kept": N, "bytes": N}.
 """
 
@@ -15,7 +16,7 @@ import sys
 def main():
     root, seed, spec = sys.argv[1], int(sys.argv[2]), [int(x) for x in sys.argv[3].split(",")]
     os.makedirs(root, exist_ok=True)
-    manifest = os.path.join(root, ".manifest")
+    manifest = root.rstrip("/") + ".manifest"  # beside the set: the set holds data files only
     want = json.dumps({"seed": seed, "spec": spec})
     try:
         with open(manifest) as fh:

@@ -196,7 +196,8 @@ def test_services_start_in_their_hosts_namespaces(
     try:
         status = labmod.up(**lab_params)
         for host in status.hosts:
-            # Built-in services (data-xfs on db) are there too: look at this one only.
+            # Built-in services (data-xfs on db, redis on redis1-3) are there too: look at
+            # this one only.
             assert host.services.get(service.name) == ("redis" in host.groups or None)
         # The marker is in redis1's own /srv, and its sleep in redis1's namespace.
         done = lab_ssh("redis1", f"cat {marker}")
@@ -213,7 +214,8 @@ def test_services_start_in_their_hosts_namespaces(
         os.kill(old_sshd, signal.SIGKILL)
         assert wait_for(lambda: labmod.host_pid("redis1", state_dir=lab.state_dir) is None)
         again = labmod.up(**lab_params).host("redis1")
-        assert again.pid != old_sshd and again.services == {service.name: True}
+        # The built-in Redis on redis1 lives on too.
+        assert again.pid != old_sshd and again.services == {"redis": True, service.name: True}
         assert mnt_ns(again.pid) == mnt_ns(sleep_pid)
     finally:
         for name in ("redis1", "redis2"):
@@ -236,7 +238,7 @@ def test_lab_yml_is_an_ansible_inventory(lab: LabStatus, lab_params) -> None:
     assert inv["vars"]["opskit_known_hosts"] == str(state / "known_hosts")
     assert inv["vars"]["lab"] == {"state_dir": str(state)}
     kids = inv["children"]
-    assert set(kids) == {"lb", "app", "db", "redis", "postgres", "pgbouncer"}
+    assert set(kids) == {"lb", "app", "db", "redis", "postgres", "pgbouncer", "redis_servers"}
     assert set(kids["lb"]["hosts"]) == {"lb1"}
     assert set(kids["app"]["hosts"]) == {"app1", "app2", "app3"}
     assert set(kids["db"]["children"]["pg_primary"]["hosts"]) == {"db1"}
@@ -246,10 +248,11 @@ def test_lab_yml_is_an_ansible_inventory(lab: LabStatus, lab_params) -> None:
     # The PostgreSQL cluster (pg_service.py): its nodes and the PgBouncer in front of them.
     assert set(kids["postgres"]["hosts"]) == {"db1", "db2", "db3"}
     assert set(kids["pgbouncer"]["hosts"]) == {"lb1"}
+    assert set(kids["redis_servers"]["hosts"]) == {"redis1", "redis2", "redis3"}  # Redis
     by_name = {h.name: h.address for h in lab.hosts}
     for group in (kids["lb"], kids["app"], *kids["db"]["children"].values(),
                   *kids["redis"]["children"].values(), kids["postgres"],
-                  kids["pgbouncer"]):  # fmt: skip
+                  kids["pgbouncer"], kids["redis_servers"]):  # fmt: skip
         for name, hvars in group["hosts"].items():
             assert hvars == {"ansible_host": by_name[name]}
     known = (state / "known_hosts").read_text().splitlines()

@@ -23,6 +23,8 @@ from opskit.commands import (
     snapshot,
 )
 from opskit.commands.options import AppContext, shared_options
+from opskit.hostpool import Unreachable
+from opskit.session import StepFailed, StepTimedOut
 
 EPILOG = """\b
 Examples:
@@ -60,7 +62,16 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     app = AppContext(argv=args)
     try:
-        code = cli.main(args=args, prog_name="opskit", standalone_mode=False, obj=app)
+        try:
+            code = cli.main(args=args, prog_name="opskit", standalone_mode=False, obj=app)
+        except Unreachable as exc:  # a host a single-host command needs
+            raise errors.HostUnreachable(f"{exc.host} is unreachable: {exc.message}",
+                                         hint=exc.hint) from exc
+        except StepTimedOut as exc:
+            raise errors.StepError(f"a remote step timed out: {exc}") from exc
+        except StepFailed as exc:  # a remote step outside the fleet runner's per-host report
+            raise errors.StepError(str(exc), hint="-v shows where it failed; the host's own "
+                                   "message is above") from exc
     except errors.OpskitError as exc:
         if app.verbose:
             traceback.print_exc()

@@ -16,18 +16,38 @@ from opskit.session import Session, StepFailed
 _VMTOUCH_RESIDENT = re.compile(r"Resident Pages:\s*(\d+)/(\d+)")
 
 
+def tools(s: Session) -> tuple[str, str]:
+    """The host's python3 and vmtouch (``cache.python`` / ``cache.vmtouch`` in its vars)."""
+    c = s.host.vars.get("cache") or {}
+    return str(c.get("python", "python3")), str(c.get("vmtouch", "vmtouch"))
+
+
+def _need(program: str, what: str) -> str:
+    """Shell that fails with a clear line when ``program`` is not on the host."""
+    return (f"command -v {shlex.quote(program)} >/dev/null || {{ echo "
+            f"{shlex.quote(f'{what} not found on this host ({program})')} >&2; exit 127; }}")
+
+
+def _failed(s: Session, what: str, out: object) -> StepFailed:
+    err = getattr(out, "stderr", "").strip().splitlines() or ["failed"]
+    return StepFailed(f"{s.host.name}: {what}: {err[-1]}", getattr(out, "exit_status", None),
+                      getattr(out, "stderr", ""))
+
+
 def map_dir(s: Session, root: str, *, cross_check: bool = True) -> tuple[PageMap, str | None]:
     """The host's map of ``root``, and vmtouch's own summary of it (when vmtouch is there)."""
-    argv = ["python3", "-I", "-S", "-c", script("page_map"), root]
-    out = s.run(f"test -d {shlex.quote(root)} || {{ echo 'no such directory' >&2; exit 66; }}; "
-                f"{shlex.join(argv)}", check=False, timeout=600)
+    python, vmtouch = tools(s)
+    argv = [python, "-I", "-S", "-c", script("page_map"), root]
+    out = s.run(f"{_need(python, 'python3')}; test -d {shlex.quote(root)} || {{ echo "
+                f"'no such directory' >&2; exit 66; }}; {shlex.join(argv)}", check=False,
+                timeout=600)
     if out.exit_status != 0:
-        raise StepFailed(f"map of {root}: {(out.stderr.strip().splitlines() or ['failed'])[-1]}",
-                         out.exit_status, out.stderr)
+        raise _failed(s, f"map of {root}", out)
     pm = PageMap.from_doc(s.host.name, json.loads(out.stdout))
     check = None
     if cross_check:
-        v = s.run(f"command -v vmtouch >/dev/null && vmtouch {shlex.quote(root)}", check=False)
+        v = s.run(f"command -v {shlex.quote(vmtouch)} >/dev/null && "
+                  f"{shlex.quote(vmtouch)} {shlex.quote(root)}", check=False)
         m = _VMTOUCH_RESIDENT.search(v.stdout)
         if m:
             check = f"vmtouch: {m.group(1)}/{m.group(2)} pages resident"
@@ -37,9 +57,10 @@ def map_dir(s: Session, root: str, *, cross_check: bool = True) -> tuple[PageMap
 def warm(s: Session, root: str, plan: WarmPlan, *, rate: int | None = None,
          progress: Callable[[int], None] | None = None, timeout: float = 3600) -> dict[str, Any]:
     """Read the plan's pages on the host, at idle I/O priority (ionice -c3) where available."""
-    py = shlex.join(["python3", "-I", "-S", "-c", script("warm_pages")])
-    proc = s.start(["sh", "-c", f"if command -v ionice >/dev/null; then exec ionice -c3 {py}; "
-                                f"else exec {py}; fi"])
+    python, _ = tools(s)
+    py = shlex.join([python, "-I", "-S", "-c", script("warm_pages")])
+    proc = s.start(["sh", "-c", f"{_need(python, 'python3')}; if command -v ionice >/dev/null; "
+                                f"then exec ionice -c3 {py}; else exec {py}; fi"])
     doc = {"root": root, "files": plan.files, "max_bytes": None, "rate": rate}
     proc.write(json.dumps(doc))
     proc.close_stdin()
@@ -59,14 +80,17 @@ def warm(s: Session, root: str, plan: WarmPlan, *, rate: int | None = None,
         raise StepFailed(f"warming {root} on {s.host.name}: no answer in {timeout:g}s") from None
     status = proc.wait(30)
     if result is None or status not in (0, None):
-        raise StepFailed(f"warming {root} on {s.host.name} failed (exit status {status})")
+        why = "python3 not found on this host" if status == 127 else f"exit status {status}"
+        raise StepFailed(f"{s.host.name}: warming {root} failed: {why}", status)
     return result
 
 
 def evict(s: Session, root: str) -> str:
     """Drop the directory's pages from the page cache (vmtouch -e)."""
-    out = s.run(f"vmtouch -e -q {shlex.quote(root)}", check=False, timeout=600)
+    _, vmtouch = tools(s)
+    out = s.run(f"{_need(vmtouch, 'vmtouch')}; test -d {shlex.quote(root)} || {{ echo "
+                f"'no such directory' >&2; exit 66; }}; {shlex.quote(vmtouch)} -e -q "
+                f"{shlex.quote(root)}", check=False, timeout=600)
     if out.exit_status != 0:
-        raise StepFailed(f"vmtouch -e {root}: {out.stderr.strip() or out.exit_status}",
-                         out.exit_status, out.stderr)
+        raise _failed(s, f"evict {root}", out)
     return f"evicted {root}"

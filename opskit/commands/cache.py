@@ -209,6 +209,10 @@ def _report(app: AppContext, name: str, smap: PageMap, before: PageMap, after: P
         rows.append(("files missing on target", len(summary["missing_files"])))
     env.table(("", "value"), rows, title=f"{name} {smap.host} -> {before.host}"
               + (" (dry run: nothing read)" if dry else ""))
+    gone = sorted({*summary["missing_files"], *((result or {}).get("skipped") or {})})
+    if gone:
+        env.line(f"WARNING: {len(gone)} file(s) not on {before.host} or gone since the map, "
+                 f"skipped (the rest was warmed): {', '.join(gone[:10])}", style="yellow")
     return EXIT_OK
 
 

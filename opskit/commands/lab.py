@@ -145,7 +145,7 @@ def redis_reset(app: AppContext, state_dir: str | None) -> int:
 @shared_options
 @pass_app
 def cache_data_cmd(app: AppContext, state_dir: str | None) -> int:
-    """The cache-warming data set: the same ~200 MiB of files under /data/cache on db2 and
+    """The cache-warming data set: the same about 160 MiB of files under /data/cache on db2 and
     db3 (kept if there), both evicted, then a random subset of pages read on db2."""
     from opskit import fleet
     from opskit import inventory as inventory_mod

@@ -1,7 +1,7 @@
 """The cache-warming lab data: the same mixed-size file set under /data/cache on two db
 hosts, and a realistic partial residency on one of them.
 
-The set (about 200 MiB: many small files, some of a few MiB, a few large ones) is written by
+The set (about 160 MiB: many small files, some of a few MiB, a few large ones) is written by
 a stdlib script on each host (deterministic from a seed, so both hosts hold identical
 files) and starts cold. ``warm_random`` then reads a random subset of *pages* on a host --
 runs of pages at random offsets, most files touched, some not at all -- through the same

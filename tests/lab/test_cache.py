@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from opskit.lab import LabStatus, cache_data
 
@@ -99,3 +100,55 @@ def test_compare_reports_jaccard_per_file_and_total(data: Path) -> None:
     doc = run_json(data, "cache", "compare", SRC, DST, "--path", DIR)
     assert doc["total"]["jaccard"] < 0.1 and doc["total"]["only_source_bytes"] > 4_000_000
     assert len(doc["files"]) == len(cache_data.spec())
+
+
+def _inv_with(lab: LabStatus, tmp_path: Path, host: str, **cache: str) -> Path:
+    data = yaml.safe_load(lab.inventory_path.read_text())
+    _host_vars(data["all"], host)["cache"] = cache
+    inv = tmp_path / "lab.yml"
+    inv.write_text(yaml.safe_dump(data))
+    return inv
+
+
+def _host_vars(group: dict[str, Any], host: str) -> dict[str, Any]:
+    if host in (group.get("hosts") or {}):
+        if group["hosts"][host] is None:
+            group["hosts"][host] = {}
+        return group["hosts"][host]
+    for child in (group.get("children") or {}).values():
+        found = _host_vars(child or {}, host) if child else None
+        if found is not None:
+            return found
+    return None  # type: ignore[return-value]
+
+
+def test_bad_path_missing_tools_and_vanished_files(lab: LabStatus, tmp_path: Path) -> None:
+    inv = lab.inventory_path
+    proc = opskit(inv, "cache", "map", SRC, "--path", "/data/no-such-dir")
+    assert proc.returncode == 2 and "no such directory" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 2 and "hint:" in proc.stderr
+    no_vmtouch = _inv_with(lab, tmp_path, DST, vmtouch="/nonexistent/vmtouch")
+    proc = opskit(no_vmtouch, "cache", "evict", DST, "--path", DIR, "--yes")
+    assert proc.returncode == 2 and "vmtouch not found" in proc.stderr
+    no_python = _inv_with(lab, tmp_path, DST, python="/nonexistent/python3")
+    proc = opskit(no_python, "cache", "map", DST, "--path", DIR)
+    assert proc.returncode == 2 and "python3 not found" in proc.stderr
+
+    # A saved source map, then a file gone from the target: reported, the rest warmed.
+    d = "/data/cache-vanish"
+    for h in (SRC, DST):
+        made = opskit(inv, "exec", "-l", h, "--yes", "--", f"mkdir -p {d} && for f in a b c; do "
+                      f"head -c 1048576 /dev/zero > {d}/$f; done && sync && vmtouch -e -q {d}")
+        assert made.returncode == 0, made.stdout + made.stderr
+    assert opskit(inv, "exec", "-l", SRC, "--yes", "--", f"cat {d}/a {d}/b > /dev/null"
+                  ).returncode == 0
+    saved = tmp_path / "src.json"
+    assert opskit(inv, "cache", "map", SRC, "--path", d, "-o", str(saved)).returncode == 0
+    assert opskit(inv, "exec", "-l", DST, "--yes", "--", f"rm {d}/b").returncode == 0
+    doc = run_json(inv, "cache", "warm", "--map", str(saved), "--to", DST, "--path", d, "--yes")
+    assert doc["plan"]["missing_files"] == ["b"]
+    after = pages(run_json(inv, "cache", "map", DST, "--path", d))
+    assert len(after["a"]) == 256  # the rest was warmed
+    text = opskit(inv, "cache", "warm", "--map", str(saved), "--to", DST, "--path", d, "--yes")
+    assert text.returncode == 0 and "skipped" in text.stdout and "b" in text.stdout
+    opskit(inv, "exec", "-l", f"{SRC}:{DST}", "--yes", "--", f"rm -rf {d}")

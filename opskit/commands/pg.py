@@ -8,15 +8,15 @@ from typing import Any
 import click
 
 from opskit import hostpool
+from opskit.commands import runbook_cmd
 from opskit.commands.options import (
     AppContext,
-    confirm,
     dry_run_option,
     pass_app,
     shared_options,
     yes_option,
 )
-from opskit.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, OpskitError
+from opskit.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
 from opskit.output import Environment
 from opskit.pg import checks, config, failover, rejoin, state, switchover
 from opskit.pg.lsn import fmt, human_bytes
@@ -91,34 +91,15 @@ def status(app: AppContext) -> int:
 
 def _runbook(app: AppContext, name: str, dry_run: bool,
              body: Callable[[config.Cluster, hostpool.HostPool, Runbook], dict[str, Any]],
-             question: Callable[[], str] | None, yes: bool) -> int:
-    env = app.env
+             question: str, yes: bool) -> int:
     cluster = _cluster(app)
-    rb = Runbook(env, name, app.argv, dry_run=dry_run)
-    env.line(f"{name}{' (dry run: nothing is changed)' if dry_run else ''}", style="bold")
-    if not dry_run and question is not None and not confirm(app, question(), yes):
-        return EXIT_OK
-    code, details = EXIT_OK, {}
-    with hostpool.pool(app.run_options()) as pool:
-        try:
-            details = body(cluster, pool, rb)
-        except OpskitError as exc:
-            code = exc.exit_code
-            details = {"error": exc.message, "hint": exc.hint}
-            doc = rb.finish(code, details)
-            if env.json:
-                env.emit_json(doc)
-            raise
-        if not dry_run:
-            env.line("")
-            cs = state.gather(cluster, pool)
-            if not env.json:
-                render_status(env, cluster, cs)
-            details["final_status"] = cs.to_dict()
-    doc = rb.finish(code, details)
-    if env.json:
-        env.emit_json(doc)
-    return code
+
+    def final(pool: hostpool.HostPool) -> tuple[str, dict[str, Any], Callable[[], None]]:
+        cs = state.gather(cluster, pool)
+        return "final_status", cs.to_dict(), lambda: render_status(app.env, cluster, cs)
+
+    return runbook_cmd.run(app, name, dry_run=dry_run, yes=yes, question=question,
+                           body=lambda pool, rb: body(cluster, pool, rb), final=final)
 
 
 @command.command("failover", epilog="""\b
@@ -142,7 +123,7 @@ def failover_cmd(app: AppContext, to: str | None, force: bool, dry_run: bool, ye
     opts = failover.FailoverOptions(to=to, force=force, yes=yes, dry_run=dry_run)
     return _runbook(app, "pg failover", dry_run,
                     lambda c, p, rb: failover.run(c, p, rb, opts),
-                    lambda: "Fail over now (stop the old primary, promote a standby)?", yes)
+                    "Fail over now (stop the old primary, promote a standby)?", yes)
 
 
 @command.command("switchover", epilog="""\b
@@ -162,7 +143,7 @@ def switchover_cmd(app: AppContext, to: str, dry_run: bool, yes: bool) -> int:
     re-point, RESUME (always)."""
     return _runbook(app, "pg switchover", dry_run,
                     lambda c, p, rb: switchover.run(c, p, rb, to, dry_run=dry_run),
-                    lambda: f"Switch the primary over to {to}?", yes)
+                    f"Switch the primary over to {to}?", yes)
 
 
 @command.command("rejoin", epilog="""\b
@@ -180,4 +161,4 @@ def rejoin_cmd(app: AppContext, node: str, dry_run: bool, yes: bool) -> int:
     pg_rewind when its history forked)."""
     return _runbook(app, "pg rejoin", dry_run,
                     lambda c, p, rb: rejoin.run(c, p, rb, node, dry_run=dry_run),
-                    lambda: f"Rejoin {node} as a standby (its postgres is restarted)?", yes)
+                    f"Rejoin {node} as a standby (its postgres is restarted)?", yes)

@@ -8,15 +8,15 @@ from typing import Any
 import click
 
 from opskit import hostpool
+from opskit.commands import runbook_cmd
 from opskit.commands.options import (
     AppContext,
-    confirm,
     dry_run_option,
     pass_app,
     shared_options,
     yes_option,
 )
-from opskit.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, OpskitError
+from opskit.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
 from opskit.inventory import Host
 from opskit.output import Environment
 from opskit.redis import checks, config, runbooks, state
@@ -99,29 +99,14 @@ def status(app: AppContext) -> int:
 
 def _run(app: AppContext, name: str, dry_run: bool, yes: bool, question: str | None,
          body: Callable[[config.Fleet, hostpool.HostPool, Runbook], dict[str, Any]]) -> int:
-    env = app.env
     fleet = _fleet(app)
-    rb = Runbook(env, name, app.argv, dry_run=dry_run)
-    env.line(f"{name}{' (dry run: nothing is changed)' if dry_run else ''}", style="bold")
-    if not dry_run and question and not confirm(app, question, yes):
-        return EXIT_OK
-    with hostpool.pool(app.run_options()) as pool:
-        try:
-            details = body(fleet, pool, rb)
-        except OpskitError as exc:
-            doc = rb.finish(exc.exit_code, {"error": exc.message, "hint": exc.hint})
-            if env.json:
-                env.emit_json(doc)
-            raise
+
+    def final(pool: hostpool.HostPool) -> tuple[str, dict[str, Any], Callable[[], None]]:
         fs = state.gather(fleet, pool)
-    if not env.json:
-        env.line("")
-        render(env, fs)
-    details["final_topology"] = fs.to_dict()
-    doc = rb.finish(EXIT_OK, details)
-    if env.json:
-        env.emit_json(doc)
-    return EXIT_OK
+        return "final_topology", fs.to_dict(), lambda: render(app.env, fs)
+
+    return runbook_cmd.run(app, name, dry_run=dry_run, yes=yes, question=question,
+                           body=lambda pool, rb: body(fleet, pool, rb), final=final)
 
 
 @command.command("promote", epilog="""\b

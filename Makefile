@@ -13,7 +13,8 @@ APT_NEEDS := sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client \
              /usr/lib/postgresql/15/bin/psql:postgresql-client-15 \
              /usr/lib/postgresql/15/bin/repmgr:postgresql-15-repmgr \
              pgbouncer:pgbouncer \
-             redis-server:redis-server redis-cli:redis-tools vmtouch:vmtouch
+             redis-server:redis-server redis-cli:redis-tools vmtouch:vmtouch \
+             tmux:tmux
 LAB_HOSTS ?= 10
 
 .PHONY: help demo test unit lab-test lint bench apt-deps venv clean lab-down

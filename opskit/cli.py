@@ -13,6 +13,7 @@ from opskit.commands import (
     completion,
     deploy,
     exec_,
+    health,
     inventory,
     journal,
     lab,
@@ -21,6 +22,7 @@ from opskit.commands import (
     releases,
     rollback,
     snapshot,
+    top,
 )
 from opskit.commands.options import AppContext, shared_options
 from opskit.hostpool import Unreachable
@@ -46,7 +48,7 @@ def cli(ctx: click.Context) -> None:
 
 
 for module in (inventory, exec_, deploy, rollback, releases, snapshot, pg, redis_, cache,
-               journal, lab, completion):
+               journal, lab, completion, health, top):
     cli.add_command(module.command)
 
 

@@ -80,6 +80,16 @@ step opskit cache compare db2 db3 --path /data/cache
 step opskit cache warm --from db2 --to db3 --path /data/cache --dry-run
 step opskit cache warm --from db2 --to db3 --path /data/cache --yes
 step opskit cache compare db2 db3 --path /data/cache
+
+echo
+echo "== Health: Nagios-style checks per host (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN) =="
+set +e
+step opskit health --local
+step opskit health -l 'db:redis'
+echo "(exit status $?)"
+set -e
+step opskit health munin fetch
+step opskit top -l app            # not a TTY here: one table instead of the live view
 step opskit journal --last 10
 echo
 echo "The lab is still running; stop it with: .venv/bin/opskit lab down"

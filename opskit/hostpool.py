@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from opskit.connection import connect, describe_connect_error
 from opskit.fleet import RunOptions
 from opskit.inventory import Host
-from opskit.session import Session
+from opskit.session import Session, StepFailed
 
 T = TypeVar("T")
 
@@ -77,8 +77,12 @@ class HostPool:
         if s is not None:
             _close(s)
 
-    def each(self, hosts: Sequence[Host], fn: Callable[[Session], T]) -> dict[str, T | Exception]:
-        """``fn`` on every reachable host at once; per host its value or the exception."""
+    def each(self, hosts: Sequence[Host], fn: Callable[[Session], T], *,
+             strict: bool = False) -> dict[str, T | Exception]:
+        """``fn`` on every reachable host at once; per host its value or the exception.
+
+        ``strict``: raise one StepFailed naming every host that failed (after all ran).
+        """
         self.open(hosts)
 
         def one(h: Host) -> T | Exception:
@@ -88,7 +92,11 @@ class HostPool:
                 return exc
 
         with ThreadPoolExecutor(max_workers=max(1, min(len(hosts), self.options.forks))) as pool:
-            return dict(zip([h.name for h in hosts], pool.map(one, hosts), strict=True))
+            res = dict(zip([h.name for h in hosts], pool.map(one, hosts), strict=True))
+        bad = {k: v for k, v in res.items() if isinstance(v, Exception)}
+        if strict and bad:
+            raise StepFailed("; ".join(f"{k}: {v}" for k, v in bad.items()))
+        return res
 
     def close(self) -> None:
         with self._lock:

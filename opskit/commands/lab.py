@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -113,13 +114,9 @@ def pg_reset(app: AppContext, state_dir: str | None) -> int:
     streaming standbys, PgBouncer sending clients to db1 (the lab's data is wiped)."""
     from opskit.lab import pg_service  # only this command needs it
 
-    t0 = time.monotonic()
-    pg_service.reset_cluster(_state_dir(state_dir))
-    journal.record("lab pg-reset", ["opskit", *app.argv], {}, duration=time.monotonic() - t0,
-                   exit_code=0)
-    app.env.line(f"PostgreSQL cluster reset in {time.monotonic() - t0:.1f}s: db1 primary, "
-                 "db2 and db3 streaming from it, PgBouncer -> db1")
-    return EXIT_OK
+    return _reset(app, "lab pg-reset", lambda: pg_service.reset_cluster(_state_dir(state_dir)),
+                  "PostgreSQL cluster reset in {s:.1f}s: db1 primary, db2 and db3 streaming "
+                  "from it, PgBouncer -> db1")
 
 
 @command.command("redis-reset", epilog="Example: sudo opskit lab redis-reset")
@@ -131,12 +128,17 @@ def redis_reset(app: AppContext, state_dir: str | None) -> int:
     linked replicas, the apps' publish file pointing at redis1 (every key is dropped)."""
     from opskit.lab import redis_service  # only this command needs it
 
+    return _reset(app, "lab redis-reset", lambda: redis_service.reset_redis(_state_dir(state_dir)),
+                  "Redis reset in {s:.1f}s: redis1 master, redis2 and redis3 its replicas, "
+                  "links up, no keys")
+
+
+def _reset(app: AppContext, name: str, reset: Callable[[], None], said: str) -> int:
+    """Run a lab service's reset, journal it, say what it left ({s}: seconds taken)."""
     t0 = time.monotonic()
-    redis_service.reset_redis(_state_dir(state_dir))
-    journal.record("lab redis-reset", ["opskit", *app.argv], {},
-                   duration=time.monotonic() - t0, exit_code=0)  # fmt: skip
-    app.env.line(f"Redis reset in {time.monotonic() - t0:.1f}s: redis1 master, redis2 and "
-                 "redis3 its replicas, links up, no keys")
+    reset()
+    journal.record(name, ["opskit", *app.argv], {}, duration=time.monotonic() - t0, exit_code=0)
+    app.env.line(said.format(s=time.monotonic() - t0))
     return EXIT_OK
 
 

@@ -19,8 +19,9 @@ from opskit.commands.options import (
 from opskit.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
 from opskit.output import Environment
 from opskit.pg import checks, config, failover, rejoin, state, switchover
-from opskit.pg.lsn import fmt, human_bytes
+from opskit.pg.lsn import fmt
 from opskit.runbook import Runbook
+from opskit.units import human_bytes
 
 
 @click.group("pg", epilog="""\b

@@ -11,11 +11,27 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Callable
+from typing import Any
 
+from opskit.hostpool import HostPool
 from opskit.pg import remote
-from opskit.pg.config import BouncerNode, PgNode
+from opskit.pg.config import BouncerNode, Cluster, PgNode
 from opskit.remote import script
 from opskit.session import Session, StepFailed
+
+
+def database_names(cluster: Cluster) -> str:
+    """The [databases] entries opskit moves, on every PgBouncer host (for messages)."""
+    return ", ".join(sorted({x for b in cluster.bouncers for x in b.databases}))
+
+
+def each(cluster: Cluster, pool: HostPool, fn: Callable[[Session, BouncerNode], Any],
+         strict: bool = True) -> dict[str, Any]:
+    """``fn(session, bouncer)`` on every PgBouncer host at once (see HostPool.each)."""
+    by_name = {b.name: b for b in cluster.bouncers}
+    return pool.each([b.host for b in cluster.bouncers],
+                     lambda s: fn(s, by_name[s.host.name]), strict=strict)
 
 
 def hold(s: Session, b: BouncerNode, *, kill: bool) -> None:

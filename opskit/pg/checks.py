@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from opskit.pg.lsn import human_bytes
 from opskit.pg.state import PRIMARY, STANDBY, ClusterState, NodeState
+from opskit.units import human_bytes
 
 
 def warnings(state: ClusterState, max_lag_bytes: int) -> list[str]:

@@ -14,9 +14,9 @@ from opskit.errors import SafetyError, StepError
 from opskit.hostpool import HostPool
 from opskit.pg import bouncer, checks, state, steps
 from opskit.pg.config import Cluster, PgNode
-from opskit.pg.lsn import human_bytes
 from opskit.runbook import Runbook
 from opskit.session import StepFailed
+from opskit.units import human_bytes
 
 
 @dataclass
@@ -85,9 +85,9 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, opts: FailoverOptions) ->
     try:
         with rb.step("hold clients at PgBouncer (KILL: no connection reaches the old primary)",
                      *bnames) as st:
-            _each_bouncer(cluster, pool, lambda s, b: bouncer.hold(s, b, kill=True))
+            bouncer.each(cluster, pool, lambda s, b: bouncer.hold(s, b, kill=True))
             held = True
-            st.detail = f"databases {_databases(cluster)} held"
+            st.detail = f"databases {bouncer.database_names(cluster)} held"
         with rb.step(f"fence the old primary: stop postgres on {old.name if old else '?'}",
                      *([old.name] if old else [])) as st:
             if old is None:
@@ -116,15 +116,15 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, opts: FailoverOptions) ->
                         " (run `opskit pg rejoin` for them)"
         with rb.step(f"re-point PgBouncer at {target.name} ({target.address}:{target.port}), "
                      "RELOAD, RESUME", *bnames) as st:
-            changed = _each_bouncer(cluster, pool, lambda s, b: bouncer.repoint(s, b, target))
+            changed = bouncer.each(cluster, pool, lambda s, b: bouncer.repoint(s, b, target))
             repointed = True
-            _each_bouncer(cluster, pool, bouncer.release)
+            bouncer.each(cluster, pool, bouncer.release)
             held = False
             st.detail = "; ".join(f"{k}: {v}" for k, v in changed.items())
         with rb.step("verify: a write through PgBouncer lands on the new primary, new timeline",
                      *bnames, target.name) as st:
-            wrote = _each_bouncer(cluster, pool,
-                                  lambda s, b: steps.write_through(s, b, cluster, target))
+            wrote = bouncer.each(cluster, pool,
+                                 lambda s, b: steps.write_through(s, b, cluster, target))
             after = state.probe_node(pool.get(target.host), target)
             if d.timeline is not None and (after.timeline or 0) <= d.timeline:
                 raise StepFailed(f"{target.name} is on timeline {after.timeline}, expected "
@@ -138,16 +138,12 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, opts: FailoverOptions) ->
         # new one exists (promoted, not re-pointed, old primary not known to be stopped).
         if held and (not promoted or old_stopped):
             with rb.step("RESUME PgBouncer (after the failure)", *bnames) as st:
-                _each_bouncer(cluster, pool, bouncer.release, strict=False)
+                bouncer.each(cluster, pool, bouncer.release, strict=False)
         elif held:
             rb.env.note("PgBouncer left PAUSED/KILLed on purpose: the old primary may be alive "
                         "and a new one was promoted. Re-point by hand, then RESUME.")
     return {"target": target.name, "old_primary": old.name if old else None,
             "old_primary_stopped": old_stopped, "forced": bool(d.refusals)}
-
-
-def _databases(cluster: Cluster) -> str:
-    return ", ".join(sorted({x for b in cluster.bouncers for x in b.databases}))
 
 
 def _after_failure(promoted: bool, repointed: bool, old_stopped: bool) -> str:
@@ -159,19 +155,10 @@ def _after_failure(promoted: bool, repointed: bool, old_stopped: bool) -> str:
     return "see `opskit pg status`; the journal has every step"
 
 
-def _each_bouncer(cluster: Cluster, pool: HostPool, fn: Any, strict: bool = True) -> dict[str, Any]:
-    by_name = {b.name: b for b in cluster.bouncers}
-    res = pool.each([b.host for b in cluster.bouncers], lambda s: fn(s, by_name[s.host.name]))
-    bad = {k: v for k, v in res.items() if isinstance(v, Exception)}
-    if bad and strict:
-        raise StepFailed("; ".join(f"{k}: {v}" for k, v in bad.items()))
-    return res
-
-
 def _plan(rb: Runbook, cluster: Cluster, target: PgNode, old: PgNode | None,
           old_reachable: bool, standbys: list[PgNode], d: checks.Decision) -> None:
     bnames = [b.name for b in cluster.bouncers]
-    dbs = _databases(cluster)
+    dbs = bouncer.database_names(cluster)
     rb.plan("hold clients at PgBouncer", *bnames, detail=f"KILL {dbs} on the admin console")
     if old is None:
         rb.plan("fence the old primary", detail="no old primary identified: PgBouncer only")

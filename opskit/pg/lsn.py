@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from opskit.units import human_bytes  # noqa: F401  (re-exported for the pg modules)
-
 
 def parse(text: str | None) -> int | None:
     if not text:

@@ -20,7 +20,6 @@ from opskit.errors import SafetyError, StepError
 from opskit.hostpool import HostPool
 from opskit.pg import bouncer, checks, lsn, remote, state, steps
 from opskit.pg.config import Cluster, PgNode
-from opskit.pg.failover import _databases, _each_bouncer
 from opskit.pg.rejoin import rejoin_node
 from opskit.runbook import Runbook
 from opskit.session import Session, StepFailed
@@ -78,7 +77,7 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str, *,
     siblings = [cluster.node(n.name) for n in cs.nodes
                 if n.role == state.STANDBY and n.name != target.name]
     bnames = [b.name for b in cluster.bouncers]
-    dbs = _databases(cluster)
+    dbs = bouncer.database_names(cluster)
     if dry_run:
         rb.plan("PAUSE PgBouncer", *bnames, detail=f"PAUSE {dbs}: transactions finish, "
                                                    "new ones wait")
@@ -99,7 +98,7 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str, *,
     paused = stopped = promoted = False
     try:
         with rb.step(f"PAUSE PgBouncer ({dbs})", *bnames):
-            _each_bouncer(cluster, pool, lambda s, b: bouncer.hold(s, b, kill=False))
+            bouncer.each(cluster, pool, lambda s, b: bouncer.hold(s, b, kill=False))
             paused = True
         with rb.step(f"stop the old primary {old.name} cleanly", old.name) as st:
             so = pool.get(old.host)
@@ -124,7 +123,7 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str, *,
                     st.status = "warning"
                     st.detail = "; ".join(f"{k}: {v}" for k, v in bad.items())
         with rb.step(f"re-point PgBouncer at {target.name}, RELOAD", *bnames) as st:
-            changed = _each_bouncer(cluster, pool, lambda s, b: bouncer.repoint(s, b, target))
+            changed = bouncer.each(cluster, pool, lambda s, b: bouncer.repoint(s, b, target))
             st.detail = "; ".join(f"{k}: {v}" for k, v in changed.items())
     except StepFailed as exc:
         if stopped and not promoted:
@@ -138,13 +137,13 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str, *,
     finally:
         if paused:
             with rb.step(f"RESUME PgBouncer ({dbs}) -- always", *bnames) as st:
-                res = _each_bouncer(cluster, pool, bouncer.release, strict=False)
+                res = bouncer.each(cluster, pool, bouncer.release, strict=False)
                 bad = [f"{k}: {v}" for k, v in res.items() if isinstance(v, Exception) or v]
                 if bad:
                     st.status, st.detail = "warning", "; ".join(map(str, bad))
     with rb.step("verify: a write through PgBouncer lands on the new primary",
                  *bnames, target.name) as st:
-        wrote = _each_bouncer(cluster, pool,
-                              lambda s, b: steps.write_through(s, b, cluster, target))
+        wrote = bouncer.each(cluster, pool,
+                             lambda s, b: steps.write_through(s, b, cluster, target))
         st.detail = "; ".join(wrote.values())
     return {"target": target.name, "old_primary": old.name}

@@ -35,12 +35,9 @@ def _repoint_others(fleet: Fleet, pool: HostPool, rb: Runbook, fs: FleetState,
         return
     with rb.step(f"point the other replicas at {new.name} and wait for their link",
                  *[o.host.name for o in others]) as st:
-        res = pool.each([o.host for o in others],
-                        lambda s: [actions.replicate(s, o, new) for o in others
-                                   if o.host.name == s.host.name])
-        bad = {k: v for k, v in res.items() if isinstance(v, Exception)}
-        if bad:
-            raise StepFailed("; ".join(f"{k}: {v}" for k, v in bad.items()))
+        pool.each([o.host for o in others],
+                  lambda s: [actions.replicate(s, o, new) for o in others
+                             if o.host.name == s.host.name], strict=True)
         st.detail = ", ".join(o.name for o in others) + f" replicate from {new.name}, link up"
 
 
@@ -51,10 +48,7 @@ def _publish(fleet: Fleet, pool: HostPool, rb: Runbook, hosts: list[Host],
         return
     with rb.step(f"publish the new master to the apps ({pub.file}, then reload)",
                  *[h.name for h in hosts]) as st:
-        res = pool.each(hosts, lambda s: actions.publish(s, s.host, pub, new))
-        bad = {k: v for k, v in res.items() if isinstance(v, Exception)}
-        if bad:
-            raise StepFailed("; ".join(f"{k}: {v}" for k, v in bad.items()))
+        res = pool.each(hosts, lambda s: actions.publish(s, s.host, pub, new), strict=True)
         st.detail = "; ".join(str(v) for v in res.values())
 
 

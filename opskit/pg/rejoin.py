@@ -22,8 +22,17 @@ def _rejoin_args(primary: PgNode) -> list[str]:
     return ["node", "rejoin", "-d", primary.conninfo(), "--force-rewind", "--verbose"]
 
 
-def rejoin_node(s: Session, node: PgNode, primary: PgNode) -> str:
-    """Dry run, then the rejoin; waits until the node streams from ``primary``."""
+def rejoin_node(s: Session, node: PgNode, primary: PgNode, ps: Session) -> str:
+    """CHECKPOINT on ``primary`` (session ``ps``), a dry run, then the rejoin; waits until
+    the node streams from ``primary``.
+
+    pg_rewind reads the primary's timeline from its control file, which a promotion updates
+    only at its next checkpoint (spread out, so seconds to minutes later). Before that,
+    pg_rewind sees one timeline, says no rewind is needed, and a node with WAL past the fork
+    never streams (repmgr then gives up after node_rejoin_timeout). Seen in the lab when the
+    rejoin ran within a second of a failover.
+    """
+    remote.psql(ps, primary, "CHECKPOINT")
     out = remote.repmgr(s, node, *_rejoin_args(primary), "--dry-run")
     rewind = "pg_rewind" in out and "would" in out
     remote.repmgr(s, node, *_rejoin_args(primary))
@@ -58,7 +67,8 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, name: str, *,
                              else "repmgr: prerequisites OK")
         rb.plan(f"stop postgres on {name} if it runs", name, detail="pg_ctl stop -m fast")
         rb.plan(f"rejoin {name} to {primary.name}", name,
-                detail="repmgr node rejoin --force-rewind; wait until streaming")
+                detail=f"CHECKPOINT on {primary.name}; repmgr node rejoin --force-rewind; "
+                "wait until streaming")
         return {"node": name, "primary": primary.name, "changed": False}
     try:
         if me.up:
@@ -66,7 +76,7 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, name: str, *,
                 st.detail = steps.stop(s, node)
         with rb.step(f"rejoin {name} as a standby of {primary.name} (repmgr node rejoin)",
                      name) as st:
-            st.detail = rejoin_node(s, node, primary)
+            st.detail = rejoin_node(s, node, primary, pool.get(primary.host))
     except StepFailed as exc:
         raise StepError(f"rejoin stopped: {exc}", hint="`opskit pg status`; the journal has "
                         "every step") from None

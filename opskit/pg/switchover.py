@@ -87,7 +87,8 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str, *,
                 detail="receive LSN past the shutdown checkpoint, else restart the old primary")
         rb.plan(f"promote {target.name}", target.name, detail="repmgr standby promote")
         rb.plan(f"{old.name} rejoins as a standby of {target.name}", old.name,
-                detail="repmgr node rejoin --force-rewind (dry run first)")
+                detail=f"CHECKPOINT on {target.name}; repmgr node rejoin --force-rewind "
+                "(dry run first)")
         if siblings:
             rb.plan(f"other standbys follow {target.name}", *[n.name for n in siblings],
                     detail="repmgr standby follow")
@@ -112,7 +113,7 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str, *,
             steps.promote(pool.get(target.host), target)
             promoted = True
         with rb.step(f"{old.name} rejoins as a standby of {target.name}", old.name) as st:
-            st.detail = rejoin_node(pool.get(old.host), old, target)
+            st.detail = rejoin_node(pool.get(old.host), old, target, pool.get(target.host))
         if siblings:
             with rb.step(f"other standbys follow {target.name}",
                          *[n.name for n in siblings]) as st:

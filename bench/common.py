@@ -18,6 +18,8 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -72,28 +74,45 @@ class Done:
     rc: int
     out: str
     err: str
+    # Peak resident set of the largest process of the run (the tool or a child it reaped).
+    peak_rss_mib: float = 0.0
 
 
 # ---------------------------------------------------------------- processes
 
 
 def run(argv: Sequence[str], env: dict[str, str], timeout: float = RUN_TIMEOUT) -> Done:
-    """Run ``argv`` in its own process group; kill the whole group on timeout or interrupt."""
-    proc = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env, start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        out, err = proc.communicate()
-        return Done(-9, out, err + f"\nkilled after {timeout:.0f} s")
-    except BaseException:
-        _kill_group(proc)
-        proc.communicate()
-        raise
-    return Done(proc.returncode, out, err)
+    """Run ``argv`` in its own process group; kill the whole group on timeout or interrupt.
+
+    The child is reaped with ``wait4`` so that its own peak RSS is known (the process-wide
+    RUSAGE_CHILDREN maximum would be the largest child of the whole benchmark).
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                text=True, env=env, start_new_session=True)
+        timed_out = threading.Event()
+
+        def expire() -> None:
+            timed_out.set()
+            _kill_group(proc)
+
+        timer = threading.Timer(timeout, expire)
+        timer.start()
+        try:
+            _pid, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            _kill_group(proc)
+            proc.wait()
+            raise
+        finally:
+            timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if timed_out.is_set():
+        return Done(-9, stdout, stderr + f"\nkilled after {timeout:.0f} s", usage.ru_maxrss / 1024)
+    return Done(proc.returncode, stdout, stderr, usage.ru_maxrss / 1024)
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:

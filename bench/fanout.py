@@ -51,6 +51,10 @@ BOUNDED_FORKS = 10
 # The key exchange paramiko (opskit) and libssh2 (parallel-ssh) end up with against this sshd;
 # an extra OpenSSH row forces it, to compare like with like (see the report's caveats).
 CURVE25519 = "curve25519-sha256"
+FABRIC_ROW = "Fabric ThreadingGroup (plain)"
+# Issue 9's goals: opskit's wall <= 1.25 x OpenSSH's, >= 1.5 x faster than Ansible, client
+# CPU per host <= the OpenSSH client's.
+GOAL_VS_OPENSSH, GOAL_VS_ANSIBLE = 1.25, 1.5
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class Attempt:
     machine_cpu: float  # CPU-s of the whole machine (all cores, /proc/stat) during the run
     steal: float  # seconds the hypervisor gave our vCPUs to someone else during the run
     tally: Tally
+    peak_rss_mib: float = 0.0  # the largest process of the run
 
     @property
     def other_cpu(self) -> float:
@@ -161,10 +166,18 @@ def pssh_tool(lab: Lab, env: dict[str, str], pool: int) -> Tool:
     missing = "" if importlib.util.find_spec("pssh") else (
         "parallel-ssh not installed (pip install -e '.[bench]')")
     return Tool(f"parallel-ssh pool_size={pool}", argv, env,
-                lambda d: _pssh_tally(d, lab), missing)
+                lambda d: _json_line_tally(d, lab), missing)
 
 
-def _pssh_tally(done: Done, lab: Lab) -> Tally:
+def fabric_tool(lab: Lab, env: dict[str, str]) -> Tool:
+    """A plain Fabric ThreadingGroup: what opskit's runner is built to beat."""
+    argv = [sys.executable, str(HERE / "fabric_true.py"), str(lab.port), str(lab.key),
+            *lab.addresses]
+    return Tool(FABRIC_ROW, argv, env, lambda d: _json_line_tally(d, lab))
+
+
+def _json_line_tally(done: Done, lab: Lab) -> Tally:
+    """Outcomes printed by bench/pssh_true.py or bench/fabric_true.py."""
     try:
         doc = json.loads(last_line(done.out) or "{}")
     except json.JSONDecodeError:
@@ -195,6 +208,7 @@ def tools(lab: Lab, env: dict[str, str], hosts: int) -> list[Tool]:
         openssh_tool(lab, env, hosts),
         openssh_tool(lab, env, hosts, kex=CURVE25519),
         pssh_tool(lab, env, hosts),
+        fabric_tool(lab, env),
         ansible_tool(lab, env, hosts),
     ]
 
@@ -205,7 +219,7 @@ def tools(lab: Lab, env: dict[str, str], hosts: int) -> list[Tool]:
 def attempt(tool: Tool, lab: Lab) -> Attempt:
     done, cost = metered_run(tool.argv, tool.env, lab.sshd_pids)
     return Attempt(cost.seconds, cost.client_cpu, cost.server_cpu, cost.machine_cpu, cost.steal,
-                   tool.tally(done))
+                   tool.tally(done), done.peak_rss_mib)
 
 
 def measure(all_tools: Sequence[Tool], lab: Lab, repeat: int) -> list[Row]:
@@ -257,17 +271,20 @@ def figures_table(rows: Sequence[Row], openssh: Row | None, base: Row | None) ->
 
 
 def cpu_table(rows: Sequence[Row], hosts: int, cores: int) -> list[str]:
-    out = ["| tool | client CPU-s | lab sshd CPU-s | sshd CPU-s per connection | "
-           f"CPU floor on {cores} cores, s | median wall s | other CPU-s | steal s |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| tool | client CPU-s | client CPU ms per host | lab sshd CPU-s | "
+           f"sshd CPU-s per connection | CPU floor on {cores} cores, s | median wall s | "
+           "other CPU-s | steal s | peak RSS MiB |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in (r for r in rows if r.ok):
         client = row.median(lambda a: a.client_cpu) or 0.0
         server = row.median(lambda a: a.server_cpu) or 0.0
-        out.append(f"| {row.tool.name} | {client:.2f} | {server:.2f} | {server / hosts:.3f} | "
+        out.append(f"| {row.tool.name} | {client:.2f} | {1000 * client / hosts:.1f} | "
+                   f"{server:.2f} | {server / hosts:.3f} | "
                    f"{(client + server) / cores:.2f} | "
                    f"{fmt(row.median(lambda a: a.seconds))} | "
                    f"{fmt(row.median(lambda a: a.other_cpu))} | "
-                   f"{fmt(row.median(lambda a: a.steal))} |")
+                   f"{fmt(row.median(lambda a: a.steal))} | "
+                   f"{max(a.peak_rss_mib for a in row.runs):.0f} |")
     return out
 
 
@@ -295,9 +312,39 @@ def reading(rows: Sequence[Row], hosts: int, startup: float | None) -> list[str]
         f"- Fastest to slowest (median): {order}.",
         f"- Range of the timed runs: {spread}. Rows whose ranges overlap are not told apart "
         "by this run.",
+        *goal_lines(ok, hosts),
         *_opskit_lines(ok, startup),
         *_server_lines(ok, hosts),
     ]
+
+
+def goal_lines(ok: Sequence[Row], hosts: int) -> list[str]:
+    """Issue 9's goals, checked against every OpenSSH row (default and like-for-like kex)."""
+    by_name = {r.tool.name: r for r in ok}
+    mine = by_name.get(f"opskit -f {hosts}")
+    if mine is None:
+        return ["- Goals: the opskit row did not reach every host; not checked."]
+    wall, cpu = _seconds(mine), mine.median(lambda a: a.client_cpu) or 0.0
+    lines = []
+    for row in (r for r in ok if r.tool.name.startswith("OpenSSH")):
+        ratio = wall / _seconds(row)
+        their = row.median(lambda a: a.client_cpu) or 0.0
+        lines.append(
+            f"- Goal vs {row.tool.name}: wall {ratio:.2f}× theirs (goal ≤ {GOAL_VS_OPENSSH}: "
+            f"{'met' if ratio <= GOAL_VS_OPENSSH else 'NOT met'}); client CPU "
+            f"{1000 * cpu / hosts:.1f} ms per host against {1000 * their / hosts:.1f} "
+            f"({'met' if cpu <= their else 'NOT met'}).")
+    ansible = next((r for r in ok if r.tool.name.startswith("Ansible")), None)
+    if ansible is not None:
+        speedup = _seconds(ansible) / wall
+        lines.append(f"- Goal vs Ansible: {speedup:.2f}× faster (goal ≥ {GOAL_VS_ANSIBLE}: "
+                     f"{'met' if speedup >= GOAL_VS_ANSIBLE else 'NOT met'}).")
+    python = [r for r in ok if r.tool.name.startswith(("parallel-ssh", "Fabric"))]
+    if python:
+        faster = [r.tool.name for r in python if _seconds(r) < wall]
+        lines.append("- Among the Python tools opskit -f " f"{hosts} is "
+                     + (f"slower than {', '.join(faster)}." if faster else "the fastest."))
+    return lines
 
 
 def _opskit_lines(ok: Sequence[Row], startup: float | None) -> list[str]:
@@ -364,12 +411,18 @@ CAVEATS = """\
   The row "OpenSSH ..., curve25519 kex" forces `-o KexAlgorithms=curve25519-sha256` to
   compare like with like; compare the two OpenSSH rows' client CPU.
 - opskit, OpenSSH and Ansible check host keys against the lab's known_hosts; parallel-ssh's
-  native client does no host-key check at all (one less verification, slightly less work).
+  native client does no host-key check at all, and a plain Fabric ThreadingGroup accepts any
+  key (Fabric's auto-add policy): one less verification, slightly less work.
+- The plain Fabric row is `ThreadingGroup(*hosts, user, port, connect_kwargs={key_filename})
+  .run('true', hide=True, warn=True)` from `bench/fabric_true.py`: one thread per host, the
+  kernel's TCP defaults. It shows what opskit's runner adds over Fabric (see docs/scale.md).
 - The OpenSSH row wraps each `ssh` in `sh -c '"$@" && echo "ok $0"'` to count the hosts
   reached; that costs one `sh` per host (about a millisecond).
 - Client CPU is user + system time of the tool's processes (all its children included, e.g.
   Ansible's forks and its `ssh` processes); sshd CPU is read from the lab sshd listeners,
-  which reap their per-connection children.
+  which reap their per-connection children. "peak RSS" is the largest single process of
+  the tool's runs (`wait4`'s `ru_maxrss`: for xargs one `ssh`, for Ansible its largest
+  process), the most of the timed runs.
 - "other CPU-s" is the machine's busy CPU time during the run (all cores, /proc/stat) less
   the tool's and the sshds': the kernel's loopback work, and anything else running on the
   machine (other labs, tests, builds). "steal s" is time the hypervisor took from our
@@ -406,6 +459,8 @@ def report(rows: Sequence[Row], args: argparse.Namespace, facts: list[tuple[str,
         "- parallel-ssh: `ParallelSSHClient(hosts, user='root', pkey=KEY, port=PORT, "
         "pool_size=HOSTS)`, `run_command('true')`, `join()`, from a script started as a "
         "subprocess (`bench/pssh_true.py`) so its import time counts as a CLI's would",
+        "- plain Fabric: `ThreadingGroup(*hosts, ...).run('true')` (`bench/fabric_true.py`, "
+        "also a subprocess)",
         "- Ansible: `ansible all -i INV -m raw -a true -f HOSTS -o` with "
         "`ANSIBLE_HOST_KEY_CHECKING=True` (known_hosts via `ansible_ssh_common_args`)",
         "",
@@ -448,7 +503,7 @@ def report(rows: Sequence[Row], args: argparse.Namespace, facts: list[tuple[str,
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hosts", type=int, default=50, help="lab hosts (default 50)")
+    parser.add_argument("--hosts", type=int, default=100, help="lab hosts (default 100)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per tool (default 3)")
     parser.add_argument("--port", type=int, default=2422, help="lab sshd port (default 2422)")
     parser.add_argument("--out", type=Path, default=REPORT,

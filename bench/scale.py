@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,10 +20,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
-from common import lab_down, lab_up, write_section
+from common import children_cpu, lab_down, lab_up, run, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (1, 10, 50, 100, 200)
+FORKS = 50  # opskit's default
 
 
 def inventory_of(lab_yml: Path, names: list[str], out: Path) -> Path:
@@ -46,19 +45,17 @@ def inventory_of(lab_yml: Path, names: list[str], out: Path) -> Path:
 
 
 def one(inv: Path, n: int) -> dict[str, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = children_cpu()
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "opskit", "-i", str(inv), "exec", "--yes",
-                           "--json", "-f", "50", "--", "true"], capture_output=True, text=True,
-                          cwd=ROOT, timeout=600, env=dict(os.environ))
+    done = run([sys.executable, "-m", "opskit", "-i", str(inv), "exec", "--yes", "--json",
+                "-f", str(FORKS), "--", "true"], env=dict(os.environ), timeout=600)
     wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    doc = json.loads(proc.stdout)
+    cpu = children_cpu() - before
+    doc = json.loads(done.out)
     if doc["summary"]["ok"] != n:
         raise RuntimeError(f"{n} hosts: {doc['summary']}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"wall": wall, "fanout": float(doc.get("duration", 0.0)), "cpu": cpu,
-            "rss_mib": after.ru_maxrss / 1024}
+            "rss_mib": done.peak_rss_mib}
 
 
 def main() -> None:
@@ -68,8 +65,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="opskit-bench-scale-"))
+    t0 = time.perf_counter()
     lab = lab_up(max(SIZES), args.port, root)
+    up_seconds = time.perf_counter() - t0
     rows = []
+    down_seconds = None
     try:
         for n in SIZES:
             inv = inventory_of(lab.inventory, lab.names[:n], root / f"inv-{n}.yml")
@@ -81,12 +81,17 @@ def main() -> None:
             print(f"{n:>4} hosts: {row['wall']:.2f} s wall, {row['cpu'] / n * 1000:.1f} ms "
                   f"client CPU per host, peak RSS {row['rss_mib']:.0f} MiB", file=sys.stderr)
             rows.append(row)
-        write_section(args.out, report(rows, args.repeat))
-    finally:
+        t0 = time.perf_counter()
         lab_down(lab.state_dir, root)
+        down_seconds = time.perf_counter() - t0
+        write_section(args.out, report(rows, args.repeat, up_seconds, down_seconds))
+    finally:
+        if down_seconds is None:
+            lab_down(lab.state_dir, root)
 
 
-def report(rows: list[dict[str, float]], repeat: int) -> str:
+def report(rows: list[dict[str, float]], repeat: int, up_seconds: float,
+           down_seconds: float) -> str:
     lines = [
         "## Scale: opskit's fan-out from 1 to 200 hosts", "",
         "`opskit exec --yes --json -f 50 -- true` on the first N hosts of a 200-host lab (one "
@@ -102,6 +107,9 @@ def report(rows: list[dict[str, float]], repeat: int) -> str:
                      f"{r['cpu'] / n * 1000:.1f} | {r['rss_mib']:.0f} |")
     lines += ["", "The fixed part (interpreter start, imports, inventory) is about the 1-host "
               "row; client CPU per host falls as that is spread over more hosts.", "",
+              f"The {max(SIZES)}-host lab itself: `lab up` from nothing took {up_seconds:.1f} s "
+              f"(sshd, namespaces and the services of the first hosts), `lab down` "
+              f"{down_seconds:.1f} s.", "",
               f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
     return "\n".join(lines)
 

@@ -18,7 +18,9 @@ import paramiko
 from fabric import Config, Connection
 from invoke import Context
 
+from opskit import tcp
 from opskit.inventory import Host
+from opskit.remote_runner import QuickRemote
 
 SYSTEM_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "~/.ssh/known_hosts")
 
@@ -105,12 +107,62 @@ class CheckedConnection(Connection):
         user_files = self.ssh_config.get("userknownhostsfile", "").split()
         _harden(self, [*user_files, *known_hosts], insecure)
 
+    def open(self):  # type: ignore[no-untyped-def]
+        """Connect over our own TCP socket (opskit.tcp: no Nagle/delayed-ACK stalls).
+
+        A gateway (ProxyJump/ProxyCommand) brings its own socket; Fabric opens that as before.
+        """
+        if self.is_connected or self.gateway or "sock" in self.connect_kwargs:
+            return super().open()
+        sock = tcp.connect(self.host, self.port, self.connect_timeout)
+        plain = self.connect_kwargs
+        self.connect_kwargs = {**plain, "sock": sock}
+        try:
+            return super().open()
+        except BaseException:
+            sock.close()
+            raise
+        finally:
+            self.connect_kwargs = plain  # a later re-open gets a fresh socket
+
+
+_SSH_CONFIGS: dict[tuple[object, ...], paramiko.SSHConfig] = {}
+_SSH_CONFIGS_LOCK = threading.Lock()
+# The files Fabric reads when no explicit path is given.
+SSH_CONFIG_FILES = ("/etc/ssh/ssh_config", "~/.ssh/config")
+
+
+def _ssh_config_key(explicit: str | None) -> tuple[object, ...]:
+    """Which ssh_config files a Config would read now, with their mtimes and sizes."""
+    key: list[object] = []
+    for name in (explicit,) if explicit else SSH_CONFIG_FILES:
+        path = os.path.expanduser(name)
+        try:
+            st = os.stat(path)
+            key.append((path, st.st_mtime_ns, st.st_size))
+        except OSError:
+            key.append((path, None))
+    return tuple(key)
+
 
 def _fabric_config(options: ConnectOptions) -> Config:
-    overrides = {"run": {"in_stream": False}}
-    if options.ssh_config_path:
-        return Config(overrides=overrides, runtime_ssh_path=options.ssh_config_path)
-    return Config(overrides=overrides)
+    """A Fabric config per connection, over ssh_config files parsed once while unchanged.
+
+    Parsing ssh_config files was half of the Config's cost (about 0.25 ms per host);
+    paramiko's SSHConfig is only read (``lookup``) once parsed.
+    """
+    overrides = {"run": {"in_stream": False}, "runners": {"remote": QuickRemote}}
+    key = _ssh_config_key(options.ssh_config_path)
+    with _SSH_CONFIGS_LOCK:
+        parsed = _SSH_CONFIGS.get(key)
+        if parsed is None:
+            if options.ssh_config_path:
+                first = Config(overrides=overrides, runtime_ssh_path=options.ssh_config_path)
+            else:
+                first = Config(overrides=overrides)
+            _SSH_CONFIGS[key] = first.base_ssh_config
+            return first
+    return Config(overrides=overrides, ssh_config=parsed)
 
 
 def connect(host: Host, options: ConnectOptions) -> Connection | Context:
@@ -150,7 +202,8 @@ def describe_connect_error(exc: BaseException) -> tuple[str, str | None]:
     if isinstance(exc, paramiko.AuthenticationException):
         hint = "check ansible_user and ansible_ssh_private_key_file"
         return f"authentication failed: {exc}", hint
-    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+    if isinstance(exc, (paramiko.ssh_exception.NoValidConnectionsError,
+                        ConnectionRefusedError)):
         return "connection refused", "is sshd running on the host and the port right?"
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return "connect timed out", "is the host up? raise the timeout with --connect-timeout"

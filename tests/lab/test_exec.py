@@ -263,3 +263,29 @@ def test_fab_dash_H_checks_known_hosts_and_runs(lab, journal: Path, tmp_path: Pa
     dbs = [h.name for h in lab.hosts if "db" in h.groups]
     assert proc.returncode == 0 and all(name in proc.stdout for name in dbs)
     assert not any(h.name in proc.stdout.split() for h in lab.hosts if h.name not in dbs)
+
+
+def test_connections_use_the_quick_socket_and_runner(lab) -> None:
+    """Each SSH connection sits on opskit.tcp's socket (no Nagle, quick ACKs) and waits for a
+    command's exit status by event; several commands on one connection all report back."""
+    import socket
+
+    from opskit import inventory as inv_mod
+    from opskit import tcp
+    from opskit.connection import ConnectOptions, connect
+    from opskit.remote_runner import QuickRemote
+    from opskit.session import Session
+
+    host = inv_mod.load(lab.inventory_path).hosts[lab.hosts[0].name]
+    conn = connect(host, ConnectOptions())
+    try:
+        sock = conn.transport.sock
+        assert isinstance(sock, tcp.QuickAckSocket)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert conn.config.runners.remote is QuickRemote
+        session = Session(host, conn)
+        statuses = [session.run(f"exit {n % 3}", check=False).exit_status for n in range(12)]
+        assert statuses == [n % 3 for n in range(12)]
+        assert session.run("echo $((6*7))").stdout.strip() == "42"
+    finally:
+        conn.close()

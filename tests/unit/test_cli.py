@@ -163,3 +163,23 @@ def test_ctrl_c_reports_partial_results_and_exits_130(inv: Path) -> None:
 def test_completion_script() -> None:
     proc = opskit("completion", "bash")
     assert proc.returncode == 0 and "_OPSKIT_COMPLETE" in proc.stdout
+
+
+def test_every_command_loads_lazily_under_its_own_name() -> None:
+    from opskit.cli import COMMANDS, cli
+
+    ctx = cli.make_context("opskit", ["--help"], resilient_parsing=True)
+    for name in COMMANDS:
+        command = cli.get_command(ctx, name)
+        assert command is not None and command.name == name
+    assert cli.get_command(ctx, "nope") is None
+
+
+def test_exec_does_not_import_other_commands_libraries() -> None:
+    # `opskit exec` must not pay for boto3, database drivers or the lab at start-up.
+    code = ("import sys; from opskit.cli import cli; cli.get_command(None, 'exec'); "
+            "print(' '.join(m for m in ('boto3', 'psycopg', 'redis', 'opskit.lab', "
+            "'opskit.pg', 'opskit.commands.deploy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == ""

@@ -18,7 +18,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -74,7 +73,7 @@ class Done:
     rc: int
     out: str
     err: str
-    # Peak resident set of the largest process of the run (the tool or a child it reaped).
+    # Peak resident set (VmHWM) of the started process itself, sampled every 20 ms.
     peak_rss_mib: float = 0.0
 
 
@@ -84,35 +83,53 @@ class Done:
 def run(argv: Sequence[str], env: dict[str, str], timeout: float = RUN_TIMEOUT) -> Done:
     """Run ``argv`` in its own process group; kill the whole group on timeout or interrupt.
 
-    The child is reaped with ``wait4`` so that its own peak RSS is known (the process-wide
-    RUSAGE_CHILDREN maximum would be the largest child of the whole benchmark).
+    The peak RSS reported is the high-water mark (VmHWM) of the started process itself,
+    sampled while it runs: rusage's ``ru_maxrss`` would count the copy of this (large)
+    benchmark process that fork makes before exec.
     """
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                text=True, env=env, start_new_session=True)
-        timed_out = threading.Event()
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env, start_new_session=True,
+    )
+    sampler = _PeakRss(proc.pid)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        out, err = proc.communicate()
+        return Done(-9, out, err + f"\nkilled after {timeout:.0f} s", sampler.stop())
+    except BaseException:
+        _kill_group(proc)
+        proc.communicate()
+        sampler.stop()
+        raise
+    return Done(proc.returncode, out, err, sampler.stop())
 
-        def expire() -> None:
-            timed_out.set()
-            _kill_group(proc)
 
-        timer = threading.Timer(timeout, expire)
-        timer.start()
-        try:
-            _pid, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:
-            _kill_group(proc)
-            proc.wait()
-            raise
-        finally:
-            timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if timed_out.is_set():
-        return Done(-9, stdout, stderr + f"\nkilled after {timeout:.0f} s", usage.ru_maxrss / 1024)
-    return Done(proc.returncode, stdout, stderr, usage.ru_maxrss / 1024)
+class _PeakRss:
+    """Polls /proc/PID/status for VmHWM (every 20 ms, one small read) until stopped."""
+
+    def __init__(self, pid: int) -> None:
+        self.path = Path(f"/proc/{pid}/status")
+        self.peak_kib = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._done.wait(0.02):
+            try:
+                text = self.path.read_text()
+            except OSError:
+                return
+            match = re.search(r"^VmHWM:\s+(\d+) kB", text, re.MULTILINE)
+            if match:  # absent once the process is a zombie
+                self.peak_kib = max(self.peak_kib, int(match.group(1)))
+
+    def stop(self) -> float:
+        self._done.set()
+        self._thread.join()
+        return self.peak_kib / 1024
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:

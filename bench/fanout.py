@@ -83,7 +83,7 @@ class Attempt:
     machine_cpu: float  # CPU-s of the whole machine (all cores, /proc/stat) during the run
     steal: float  # seconds the hypervisor gave our vCPUs to someone else during the run
     tally: Tally
-    peak_rss_mib: float = 0.0  # the largest process of the run
+    peak_rss_mib: float = 0.0  # VmHWM of the tool's own process
 
     @property
     def other_cpu(self) -> float:
@@ -420,9 +420,9 @@ CAVEATS = """\
   reached; that costs one `sh` per host (about a millisecond).
 - Client CPU is user + system time of the tool's processes (all its children included, e.g.
   Ansible's forks and its `ssh` processes); sshd CPU is read from the lab sshd listeners,
-  which reap their per-connection children. "peak RSS" is the largest single process of
-  the tool's runs (`wait4`'s `ru_maxrss`: for xargs one `ssh`, for Ansible its largest
-  process), the most of the timed runs.
+  which reap their per-connection children. "peak RSS" is the high-water mark (VmHWM) of
+  the tool's own process, sampled every 20 ms, the most of the timed runs: for the OpenSSH
+  rows that is xargs (each `ssh` is a few MiB), for Ansible its controller process.
 - "other CPU-s" is the machine's busy CPU time during the run (all cores, /proc/stat) less
   the tool's and the sshds': the kernel's loopback work, and anything else running on the
   machine (other labs, tests, builds). "steal s" is time the hypervisor took from our

@@ -99,11 +99,52 @@ def _harden(conn: Connection, extra_known_hosts: list[str], insecure: bool) -> N
         node = node.gateway
 
 
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+_KEYS: dict[tuple[object, ...], paramiko.PKey | paramiko.SSHException] = {}
+_KEYS_LOCK = threading.Lock()
+
+
+class KeyCachingClient(paramiko.SSHClient):
+    """paramiko's SSHClient, loading each identity file once per run (while unchanged).
+
+    For every connection paramiko parses each identity file once per key class it tries
+    (RSA, then ECDSA, then Ed25519 for an ed25519 key): about 0.6 ms of client CPU per host.
+    The loaded key (with its ``-cert.pub`` certificate, as paramiko loads it) is only read
+    afterwards (signing), so connections share it. Passphrase-protected keys are not cached.
+    """
+
+    def _key_from_filepath(self, filename, klass, password):  # type: ignore[no-untyped-def]
+        if password is not None:
+            return super()._key_from_filepath(filename, klass, password)
+        base = filename.removesuffix("-cert.pub")
+        key = (filename, klass, _file_id(base), _file_id(base + "-cert.pub"))
+        with _KEYS_LOCK:
+            found = _KEYS.get(key)
+        if found is None:
+            try:
+                found = super()._key_from_filepath(filename, klass, password)
+            except paramiko.SSHException as exc:  # not this class: paramiko tries the next
+                found = exc
+            with _KEYS_LOCK:
+                _KEYS[key] = found
+        if isinstance(found, paramiko.SSHException):
+            raise type(found)(*found.args)  # a fresh exception per connection
+        return found
+
+
 class CheckedConnection(Connection):
     """A Fabric Connection whose host keys (and its ProxyJump hops') are checked."""
 
     def __init__(self, *args, known_hosts: list[str], insecure: bool, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
+        self.client = KeyCachingClient()  # Fabric's own is a plain SSHClient; _harden sets policy
         user_files = self.ssh_config.get("userknownhostsfile", "").split()
         _harden(self, [*user_files, *known_hosts], insecure)
 

@@ -12,14 +12,23 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TextIO
-
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TextIO
 
 from opskit.errors import OpskitError
+
+# Rich is imported on first use (a terminal to draw on): a piped or --json run -- cron,
+# scripts, `exec` across the fleet -- does not pay its import time.
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+def escape(text: str) -> str:
+    """Rich markup escaping (only needed, and so only imported, when drawing with Rich)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
 
 STATUS_STYLE = {
     "ok": "green",
@@ -45,9 +54,21 @@ class Environment:
     def __post_init__(self) -> None:
         self.stdout_isatty = _isatty(self.stdout)
         self.stderr_isatty = _isatty(self.stderr)
-        self.out = Console(file=self.stdout, highlight=False, soft_wrap=True)
-        self.err = Console(file=self.stderr, highlight=False, soft_wrap=True)
         self._lock = threading.Lock()
+
+    @cached_property
+    def out(self) -> Console:
+        """The Rich console on stdout."""
+        from rich.console import Console
+
+        return Console(file=self.stdout, highlight=False, soft_wrap=True)
+
+    @cached_property
+    def err(self) -> Console:
+        """The Rich console on stderr."""
+        from rich.console import Console
+
+        return Console(file=self.stderr, highlight=False, soft_wrap=True)
 
     # -- plain lines -------------------------------------------------------
     def line(self, text: str = "", style: str | None = None) -> None:
@@ -97,6 +118,8 @@ class Environment:
             return
         cells = [["" if v is None else str(v) for v in row] for row in rows]
         if self.stdout_isatty:
+            from rich.table import Table
+
             t = Table(title=title, title_justify="left")
             for col in columns:
                 t.add_column(col)
@@ -120,10 +143,19 @@ class Environment:
         It uses the stdout console when stdout is a terminal, so that host output printed
         meanwhile (through the same console) scrolls above the bar instead of tearing it.
         """
-        console = self.out if self.stdout_isatty and not self.json else self.err
-        if not _isatty(console.file) or total == 0:
+        on_stdout = self.stdout_isatty and not self.json
+        if not (self.stdout_isatty if on_stdout else self.stderr_isatty) or total == 0:
             yield ProgressObserver(None, None)
             return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        console = self.out if on_stdout else self.err
         bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),

@@ -71,6 +71,7 @@ bench: venv
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/deploy.py
 	$(BIN)/python bench/snapshot.py
 	$(BIN)/python bench/failover.py

@@ -44,7 +44,7 @@ Written by `make bench`: `bench/fanout.py` and `bench/deploy.py` each (re)write 
 `## ` section below and keep the others; regenerate them rather than editing this file.
 """
 # Sections in the order they appear in the report, by the start of their heading.
-SECTION_ORDER = ("Fan-out", "Scale", "Deploy", "Snapshot", "Failover", "Cache")
+SECTION_ORDER = ("Fan-out", "Scale", "Latency", "Deploy", "Snapshot", "Failover", "Cache")
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,16 @@ def _known_hosts_files(extra: list[str]) -> list[Path]:
     return [f for f in files if f.is_file()]
 
 
-_PARSED: dict[tuple[str, int, int], paramiko.HostKeys] = {}
+def _file_id(path: str) -> tuple[int, int] | None:
+    """(mtime, size) of a file, None if it is missing: the key of our parse-once caches."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+_PARSED: dict[tuple[str, tuple[int, int] | None], paramiko.HostKeys] = {}
 _PARSED_LOCK = threading.Lock()
 
 
@@ -69,8 +78,7 @@ def _parsed(path: Path) -> paramiko.HostKeys:
     connections cost more client CPU than the handshakes (200 lab hosts, `exec -- true`:
     14.1 s and 12.5 client CPU-s before, 5.0 s and 3.1 CPU-s after).
     """
-    st = path.stat()
-    key = (str(path), st.st_mtime_ns, st.st_size)
+    key = (str(path), _file_id(str(path)))
     with _PARSED_LOCK:
         hk = _PARSED.get(key)
         if hk is None:
@@ -97,14 +105,6 @@ def _harden(conn: Connection, extra_known_hosts: list[str], insecure: bool) -> N
             _load_known_hosts(client, _known_hosts_files(extra_known_hosts))
             client.set_missing_host_key_policy(_RejectUnknown())
         node = node.gateway
-
-
-def _file_id(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size
 
 
 _KEYS: dict[tuple[object, ...], paramiko.PKey | paramiko.SSHException] = {}
@@ -178,11 +178,7 @@ def _ssh_config_key(explicit: str | None) -> tuple[object, ...]:
     key: list[object] = []
     for name in (explicit,) if explicit else SSH_CONFIG_FILES:
         path = os.path.expanduser(name)
-        try:
-            st = os.stat(path)
-            key.append((path, st.st_mtime_ns, st.st_size))
-        except OSError:
-            key.append((path, None))
+        key.append((path, _file_id(path)))
     return tuple(key)
 
 

@@ -289,3 +289,30 @@ def test_connections_use_the_quick_socket_and_runner(lab) -> None:
         assert session.run("echo $((6*7))").stdout.strip() == "42"
     finally:
         conn.close()
+
+
+def test_proxyjump_hops_use_the_quick_socket_too(lab, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bastion hop is opened on opskit.tcp's socket and its key checked; the target runs."""
+    from opskit import inventory as inv_mod
+    from opskit import tcp
+    from opskit.connection import ConnectOptions, QuickConnection, connect
+    from opskit.session import Session
+
+    key = Path(lab.state_dir, "id_ed25519")
+    jump, target = lab.hosts[0], lab.hosts[1]
+    config = (f"Host {target.address}\n  ProxyJump root@{jump.address}:{lab.port}\n"
+              f"Host 127.10.0.*\n  IdentityFile {key}\n")
+    home, inv = _ssh_config_home(tmp_path, lab, config)
+    monkeypatch.setenv("HOME", str(home))
+    host = inv_mod.load(inv).hosts[target.name]
+    conn = connect(host, ConnectOptions())
+    hop = conn.gateway
+    try:
+        assert isinstance(hop, QuickConnection) and hop.host == jump.address
+        assert isinstance(hop.transport.sock, tcp.QuickAckSocket)
+        assert not isinstance(conn.transport.sock, tcp.QuickAckSocket)  # a channel of the hop
+        assert Session(host, conn).run("hostname").stdout.strip() == target.name
+    finally:
+        conn.close()
+        hop.close()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import stop_sshd
 
 from opskit import lab as lab_mod
 
@@ -72,12 +71,7 @@ def test_srv_is_private_to_each_host(lab) -> None:
 
 def test_killed_sshd_is_unreachable_others_ok_exit_3(lab) -> None:
     victim = lab.hosts[2].name
-    pid = lab_mod.host_pid(victim, state_dir=lab.state_dir)
-    assert pid
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    stop_sshd(lab, victim)
     try:
         code, doc = exec_json(lab.inventory_path, "--connect-timeout", "3", "--", "true")
         assert code == 3

@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from helpers import stop_sshd
 
 from opskit.health.checks import DEFAULTS
 from opskit.lab import LabStatus
-from opskit.lab import api as lab_api
 
 pytestmark = pytest.mark.lab
 
@@ -62,12 +61,7 @@ def test_fleet_json_samples_and_working_sets(lab: LabStatus) -> None:
 
 def test_unreachable_host_is_unknown_and_exit_3(lab: LabStatus, lab_restore) -> None:
     victim = lab.hosts[2].name
-    pid = lab_api.host_pid(victim, state_dir=lab.state_dir)
-    assert pid
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    stop_sshd(lab, victim)
     try:
         proc = opskit(lab.inventory_path, "health", "--connect-timeout", "3",
                       "--no-working-set", "--json", *QUIET)

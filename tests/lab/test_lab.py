@@ -8,13 +8,13 @@ import pathlib
 import shlex
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
+from helpers import wait_for
 
 import opskit.lab as labmod
 from opskit.errors import LabError
@@ -27,15 +27,6 @@ SMALL_PORT = int(os.environ.get("OPSKIT_LAB_TEST_PORT", "2322")) + 1
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def mnt_ns(pid: int) -> int | None:

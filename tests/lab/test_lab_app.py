@@ -12,15 +12,15 @@ import shlex
 import signal
 import subprocess
 import tarfile
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import boto3.session
 import botocore.session
 import pytest
 import yaml
+from helpers import wait_for
 
 import opskit.lab as labmod
 from opskit.lab import LabStatus, app_service
@@ -35,15 +35,6 @@ HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
-    return value
 
 
 def inventory(path: pathlib.Path | str) -> dict[str, Any]:

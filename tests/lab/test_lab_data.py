@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,15 +27,6 @@ pytestmark = pytest.mark.lab
 SMALL_PORT = int(os.environ.get("OPSKIT_LAB_TEST_PORT", "2322")) + 1
 DB_HOSTS = ("db1", "db2", "db3")
 BY_ID = "dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
-    return value
 
 
 def host_vars(path: pathlib.Path | str | None) -> dict[str, Any]:

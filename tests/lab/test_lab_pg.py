@@ -14,12 +14,13 @@ import pwd
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 import yaml
+from helpers import wait_for
 
 import opskit.lab as labmod
 from opskit.lab import LabContext, LabHost, LabStatus, layout, pg_service, pgbouncer_service, procs
@@ -48,15 +49,6 @@ EXPECTED_BOUNCER_VARS = {
     "os_user": "postgres",
     "databases": ["app"],
 }
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-    return value
 
 
 def in_host(lab: LabStatus, name: str, argv: list[str]) -> subprocess.CompletedProcess[str]:

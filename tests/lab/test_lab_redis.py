@@ -17,11 +17,11 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 import yaml
+from helpers import wait_for
 
 import opskit.lab as labmod
 from opskit.lab import LabContext, LabHost, LabStatus, layout, procs, redis_service
@@ -39,15 +39,6 @@ EXPECTED_VARS = {
     "max_link_down_seconds": 60,
     "publish": {"hosts": "app", "file": "/srv/redis-master.json", "reload": "true"},
 }
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
-    return value
 
 
 def rcli(lab: LabStatus, name: str, *command: str) -> str:

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,40 +19,15 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+from helpers import explain, run_json, wait_for
+from helpers import run_opskit as opskit
 
 import opskit.lab as labmod
 from opskit.lab import LabStatus, pg_service
 
 pytestmark = pytest.mark.lab
 
-ROOT = Path(__file__).resolve().parents[2]
 DB = ("db1", "db2", "db3")
-
-
-def opskit(inv: Path, *args: str, journal: Path | None = None,
-           timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    if journal is not None:
-        env["OPSKIT_JOURNAL"] = str(journal)
-    return subprocess.run([sys.executable, "-m", "opskit", "-i", str(inv), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env,
-                          stdin=subprocess.DEVNULL)
-
-
-def run_json(inv: Path, *args: str, **kw: Any) -> tuple[int, dict[str, Any]]:
-    proc = opskit(inv, *args, "--json", **kw)
-    try:
-        return proc.returncode, json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        raise AssertionError(f"not JSON (rc {proc.returncode}): {proc.stdout!r} "
-                             f"{proc.stderr!r}") from None
-
-
-def explain(doc: dict[str, Any]) -> str:
-    """A failed runbook's error and steps, for assertion messages."""
-    steps = "\n".join(f"  {s['n']}. {s['title']}: {s['status']} {s['detail'][:400]}"
-                      for s in doc.get("steps", []))
-    return f"{doc.get('error')} ({doc.get('hint')})\n{steps}"
 
 
 def addr(lab: LabStatus, name: str) -> str:
@@ -84,15 +58,6 @@ def through_bouncer(lab: LabStatus) -> psycopg.Connection[Any]:
                         connect_timeout=5, autocommit=True)
     c.prepare_threshold = None  # PgBouncer pools by transaction: no prepared statements
     return c
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (v := pred()):
-        if time.monotonic() > deadline:
-            return v
-        time.sleep(0.2)
-    return v
 
 
 def streams_from(lab: LabStatus, standby: str, primary: str) -> bool:

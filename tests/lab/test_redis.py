@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,37 +16,14 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import explain, run_json, wait_for
+from helpers import run_opskit as opskit
 
 from opskit.lab import LabStatus, redis_service
 
 pytestmark = pytest.mark.lab
 
-ROOT = Path(__file__).resolve().parents[2]
 R = ("redis1", "redis2", "redis3")
-
-
-def opskit(inv: Path, *args: str, journal: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    if journal is not None:
-        env["OPSKIT_JOURNAL"] = str(journal)
-    return subprocess.run([sys.executable, "-m", "opskit", "-i", str(inv), *args],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
-                          stdin=subprocess.DEVNULL)
-
-
-def run_json(inv: Path, *args: str, **kw: Any) -> tuple[int, dict[str, Any]]:
-    proc = opskit(inv, *args, "--json", **kw)
-    try:
-        return proc.returncode, json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        raise AssertionError(f"not JSON (rc {proc.returncode}): {proc.stdout!r} "
-                             f"{proc.stderr!r}") from None
-
-
-def explain(doc: dict[str, Any]) -> str:
-    steps = "\n".join(f"  {s['n']}. {s['title']}: {s['status']} {s['detail'][:300]}"
-                      for s in doc.get("steps", []))
-    return f"{doc.get('error')} ({doc.get('hint')})\n{steps}"
 
 
 def rc(lab: LabStatus, name: str, *args: str) -> str:
@@ -59,15 +35,6 @@ def rc(lab: LabStatus, name: str, *args: str) -> str:
 def info(lab: LabStatus, name: str) -> dict[str, str]:
     text = rc(lab, name, "INFO", "replication")
     return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (v := pred()):
-        if time.monotonic() > deadline:
-            return v
-        time.sleep(0.1)
-    return v
 
 
 def replicates_from(lab: LabStatus, name: str, master: str) -> bool:

@@ -1,0 +1,65 @@
+"""What the lab tests share: waiting for a condition, stopping a host's sshd, and running the
+`opskit` CLI as a user does (a real process, --json parsed, runbook steps explained)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import opskit.lab as labmod
+from opskit.lab import LabStatus
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """Poll ``predicate`` until it is truthy or ``timeout`` passes; its last value."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+    return value
+
+
+def stop_sshd(lab: LabStatus, name: str) -> None:
+    """SIGTERM the host's sshd and wait (up to 5 s) until it is gone: the host is unreachable."""
+    pid = labmod.host_pid(name, state_dir=lab.state_dir)
+    assert pid
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=5)
+
+
+def run_opskit(inv: Path, *args: str, journal: Path | None = None,
+               timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """``opskit -i INV ARGS`` in a subprocess, no stdin (``journal``: OPSKIT_JOURNAL)."""
+    env = dict(os.environ)
+    if journal is not None:
+        env["OPSKIT_JOURNAL"] = str(journal)
+    return subprocess.run([sys.executable, "-m", "opskit", "-i", str(inv), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env,
+                          stdin=subprocess.DEVNULL)
+
+
+def run_json(inv: Path, *args: str, **kw: Any) -> tuple[int, dict[str, Any]]:
+    """:func:`run_opskit` with ``--json``: the exit code and the parsed document."""
+    proc = run_opskit(inv, *args, "--json", **kw)
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"not JSON (rc {proc.returncode}): {proc.stdout!r} "
+                             f"{proc.stderr!r}") from None
+
+
+def explain(doc: dict[str, Any]) -> str:
+    """A failed runbook's error and steps, for assertion messages."""
+    steps = "\n".join(f"  {s['n']}. {s['title']}: {s['status']} {s['detail'][:400]}"
+                      for s in doc.get("steps", []))
+    return f"{doc.get('error')} ({doc.get('hint')})\n{steps}"

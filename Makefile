@@ -54,6 +54,7 @@ venv: apt-deps $(STAMP)
 
 lint: venv
 	$(BIN)/ruff check opskit tests fabfile.py
+	$(BIN)/lint-imports
 
 unit: venv
 	$(BIN)/pytest -q tests/unit

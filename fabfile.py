@@ -23,14 +23,15 @@ from fabric import Connection, task
 from invoke import Context
 from invoke.exceptions import Exit
 
-from opskit import adhoc, journal
 from opskit import deploy as deploy_mod
 from opskit import inventory as inventory_mod
+from opskit import journal
 from opskit.commands.render import render_fleet_result, render_host_block
 from opskit.errors import OpskitError
-from opskit.fleet import RunOptions
 from opskit.inventory import Host
 from opskit.output import Environment
+from opskit.runner import adhoc
+from opskit.runner.fleet import RunOptions
 
 
 def _hosts(c: Context, inventory: str | None, limit: str | None) -> list[Host]:

@@ -40,14 +40,14 @@ SIZE = 64 << 20
 
 
 def page_map(root: Path) -> PageMap:
-    out = subprocess.run([sys.executable, str(ROOT / "opskit/remote/page_map.py"), str(root)],
+    out = subprocess.run([sys.executable, str(ROOT / "opskit/onhost/page_map.py"), str(root)],
                          capture_output=True, text=True, check=True)
     return PageMap.from_doc(root.name, json.loads(out.stdout))
 
 
 def warm_plan(root: Path, files: list[tuple[str, list[list[int]]]]) -> dict[str, object]:
     doc = json.dumps({"root": str(root), "files": files})
-    out = subprocess.run([sys.executable, str(ROOT / "opskit/remote/warm_pages.py")],
+    out = subprocess.run([sys.executable, str(ROOT / "opskit/onhost/warm_pages.py")],
                          input=doc, text=True, capture_output=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -60,7 +60,7 @@ def dataset(base: Path) -> tuple[Path, Path]:
     sizes = ",".join(map(str, cache_data.spec()))
     dirs = (base / "src", base / "dst")
     for d in dirs:
-        subprocess.run([sys.executable, str(ROOT / "opskit/remote/make_dataset.py"), str(d),
+        subprocess.run([sys.executable, str(ROOT / "opskit/onhost/make_dataset.py"), str(d),
                         str(cache_data.SEED), sizes], check=True, capture_output=True)
     return dirs
 
@@ -92,7 +92,7 @@ def versus(base: Path, repeat: int) -> list[dict[str, float]]:
 
 
 def resident(path: Path) -> set[int]:
-    out = subprocess.run([sys.executable, str(ROOT / "opskit/remote/page_map.py"),
+    out = subprocess.run([sys.executable, str(ROOT / "opskit/onhost/page_map.py"),
                           str(path.parent)], capture_output=True, text=True, check=True)
     f = json.loads(out.stdout)["files"][path.name]
     return {a + i for a, n in f["resident"] for i in range(n)}
@@ -119,7 +119,7 @@ def plan(seed: int) -> list[list[int]]:
 
 def by_pread(path: Path, ranges: list[list[int]]) -> None:
     doc = json.dumps({"root": str(path.parent), "files": [[path.name, ranges]]})
-    subprocess.run([sys.executable, str(ROOT / "opskit/remote/warm_pages.py")], input=doc,
+    subprocess.run([sys.executable, str(ROOT / "opskit/onhost/warm_pages.py")], input=doc,
                    text=True, capture_output=True, check=True)
 
 

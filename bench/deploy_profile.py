@@ -29,9 +29,9 @@ T0 = time.monotonic()
 import opskit.deploy  # noqa: E402  (after T0: their import time is measured)
 import opskit.deploy.elb  # noqa: E402
 import opskit.deploy.steps  # noqa: E402
-import opskit.fleet  # noqa: E402
+import opskit.runner.fleet  # noqa: E402
 from opskit.cli import main as opskit_main  # noqa: E402
-from opskit.session import Session  # noqa: E402
+from opskit.transport.session import Session  # noqa: E402
 
 IMPORTED = time.monotonic()
 STEPS = ("ship", "install", "activate", "health")
@@ -118,7 +118,7 @@ def install(rec: Recorder) -> None:
         setattr(opskit.deploy.steps, name, rec.step(name, getattr(opskit.deploy.steps, name)))
     for name in ELB_STEPS:
         setattr(opskit.deploy.elb, name, rec.step(f"elb_{name}", getattr(opskit.deploy.elb, name)))
-    opskit.fleet.connect = rec.connect(opskit.fleet.connect)  # type: ignore[assignment]
+    opskit.runner.fleet.connect = rec.connect(opskit.runner.fleet.connect)  # type: ignore[assignment]
     Session.run = rec.count("commands", Session.run)  # type: ignore[method-assign]
     Session.run_input = rec.count("commands", rec.count(  # type: ignore[method-assign]
         "uploads", Session.run_input))

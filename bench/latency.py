@@ -33,8 +33,8 @@ from common import REPORT, Lab, lab_down, lab_up, write_section
 from fabric import Connection
 
 from opskit import inventory as inventory_mod
-from opskit.connection import ConnectOptions, connect
-from opskit.session import Session
+from opskit.transport.connection import ConnectOptions, connect
+from opskit.transport.session import Session
 
 HOSTS = 3
 
@@ -183,8 +183,9 @@ def report(times: dict[str, list[float]], repeat: int, port: int) -> str:
         "",
         "Plain Fabric waits on TCP: sshd holds its small packets (Nagle) until the client's "
         "delayed ACK (40 ms) comes, and Invoke polls for the exit status every 10 ms. opskit's "
-        "socket (`opskit/tcp.py`: TCP_NODELAY, TCP_QUICKACK after every read) and runner "
-        "(`opskit/remote_runner.py`) remove both; see docs/scale.md. The OpenSSH rows include "
+        "socket (`opskit/transport/tcp.py`: TCP_NODELAY, TCP_QUICKACK after every read) and "
+        "runner (`opskit/transport/quick_runner.py`) remove both; see docs/scale.md. The OpenSSH "
+        "rows include "
         "starting an `ssh` process per command. Through the bastion, the first command "
         "after an opskit connect still waits ~45 ms once (the held packet is on the "
         "bastion's own connection to the target; see docs/scale.md).",

@@ -18,9 +18,10 @@ from typing import Any
 
 from common import lab_down, lab_up, write_section
 
-from opskit import aws, fleet, inventory
-from opskit.session import Session
+from opskit import aws, inventory
+from opskit.runner import fleet
 from opskit.snapshot.freeze import frozen
+from opskit.transport.session import Session
 
 SIZES = (1, 4, 8)
 

@@ -10,8 +10,7 @@ import click
 
 from opskit import __version__, errors
 from opskit.commands.options import AppContext, shared_options
-from opskit.hostpool import Unreachable
-from opskit.session import StepFailed, StepTimedOut
+from opskit.transport.errors import CommandFailed, CommandTimedOut, ConnectFailed
 
 # Command name -> module under opskit.commands. Imported only when the command runs (or for
 # --help): `opskit exec` does not pay for boto3, psycopg or the lab's modules at start-up,
@@ -70,12 +69,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         try:
             code = cli.main(args=args, prog_name="opskit", standalone_mode=False, obj=app)
-        except Unreachable as exc:  # a host a single-host command needs
+        except ConnectFailed as exc:  # a host a single-host command needs
             raise errors.HostUnreachable(f"{exc.host} is unreachable: {exc.message}",
                                          hint=exc.hint) from exc
-        except StepTimedOut as exc:
+        except CommandTimedOut as exc:
             raise errors.StepError(f"a remote step timed out: {exc}") from exc
-        except StepFailed as exc:  # a remote step outside the fleet runner's per-host report
+        except CommandFailed as exc:  # a remote step outside the fleet runner's per-host report
             raise errors.StepError(str(exc), hint="-v shows where it failed; the host's own "
                                    "message is above") from exc
     except errors.OpskitError as exc:

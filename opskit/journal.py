@@ -16,10 +16,18 @@ import socket
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from opskit.errors import ConfigError
-from opskit.fleet import FleetResult
+
+
+class FleetOutcome(Protocol):
+    """What a fleet run reports (``opskit.runner.fleet.FleetResult``); a Protocol so that this
+    utility does not depend on the runner layer."""
+
+    results: Sequence[Any]
+    duration: float
+    exit_code: int
 
 DEFAULT_PATH = "~/.local/state/opskit/journal.jsonl"
 SECRET_WORDS = re.compile(r"pass|secret|token|key|credential", re.IGNORECASE)
@@ -96,7 +104,7 @@ def record(
 def record_fleet(
     command: str,
     argv: Sequence[str],
-    result: FleetResult,
+    result: FleetOutcome,
     *,
     details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Page-cache maps of a directory tree and warming one host's cache to match another's.
 
 ``ranges`` is page-range arithmetic, ``pagemap`` the map document and its comparisons and
-warm plans (pure), ``remote`` runs the map, warm and evict helpers on the hosts.
+warm plans (pure), ``tools`` runs the map, warm and evict helpers on the hosts.
 """

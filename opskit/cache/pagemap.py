@@ -1,4 +1,4 @@
-"""The residency map of a directory (as ``opskit/remote/page_map.py`` prints it), compared
+"""The residency map of a directory (as ``opskit/onhost/page_map.py`` prints it), compared
 with another host's, and the plan to warm one from the other."""
 
 from __future__ import annotations

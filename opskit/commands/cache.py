@@ -10,9 +10,9 @@ from typing import Any
 
 import click
 
-from opskit import hostpool, journal
+from opskit import journal
 from opskit.cache import ranges as rg
-from opskit.cache import remote
+from opskit.cache import tools
 from opskit.cache.pagemap import PageMap, compare, plan_warm
 from opskit.commands.options import (
     AppContext,
@@ -24,6 +24,7 @@ from opskit.commands.options import (
 )
 from opskit.errors import EXIT_OK, UsageError
 from opskit.inventory import Host
+from opskit.runner import hostpool
 from opskit.units import human_bytes
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?$", re.I)
@@ -83,7 +84,7 @@ def map_cmd(app: AppContext, host: str, path: str, output: str | None) -> int:
     resident page ranges (run-length), and totals; vmtouch's summary as a cross-check."""
     h = _one(app, host)
     with hostpool.pool(app.run_options()) as pool:
-        pm, check = remote.map_dir(pool.get(h), path)
+        pm, check = tools.map_dir(pool.get(h), path)
     doc = {**pm.to_doc(), "vmtouch": check}
     if output:
         Path(output).write_text(json.dumps(doc) + "\n")
@@ -143,8 +144,8 @@ def warm_cmd(app: AppContext, src: str | None, dst: str, path: str, path_map: st
             doc = json.loads(Path(map_file).read_text())
             smap = PageMap.from_doc(doc.get("host", "map"), doc)
         else:
-            smap, _ = remote.map_dir(pool.get(_one(app, src or "")), src_root, cross_check=False)
-        before, _ = remote.map_dir(pool.get(to), dst_root, cross_check=False)
+            smap, _ = tools.map_dir(pool.get(_one(app, src or "")), src_root, cross_check=False)
+        before, _ = tools.map_dir(pool.get(to), dst_root, cross_check=False)
         plan = plan_warm(smap, before, limit)
         summary = plan.to_doc(smap.page_size)
         if dry_run:
@@ -152,7 +153,7 @@ def warm_cmd(app: AppContext, src: str | None, dst: str, path: str, path_map: st
         if not confirm(app, f"Read {human_bytes(summary['to_read_bytes'])} on {to.name}?", yes):
             return EXIT_OK
         result = _warm(app, pool.get(to), dst_root, plan, bps, summary["to_read_bytes"])
-        after, _ = remote.map_dir(pool.get(to), dst_root, cross_check=False)
+        after, _ = tools.map_dir(pool.get(to), dst_root, cross_check=False)
     return _report(app, "cache warm", smap, before, after, summary, result, t0, dry=False)
 
 
@@ -170,11 +171,11 @@ def _warm(app: AppContext, s: Any, root: str, plan: Any, bps: int | None,
         with Progress("[progress.description]{task.description}", BarColumn(),
                       DownloadColumn(), TransferSpeedColumn(), console=env.out) as bar:
             task = bar.add_task(f"warming {s.host.name}", total=total)
-            result = remote.warm(s, root, plan, rate=bps,
+            result = tools.warm(s, root, plan, rate=bps,
                                  progress=lambda n: bar.update(task, completed=n))
             bar.update(task, completed=result["read_bytes"])
             return result
-    return remote.warm(s, root, plan, rate=bps)
+    return tools.warm(s, root, plan, rate=bps)
 
 
 def _report(app: AppContext, name: str, smap: PageMap, before: PageMap, after: PageMap | None,
@@ -234,8 +235,8 @@ def compare_cmd(app: AppContext, src: str, dst: str, path: str, path_map: str | 
     a_host, b_host = _one(app, src), _one(app, dst)
     with hostpool.pool(app.run_options()) as pool:
         pool.open([a_host, b_host])
-        a, _ = remote.map_dir(pool.get(a_host), a_root, cross_check=False)
-        b, _ = remote.map_dir(pool.get(b_host), b_root, cross_check=False)
+        a, _ = tools.map_dir(pool.get(a_host), a_root, cross_check=False)
+        b, _ = tools.map_dir(pool.get(b_host), b_root, cross_check=False)
     rows, total = compare(a, b)
     ps = a.page_size
     doc = {"source": a.host, "target": b.host, "page_size": ps,
@@ -273,7 +274,7 @@ def evict_cmd(app: AppContext, host: str, path: str, yes: bool) -> int:
         return EXIT_OK
     t0 = time.monotonic()
     with hostpool.pool(app.run_options()) as pool:
-        said = remote.evict(pool.get(h), path)
+        said = tools.evict(pool.get(h), path)
     journal.record("cache evict", ["opskit", *app.argv], {h.name: {
         "status": "ok", "exit_status": 0, "error": None}}, duration=time.monotonic() - t0,
         exit_code=0)

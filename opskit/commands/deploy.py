@@ -20,8 +20,8 @@ from opskit.commands.options import (
 from opskit.commands.render import render_fleet_result
 from opskit.deploy import batches
 from opskit.errors import EXIT_BAD_INPUT
-from opskit.fleet import HostResult
 from opskit.output import STATUS_STYLE, Environment
+from opskit.runner.fleet import HostResult
 
 
 @click.command(

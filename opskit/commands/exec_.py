@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from opskit import adhoc, journal
-from opskit.adhoc import PrefixWriter
+from opskit import journal
 from opskit.commands.options import (
     AppContext,
     confirm,
@@ -16,7 +15,9 @@ from opskit.commands.options import (
 )
 from opskit.commands.render import render_fleet_result, render_host_block
 from opskit.errors import EXIT_BAD_INPUT, UsageError
-from opskit.session import Session
+from opskit.runner import adhoc
+from opskit.runner.adhoc import PrefixWriter
+from opskit.transport.session import Session
 
 
 @click.command(

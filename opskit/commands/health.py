@@ -10,9 +10,8 @@ from invoke import Context
 from opskit.commands.options import AppContext, pass_app, shared_options
 from opskit.errors import OpskitError
 from opskit.health import checks as ck
-from opskit.health import fleet as health_fleet
-from opskit.health import local, munin, render, workingset
-from opskit.session import Session
+from opskit.health import local, munin, render, survey, workingset
+from opskit.transport.session import Session
 
 EXIT_HELP = """\b
 Exit codes (Nagios plugin codes, NOT opskit's usual ones):
@@ -42,7 +41,7 @@ class NagiosGroup(click.Group):
 
 
 def _unknown(exc: OpskitError) -> OpskitError:
-    exc.exit_code = ck.UNKNOWN
+    exc.exit_code = ck.NAGIOS_UNKNOWN
     return exc
 
 
@@ -96,7 +95,7 @@ def command(ctx: click.Context, app: AppContext, local_: bool, host_name: str | 
                           hint="e.g. opskit health --local, or opskit -i inv.yml health -l db")
     hosts = app.select()
     with app.env.progress(len(hosts), "health") as observer:
-        fh = health_fleet.run(hosts, app.run_options(), interval=interval, warn=w, crit=c,
+        fh = survey.run(hosts, app.run_options(), interval=interval, warn=w, crit=c,
                               working_set=not no_working_set, observer=observer)
     env = app.env
     if env.json:
@@ -104,7 +103,7 @@ def command(ctx: click.Context, app: AppContext, local_: bool, host_name: str | 
         return fh.status
     env.line(f"HEALTH {ck.NAMES[fh.status]} - {len(fh.hosts)} hosts: " + ", ".join(
         f"{sum(h.status == s for h in fh.hosts)} {ck.NAMES[s]}"
-        for s in (ck.CRITICAL, ck.UNKNOWN, ck.WARNING, ck.OK)))
+        for s in (ck.NAGIOS_CRITICAL, ck.NAGIOS_UNKNOWN, ck.NAGIOS_WARNING, ck.NAGIOS_OK)))
     env.table(render.HOST_COLUMNS, [render.host_row(h) for h in fh.hosts],
               styles=[render.STYLE[h.status] for h in fh.hosts])
     for note in fh.notes:
@@ -115,7 +114,7 @@ def command(ctx: click.Context, app: AppContext, local_: bool, host_name: str | 
 def _local(app: AppContext, host_name: str | None, warn: dict[str, float | None],
            crit: dict[str, float | None], interval: float, working_set: bool) -> int:
     env = app.env
-    host = health_fleet.inventory_host(app.inventory(), host_name) if host_name else None
+    host = survey.inventory_host(app.inventory(), host_name) if host_name else None
     base = ck.from_vars(host.vars, host.name) if host else ck.Thresholds()
     sample = local.collect(interval)
     if host and working_set:
@@ -123,8 +122,8 @@ def _local(app: AppContext, host_name: str | None, warn: dict[str, float | None]
         sample["working_set"] = workingset.measure(Session(host, Context()),
                                                    int(sample["memory"]["total"]))
     name = host.name if host else sample["hostname"]
-    hh = health_fleet.judge(name, sample, base.with_overrides(warn, crit))
-    notes = health_fleet.notes_for([host]) if host else []
+    hh = survey.judge(name, sample, base.with_overrides(warn, crit))
+    notes = survey.notes_for([host]) if host else []
     if env.json:
         env.emit_json({**hh.to_dict(), "exit_code": hh.status, "notes": notes})
         return hh.status
@@ -152,7 +151,7 @@ def munin_group() -> None:
 def _munin(app: AppContext, host_name: str | None, mode: str) -> int:
     t = ck.Thresholds()
     if host_name:
-        t = ck.from_vars(health_fleet.inventory_host(app.inventory(), host_name).vars, host_name)
+        t = ck.from_vars(survey.inventory_host(app.inventory(), host_name).vars, host_name)
     gs = munin.local_graphs(t)
     app.env.stdout.write(munin.config_text(gs) if mode == "config" else munin.fetch_text(gs))
     app.env.stdout.flush()

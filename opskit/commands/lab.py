@@ -149,17 +149,17 @@ def _reset(app: AppContext, name: str, reset: Callable[[], None], said: str) -> 
 def cache_data_cmd(app: AppContext, state_dir: str | None) -> int:
     """The cache-warming data set: the same about 160 MiB of files under /data/cache on db2 and
     db3 (kept if there), both evicted, then a random subset of pages read on db2."""
-    from opskit import fleet
     from opskit import inventory as inventory_mod
-    from opskit.cache import remote
+    from opskit.cache import tools
     from opskit.lab import cache_data
+    from opskit.runner import fleet
 
     t0 = time.monotonic()
     status = lab_mod.status(state_dir=_state_dir(state_dir))
     inv = Path(status.inventory_path)
     made = cache_data.ensure(inv)
     hosts = [inventory_mod.load(str(inv)).select(n)[0] for n in cache_data.HOSTS]
-    fleet.run(hosts, lambda s: remote.evict(s, cache_data.ROOT))
+    fleet.run(hosts, lambda s: tools.evict(s, cache_data.ROOT))
     warmed = cache_data.warm_random(inv, cache_data.HOSTS[0])
     journal.record("lab cache-data", ["opskit", *app.argv], {}, duration=time.monotonic() - t0,
                    exit_code=0, details={"made": made, "warmed": warmed})

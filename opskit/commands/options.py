@@ -15,11 +15,11 @@ from typing import Any
 import click
 
 from opskit import inventory as inventory_mod
-from opskit.connection import ConnectOptions
 from opskit.errors import InventoryError, UsageError
-from opskit.fleet import RunOptions
 from opskit.inventory import Host, Inventory
 from opskit.output import Environment
+from opskit.runner.fleet import RunOptions
+from opskit.transport.connection import ConnectOptions
 
 DEFAULT_FORKS = 50
 

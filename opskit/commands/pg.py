@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from opskit import hostpool
 from opskit.commands import runbook_cmd
 from opskit.commands.options import (
     AppContext,
@@ -20,7 +19,8 @@ from opskit.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
 from opskit.output import Environment
 from opskit.pg import checks, config, failover, rejoin, state, switchover
 from opskit.pg.lsn import fmt
-from opskit.runbook import Runbook
+from opskit.runner import hostpool
+from opskit.runner.runbook import Runbook
 from opskit.units import human_bytes
 
 

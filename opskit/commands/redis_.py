@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from opskit import hostpool
 from opskit.commands import runbook_cmd
 from opskit.commands.options import (
     AppContext,
@@ -20,7 +19,8 @@ from opskit.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
 from opskit.inventory import Host
 from opskit.output import Environment
 from opskit.redis import checks, config, runbooks, state
-from opskit.runbook import Runbook
+from opskit.runner import hostpool
+from opskit.runner.runbook import Runbook
 from opskit.units import human_bytes
 
 
@@ -35,12 +35,12 @@ def command() -> None:
     """Redis master/replica runbooks without Sentinel (docs/redis.md)."""
 
 
-def _fleet(app: AppContext) -> config.Fleet:
+def _topology(app: AppContext) -> config.Topology:
     return config.load(app.inventory(), app.select(default="redis"))
 
 
-def _publish_hosts(app: AppContext, fleet: config.Fleet) -> list[Host]:
-    pub = fleet.publish
+def _publish_hosts(app: AppContext, topo: config.Topology) -> list[Host]:
+    pub = topo.publish
     return app.inventory().select(pub.hosts) if pub else []
 
 
@@ -48,7 +48,7 @@ def _age(now: float, t: int | None) -> str:
     return "-" if not t else f"{max(0, now - t) / 60:.0f} min ago"
 
 
-def render(env: Environment, fs: state.FleetState) -> None:
+def render(env: Environment, fs: state.TopologyState) -> None:
     import time
 
     now = time.time()
@@ -80,9 +80,9 @@ def status(app: AppContext) -> int:
     """Topology per instance: role, master, link, offset and lag, priority, last save,
     clients, memory against maxmemory and the host's RAM."""
     env = app.env
-    fleet = _fleet(app)
+    topo = _topology(app)
     with hostpool.pool(app.run_options()) as pool:
-        fs = state.gather(fleet, pool)
+        fs = state.gather(topo, pool)
     warns = checks.warnings(fs)
     code = (EXIT_UNREACHABLE if any(x.role == state.UNREACHABLE for x in fs.instances)
             else EXIT_FAILED if warns else EXIT_OK)
@@ -98,15 +98,15 @@ def status(app: AppContext) -> int:
 
 
 def _run(app: AppContext, name: str, dry_run: bool, yes: bool, question: str | None,
-         body: Callable[[config.Fleet, hostpool.HostPool, Runbook], dict[str, Any]]) -> int:
-    fleet = _fleet(app)
+         body: Callable[[config.Topology, hostpool.HostPool, Runbook], dict[str, Any]]) -> int:
+    topo = _topology(app)
 
     def final(pool: hostpool.HostPool) -> tuple[str, dict[str, Any], Callable[[], None]]:
-        fs = state.gather(fleet, pool)
+        fs = state.gather(topo, pool)
         return "final_topology", fs.to_dict(), lambda: render(app.env, fs)
 
     return runbook_cmd.run(app, name, dry_run=dry_run, yes=yes, question=question,
-                           body=lambda pool, rb: body(fleet, pool, rb), final=final)
+                           body=lambda pool, rb: body(topo, pool, rb), final=final)
 
 
 @command.command("promote", epilog="""\b

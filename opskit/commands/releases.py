@@ -6,7 +6,7 @@ import click
 
 from opskit import deploy as deploy_mod
 from opskit.commands.options import AppContext, pass_app, shared_options
-from opskit.fleet import OK
+from opskit.runner.fleet import OK
 
 
 @click.command(

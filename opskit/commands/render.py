@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from opskit.fleet import OK, FleetResult, HostResult
 from opskit.output import STATUS_STYLE, Environment
+from opskit.runner.fleet import OK, FleetResult, HostResult
 
 
 def render_host_block(env: Environment, r: HostResult) -> None:

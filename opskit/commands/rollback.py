@@ -16,8 +16,8 @@ from opskit.commands.options import (
 )
 from opskit.commands.render import render_fleet_result
 from opskit.errors import EXIT_BAD_INPUT
-from opskit.fleet import HostResult
 from opskit.output import STATUS_STYLE, Environment
+from opskit.runner.fleet import HostResult
 
 
 @click.command(

@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from opskit import hostpool
 from opskit.commands.options import AppContext, confirm
 from opskit.errors import EXIT_OK, OpskitError
-from opskit.runbook import Runbook
+from opskit.runner import hostpool
+from opskit.runner.runbook import Runbook
 
 Body = Callable[[hostpool.HostPool, Runbook], dict[str, Any]]
 # After the steps: (key, JSON-able final state, a function that prints it).

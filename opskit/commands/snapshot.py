@@ -18,8 +18,8 @@ from opskit.commands.options import (
 )
 from opskit.commands.render import render_fleet_result
 from opskit.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, SafetyError, UsageError
-from opskit.fleet import HostResult
 from opskit.output import STATUS_STYLE, Environment
+from opskit.runner.fleet import HostResult
 from opskit.snapshot import config as snap_config
 from opskit.snapshot import create as snap_create
 from opskit.snapshot import restore as snap_restore

@@ -12,9 +12,8 @@ from rich.text import Text
 
 from opskit import errors
 from opskit.commands.options import AppContext, pass_app, shared_options
-from opskit.health import fleet as health_fleet
-from opskit.health import live, render
-from opskit.health.fleet import FleetHealth
+from opskit.health import live, render, survey
+from opskit.health.survey import FleetHealth
 
 
 @click.command("top", epilog="""\b
@@ -40,7 +39,7 @@ def command(app: AppContext, interval: float) -> int:
 
     def sample() -> FleetHealth:
         # A short rate window keeps a round quick; working sets are for `health`.
-        return health_fleet.run(hosts, opts, interval=0.5, working_set=False)
+        return survey.run(hosts, opts, interval=0.5, working_set=False)
 
     if not env.stdout_isatty or env.json:
         fh = sample()
@@ -63,7 +62,7 @@ def command(app: AppContext, interval: float) -> int:
 
     threading.Thread(target=worker, daemon=True, name="top-sampler").start()
     shown = None
-    notes = Text("\n".join(f"note: {n}" for n in health_fleet.notes_for(hosts)), style="dim")
+    notes = Text("\n".join(f"note: {n}" for n in survey.notes_for(hosts)), style="dim")
 
     def view() -> Group:
         fh = latest[-1] if latest else None

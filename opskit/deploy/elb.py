@@ -15,7 +15,8 @@ from typing import Any
 from opskit import aws
 from opskit.deploy.config import DeployConfig
 from opskit.inventory import Host
-from opskit.session import StepFailed
+from opskit.runner import wait
+from opskit.transport.errors import CommandFailed
 
 POLL = 0.25
 
@@ -49,15 +50,22 @@ def _call(fn: Callable[[], Any], what: str) -> Any:
         if not aws.is_boto_error(exc):
             raise
         message, _hint = aws.explain(exc)
-        raise StepFailed(f"{what}: {message}") from None
+        raise CommandFailed(f"{what}: {message}") from None
 
 
 def _wait(t: Target, done: Callable[[str], bool], timeout: float) -> tuple[str, float]:
+    """The target's state once ``done`` (or at the deadline: callers report it, not fail)."""
     start = time.monotonic()
-    state = t.state()
-    while not done(state) and time.monotonic() - start < timeout:
-        time.sleep(POLL)
+
+    def probe() -> tuple[bool, str]:
         state = t.state()
+        return done(state), state
+
+    try:
+        state = wait.until(probe, what=f"{t.instance_id} in the target group", timeout=timeout,
+                           interval=POLL)
+    except wait.WaitTimedOut as exc:
+        state = str(exc.seen)
     return state, time.monotonic() - start
 
 
@@ -79,6 +87,6 @@ def register(t: Target, healthy_timeout: float, note: Callable[[str], None]) -> 
     state, waited = _call(lambda: _wait(t, lambda s: s == "healthy", healthy_timeout),
                           "wait for healthy")
     if state != "healthy":
-        raise StepFailed(f"target {t.instance_id} is {state}, not healthy, after "
+        raise CommandFailed(f"target {t.instance_id} is {state}, not healthy, after "
                          f"{healthy_timeout:g}s in the target group")
     return {"registered": True, "healthy_seconds": round(waited, 3)}

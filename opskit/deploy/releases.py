@@ -6,11 +6,12 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from opskit import fleet
 from opskit.deploy import config, steps
-from opskit.fleet import OK, FleetResult, Observer, RunOptions
 from opskit.inventory import Host
-from opskit.session import Session, StepFailed
+from opskit.runner import fleet
+from opskit.runner.fleet import OK, FleetResult, Observer, RunOptions
+from opskit.transport.errors import CommandFailed
+from opskit.transport.session import Session
 
 
 def list_releases(hosts: Sequence[Host], run_options: RunOptions,
@@ -46,9 +47,9 @@ def rollback(hosts: Sequence[Host], to: str | None, run_options: RunOptions,
         st = steps.read_releases(s, cfg)
         target = to or st.previous
         if target is None:
-            raise StepFailed(f"no release before {st.current} to roll back to")
+            raise CommandFailed(f"no release before {st.current} to roll back to")
         if target not in st.releases:
-            raise StepFailed(f"release {target} is not on this host "
+            raise CommandFailed(f"release {target} is not on this host "
                              f"(has: {', '.join(st.releases[-5:]) or 'none'})")
         if target == st.current:
             return {"from": st.current, "to": target, "changed": False}

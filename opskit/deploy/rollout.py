@@ -16,14 +16,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from opskit import fleet
 from opskit.deploy import batches as batches_mod
 from opskit.deploy import config, elb, steps
 from opskit.deploy.artifact import Artifact
 from opskit.deploy.config import DeployConfig
-from opskit.fleet import FAILED, SKIPPED, TIMEOUT, FleetResult, HostResult, Observer, RunOptions
 from opskit.inventory import Host
-from opskit.session import Session, StepFailed
+from opskit.runner import fleet
+from opskit.runner.fleet import (
+    FAILED,
+    SKIPPED,
+    TIMEOUT,
+    FleetResult,
+    HostResult,
+    Observer,
+    RunOptions,
+)
+from opskit.transport.errors import CommandFailed
+from opskit.transport.session import Session
 
 Note = Callable[[str], None]
 
@@ -142,10 +151,10 @@ class _HostDeploy:
                 raise
             with s.recovering():
                 problems = self._recover(s, cfg, d, previous, switched, target, out_of_lb)
-            if isinstance(exc, StepFailed):
+            if isinstance(exc, CommandFailed):
                 exc.args = (f"{exc}; {problems}",)
                 raise
-            raise StepFailed(f"{type(exc).__name__}: {exc}; {problems}") from exc
+            raise CommandFailed(f"{type(exc).__name__}: {exc}; {problems}") from exc
 
     def _note(self, s: Session) -> Note:
         return lambda msg: self.note(f"{s.host.name}: {msg}")

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from opskit.deploy.artifact import Artifact
 from opskit.deploy.config import DeployConfig
-from opskit.remote import script
-from opskit.session import Session, StepFailed
+from opskit.onhost import script
+from opskit.transport.errors import CommandFailed
+from opskit.transport.session import Session
 
 q = shlex.quote
 
@@ -55,7 +56,7 @@ def read_releases(s: Session, cfg: DeployConfig) -> HostReleases:
 _ALREADY_CURRENT, _BAD_CHECKSUM = 65, 66
 
 
-class ShipFailed(StepFailed):
+class ShipFailed(CommandFailed):
     """Upload or unpack failed; ``current`` was not touched. ``before``: the state it saw."""
 
     def __init__(self, message: str, before: HostReleases | None, exit_status: int | None = None,
@@ -123,11 +124,11 @@ def install(s: Session, cfg: DeployConfig, art: Artifact) -> None:
     out = s.run(f"cd {q(rel)} && sh -c {q(cfg.install)}", check=False,
                 env={"RELEASE_DIR": rel, "RELEASE": art.release, "SHARED_DIR": cfg.shared_dir})
     if out.exit_status != 0:
-        raise StepFailed(f"install step failed (exit status {out.exit_status})",
+        raise CommandFailed(f"install step failed (exit status {out.exit_status})",
                          out.exit_status, out.stderr)
 
 
-class NotSwitched(StepFailed):
+class NotSwitched(CommandFailed):
     """``current`` did not move (the release is missing, or the rename failed)."""
 
 
@@ -157,7 +158,7 @@ def activate(s: Session, cfg: DeployConfig, release: str) -> dict[str, object]:
     if "switched" not in said:
         raise NotSwitched(f"switch to {release} failed", out.exit_status, out.stderr)
     if out.exit_status != 0:
-        raise StepFailed(f"reload ({cfg.reload}) failed after the switch (exit status "
+        raise CommandFailed(f"reload ({cfg.reload}) failed after the switch (exit status "
                          f"{out.exit_status})", out.exit_status, out.stderr)
     if cfg.reload == "command":
         return {"method": "command", "master_pid_before": None, "master_pid_after": None}
@@ -165,7 +166,7 @@ def activate(s: Session, cfg: DeployConfig, release: str) -> dict[str, object]:
     before = int(pids[0]) if pids and pids[0].isdigit() else None
     if before is None:
         if not cfg.start:
-            raise StepFailed(f"no running master (pid file {cfg.pid_file}) and no deploy.start")
+            raise CommandFailed(f"no running master (pid file {cfg.pid_file}) and no deploy.start")
         s.run(f"cd / && sh -c {q(cfg.start)}")
         after = _wait_master(s, cfg, None)
         return {"method": "start", "master_pid_before": None, "master_pid_after": after}
@@ -190,7 +191,7 @@ def _wait_master(s: Session, cfg: DeployConfig, old: int | None, timeout: float 
     )
     pid = out.stdout.strip()
     if out.exit_status != 0 or not pid.isdigit():
-        raise StepFailed(f"gunicorn master did not come up (pid file {cfg.pid_file})",
+        raise CommandFailed(f"gunicorn master did not come up (pid file {cfg.pid_file})",
                          out.exit_status, out.stderr)
     return int(pid)
 
@@ -218,7 +219,7 @@ def health(s: Session, cfg: DeployConfig, release: str | None,
     if out.exit_status != 0:
         got = f"HTTP {result.get('status')}" if result.get("status") else "no answer"
         why = f" without release {release}" if result.get("status") == 200 else ""
-        raise StepFailed(f"health check {cfg.health_url} failed: {got}{why} after "
+        raise CommandFailed(f"health check {cfg.health_url} failed: {got}{why} after "
                          f"{cfg.health_timeout:g}s", out.exit_status)
     return {"checked": True, "status": result.get("status"), "seconds": result.get("seconds"),
             "pruned": list(prune)}

@@ -13,11 +13,12 @@ from typing import Any
 
 from opskit.errors import InventoryError, UsageError
 
-OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
-NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+NAGIOS_OK, NAGIOS_WARNING, NAGIOS_CRITICAL, NAGIOS_UNKNOWN = 0, 1, 2, 3
+NAMES = {NAGIOS_OK: "OK", NAGIOS_WARNING: "WARNING", NAGIOS_CRITICAL: "CRITICAL",
+         NAGIOS_UNKNOWN: "UNKNOWN"}
 # Worst first when aggregating: a known CRITICAL outranks "could not tell" (UNKNOWN), which
 # outranks WARNING (Icinga's order), so an unreachable host never hides a full disk.
-_SEVERITY = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}
+_SEVERITY = {NAGIOS_OK: 0, NAGIOS_WARNING: 1, NAGIOS_UNKNOWN: 2, NAGIOS_CRITICAL: 3}
 
 # key: (warn, crit, what it measures). A value >= a threshold reaches that level.
 DEFAULTS: dict[str, tuple[float | None, float | None, str]] = {
@@ -131,22 +132,22 @@ class Check:
     def text(self) -> str:
         if self.value is None:
             return f"{self.label}: {self.detail or 'unknown'}"
-        limit = self.crit if self.status == CRITICAL else self.warn
-        return (f"{self.label} {self.value:g}" + (f" (>= {limit:g})" if self.status in
-                                                  (WARNING, CRITICAL) and limit is not None else "")
+        limit = self.crit if self.status == NAGIOS_CRITICAL else self.warn
+        flagged = self.status in (NAGIOS_WARNING, NAGIOS_CRITICAL) and limit is not None
+        return (f"{self.label} {self.value:g}" + (f" (>= {limit:g})" if flagged else "")
                 + (f": {self.detail}" if self.detail else ""))
 
 
 def level(value: float, warn: float | None, crit: float | None) -> int:
     if crit is not None and value >= crit:
-        return CRITICAL
+        return NAGIOS_CRITICAL
     if warn is not None and value >= warn:
-        return WARNING
-    return OK
+        return NAGIOS_WARNING
+    return NAGIOS_OK
 
 
 def worst(statuses: Iterable[int]) -> int:
-    return max(statuses, key=_SEVERITY.__getitem__, default=OK)
+    return max(statuses, key=_SEVERITY.__getitem__, default=NAGIOS_OK)
 
 
 def evaluate(sample: Mapping[str, Any], t: Thresholds) -> list[Check]:
@@ -188,7 +189,7 @@ def evaluate(sample: Mapping[str, Any], t: Thresholds) -> list[Check]:
     for ws in sample.get("working_set") or []:
         warn, crit = t.get("working_set_percent")
         if ws.get("error"):
-            out.append(Check("working_set_percent", ws["service"], None, warn, crit, UNKNOWN,
+            out.append(Check("working_set_percent", ws["service"], None, warn, crit, NAGIOS_UNKNOWN,
                              ws["error"]))
         else:
             add("working_set_percent", ws["service"], ws["percent_of_ram"], ws.get("detail", ""))
@@ -197,8 +198,8 @@ def evaluate(sample: Mapping[str, Any], t: Thresholds) -> list[Check]:
 
 def status_line(name: str, checks: Sequence[Check], unknown: str | None = None) -> str:
     """Nagios plugin output: ``HEALTH WARNING - problems | perfdata``."""
-    st = UNKNOWN if unknown else worst(c.status for c in checks)
-    bad = [c for c in checks if c.status != OK]
+    st = NAGIOS_UNKNOWN if unknown else worst(c.status for c in checks)
+    bad = [c for c in checks if c.status != NAGIOS_OK]
     bad.sort(key=lambda c: -_SEVERITY[c.status])
     summary = unknown or ("; ".join(c.text() for c in bad[:5]) or f"{len(checks)} checks ok")
     perf = " ".join(_perf(c) for c in checks if c.value is not None)

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from opskit.health import checks as ck
 from opskit.health import render
-from opskit.health.fleet import FleetHealth
+from opskit.health.survey import FleetHealth
 
 
 class Keys:

@@ -1,6 +1,6 @@
 """A health sample of the machine opskit runs on, with psutil (the operator side only).
 
-The shape matches opskit/remote/health_probe.py's JSON, key for key, so the same checks apply.
+The shape matches opskit/onhost/health_probe.py's JSON, key for key, so the same checks apply.
 """
 
 from __future__ import annotations

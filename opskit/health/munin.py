@@ -174,7 +174,7 @@ def thresholds_from_env() -> ck.Thresholds:
     if not (inv and host):
         return ck.Thresholds()
     from opskit import inventory
-    from opskit.health.fleet import inventory_host
+    from opskit.health.survey import inventory_host
 
     return ck.from_vars(inventory_host(inventory.load(inv), host).vars, host)
 

@@ -1,4 +1,4 @@
-"""A health sample of a target host: ship opskit/remote/health_probe.py, parse its JSON.
+"""A health sample of a target host: ship opskit/onhost/health_probe.py, parse its JSON.
 
 Targets have only python3's stdlib (opskit and psutil live on the operator's machine), so
 the probe reads /proc and statvfs itself.
@@ -10,9 +10,10 @@ import json
 import shlex
 from typing import Any
 
-from opskit.cache.remote import tools
-from opskit.remote import script
-from opskit.session import Session, StepFailed
+from opskit.cache.tools import tools
+from opskit.onhost import script
+from opskit.transport.errors import CommandFailed
+from opskit.transport.session import Session
 
 
 def parse(text: str) -> dict[str, Any]:
@@ -34,8 +35,8 @@ def collect(s: Session, interval: float = 1.0, top_n: int = 5) -> dict[str, Any]
         why = (out.stderr.strip().splitlines() or [f"exit status {out.exit_status}"])[-1]
         if out.exit_status == 127:
             why = f"python3 not found on this host ({python})"
-        raise StepFailed(f"health probe: {why}", out.exit_status, out.stderr)
+        raise CommandFailed(f"health probe: {why}", out.exit_status, out.stderr)
     try:
         return parse(out.stdout)
     except ValueError as exc:
-        raise StepFailed(f"health probe: {exc}") from None
+        raise CommandFailed(f"health probe: {exc}") from None

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from opskit.health import checks as ck
-from opskit.health.fleet import HostHealth
+from opskit.health.survey import HostHealth
 from opskit.units import human_bytes
 
-STYLE = {ck.OK: "green", ck.WARNING: "bold yellow", ck.CRITICAL: "bold red",
-         ck.UNKNOWN: "bold magenta"}
+STYLE = {ck.NAGIOS_OK: "green", ck.NAGIOS_WARNING: "bold yellow", ck.NAGIOS_CRITICAL: "bold red",
+         ck.NAGIOS_UNKNOWN: "bold magenta"}
 HOST_COLUMNS = ("host", "status", "load 1 5 15", "cpu", "mem", "swap", "fullest disk", "problems")
 
 

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from opskit.cache import remote as cache_remote
+from opskit.cache import tools as cache_tools
 from opskit.errors import OpskitError
 from opskit.redis import config as redis_config
 from opskit.redis import state as redis_state
-from opskit.session import Session, StepFailed
+from opskit.transport.errors import CommandFailed
+from opskit.transport.session import Session
 from opskit.units import human_bytes
 
 
 def _pg(s: Session, path: str, ram: int) -> dict[str, Any]:
     entry: dict[str, Any] = {"service": "postgres", "path": path}
     try:
-        pm, _ = cache_remote.map_dir(s, path, cross_check=False)
-    except StepFailed as exc:
+        pm, _ = cache_tools.map_dir(s, path, cross_check=False)
+    except CommandFailed as exc:
         return {**entry, "error": f"cannot map {path}: {exc}"}
     t = pm.totals()
     size, resident = t["bytes"], t["resident_bytes"]

@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from opskit import fleet
 from opskit import inventory as inventory_mod
 from opskit.cache.pagemap import WarmPlan
-from opskit.cache.remote import warm
+from opskit.cache.tools import warm
 from opskit.errors import LabError
-from opskit.remote import script
-from opskit.session import Session
+from opskit.onhost import script
+from opskit.runner import fleet
+from opskit.transport.session import Session
 
 ROOT = "/data/cache"
 HOSTS = ("db2", "db3")

@@ -14,11 +14,12 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
-from opskit.hostpool import HostPool
-from opskit.pg import remote
+from opskit.onhost import script
+from opskit.pg import tools
 from opskit.pg.config import BouncerNode, Cluster, PgNode
-from opskit.remote import script
-from opskit.session import Session, StepFailed
+from opskit.runner.hostpool import HostPool
+from opskit.transport.errors import CommandFailed
+from opskit.transport.session import Session
 
 
 def database_names(cluster: Cluster) -> str:
@@ -36,7 +37,7 @@ def each(cluster: Cluster, pool: HostPool, fn: Callable[[Session, BouncerNode], 
 
 def hold(s: Session, b: BouncerNode, *, kill: bool) -> None:
     for db in b.databases:
-        remote.admin(s, b, f"{'KILL' if kill else 'PAUSE'} {db}", timeout=60)
+        tools.admin(s, b, f"{'KILL' if kill else 'PAUSE'} {db}", timeout=60)
 
 
 def release(s: Session, b: BouncerNode) -> list[str]:
@@ -44,8 +45,8 @@ def release(s: Session, b: BouncerNode) -> list[str]:
     failed = []
     for db in b.databases:
         try:
-            remote.admin(s, b, f"RESUME {db}")
-        except StepFailed as exc:
+            tools.admin(s, b, f"RESUME {db}")
+        except CommandFailed as exc:
             if "not paused" not in str(exc).lower():
                 failed.append(f"{db}: {exc}")
     return failed
@@ -59,10 +60,10 @@ def repoint(s: Session, b: BouncerNode, target: PgNode) -> dict[str, list[str]]:
     try:
         doc = json.loads(out.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        raise StepFailed(f"could not rewrite {b.ini}: {out.stderr.strip()[-200:]}",
+        raise CommandFailed(f"could not rewrite {b.ini}: {out.stderr.strip()[-200:]}",
                          out.exit_status, out.stderr) from None
     if doc.get("missing"):
-        raise StepFailed(f"{b.ini} has no [databases] entry for {', '.join(doc['missing'])}")
-    remote.admin(s, b, "RELOAD")
+        raise CommandFailed(f"{b.ini} has no [databases] entry for {', '.join(doc['missing'])}")
+    tools.admin(s, b, "RELOAD")
     return doc["changed"]
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from opskit.errors import SafetyError, StepError
-from opskit.hostpool import HostPool
 from opskit.pg import bouncer, checks, state, steps
 from opskit.pg.config import Cluster, PgNode
-from opskit.runbook import Runbook
-from opskit.session import StepFailed
+from opskit.runner.hostpool import HostPool
+from opskit.runner.runbook import Runbook
+from opskit.transport.errors import CommandFailed
 from opskit.units import human_bytes
 
 
@@ -127,10 +127,10 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, opts: FailoverOptions) ->
                                  lambda s, b: steps.write_through(s, b, cluster, target))
             after = state.probe_node(pool.get(target.host), target)
             if d.timeline is not None and (after.timeline or 0) <= d.timeline:
-                raise StepFailed(f"{target.name} is on timeline {after.timeline}, expected "
+                raise CommandFailed(f"{target.name} is on timeline {after.timeline}, expected "
                                  f"above {d.timeline}")
             st.detail = "; ".join(wrote.values()) + f"; timeline {d.timeline} -> {after.timeline}"
-    except StepFailed as exc:
+    except CommandFailed as exc:
         raise StepError(f"failover stopped: {exc}",
                         hint=_after_failure(promoted, repointed, old_stopped)) from None
     finally:

@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from opskit.errors import SafetyError, StepError
-from opskit.hostpool import HostPool
-from opskit.pg import remote, state, steps
+from opskit.pg import state, steps, tools
 from opskit.pg.config import Cluster, PgNode
-from opskit.runbook import Runbook
-from opskit.session import Session, StepFailed
+from opskit.runner.hostpool import HostPool
+from opskit.runner.runbook import Runbook
+from opskit.transport.errors import CommandFailed
+from opskit.transport.session import Session
 
 
 def _rejoin_args(primary: PgNode) -> list[str]:
@@ -32,10 +33,10 @@ def rejoin_node(s: Session, node: PgNode, primary: PgNode, ps: Session) -> str:
     never streams (repmgr then gives up after node_rejoin_timeout). Seen in the lab when the
     rejoin ran within a second of a failover.
     """
-    remote.psql(ps, primary, "CHECKPOINT")
-    out = remote.repmgr(s, node, *_rejoin_args(primary), "--dry-run")
+    tools.psql(ps, primary, "CHECKPOINT")
+    out = tools.repmgr(s, node, *_rejoin_args(primary), "--dry-run")
     rewind = "pg_rewind" in out and "would" in out
-    remote.repmgr(s, node, *_rejoin_args(primary))
+    tools.repmgr(s, node, *_rejoin_args(primary))
     steps.wait_streaming(s, node, primary)
     return f"streaming from {primary.name}" + (" (after pg_rewind)" if rewind else "")
 
@@ -62,8 +63,8 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, name: str, *,
     if dry_run:
         if not me.up:  # repmgr checks a stopped node only
             with rb.step(f"repmgr node rejoin --dry-run on {name}", name) as st:
-                out = remote.repmgr(s, node, *_rejoin_args(primary), "--dry-run", check=False)
-                st.detail = (remote.repmgr_error(out) if "ERROR" in out
+                out = tools.repmgr(s, node, *_rejoin_args(primary), "--dry-run", check=False)
+                st.detail = (tools.repmgr_error(out) if "ERROR" in out
                              else "repmgr: prerequisites OK")
         rb.plan(f"stop postgres on {name} if it runs", name, detail="pg_ctl stop -m fast")
         rb.plan(f"rejoin {name} to {primary.name}", name,
@@ -77,7 +78,7 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, name: str, *,
         with rb.step(f"rejoin {name} as a standby of {primary.name} (repmgr node rejoin)",
                      name) as st:
             st.detail = rejoin_node(s, node, primary, pool.get(primary.host))
-    except StepFailed as exc:
+    except CommandFailed as exc:
         raise StepError(f"rejoin stopped: {exc}", hint="`opskit pg status`; the journal has "
                         "every step") from None
     return {"node": name, "primary": primary.name, "changed": True}

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from opskit.hostpool import HostPool, Unreachable
-from opskit.pg import lsn, remote
+from opskit.pg import lsn, tools
 from opskit.pg.config import BouncerNode, Cluster, PgNode
-from opskit.session import Session
+from opskit.runner.hostpool import HostPool
+from opskit.transport.errors import ConnectFailed
+from opskit.transport.session import Session
 
 PRIMARY, STANDBY, DOWN, UNREACHABLE = "primary", "standby", "down", "unreachable"
 
@@ -102,7 +103,7 @@ class ClusterState:
 
 def probe_node(s: Session, node: PgNode) -> NodeState:
     st = NodeState(node.name, node.address, DOWN)
-    rows = remote.psql(s, node, NODE_SQL, check=False)
+    rows = tools.psql(s, node, NODE_SQL, check=False)
     if not rows or len(rows[0]) < 9:
         lines = [x.strip() for x in s.stderr_tail().splitlines() if x.strip()]
         errs = [x for x in lines if "error" in x.lower()] or lines or ["not answering"]
@@ -123,7 +124,7 @@ def probe_node(s: Session, node: PgNode) -> NodeState:
 def repmgr_view(s: Session, node: PgNode) -> dict[str, dict[str, str]]:
     """``repmgr cluster show --csv``, per node name: role (repmgr's metadata), status and
     what repmgr found when it connected, and the registered upstream."""
-    out = remote.repmgr(s, node, "cluster", "show", "--csv", check=False, timeout=30)
+    out = tools.repmgr(s, node, "cluster", "show", "--csv", check=False, timeout=30)
     meta = _repmgr_nodes(s, node)
     view: dict[str, dict[str, str]] = {}
     # --csv rows: node_id,connection status (0 up, -1 not),recovery type (0 primary,
@@ -144,7 +145,7 @@ def repmgr_view(s: Session, node: PgNode) -> dict[str, dict[str, str]]:
 
 
 def _repmgr_nodes(s: Session, node: PgNode) -> dict[str, tuple[str, str, str]]:
-    rows = remote.psql(s, node, "select n.node_id, n.node_name, n.type, "
+    rows = tools.psql(s, node, "select n.node_id, n.node_name, n.type, "
                                 "coalesce(u.node_name, '') from repmgr.nodes n "
                                 "left join repmgr.nodes u on u.node_id = n.upstream_node_id",
                        check=False)
@@ -153,7 +154,7 @@ def _repmgr_nodes(s: Session, node: PgNode) -> dict[str, tuple[str, str, str]]:
 
 def probe_bouncer(s: Session, b: BouncerNode) -> BouncerState:
     st = BouncerState(b.name, True)
-    for r in remote.admin(s, b, "SHOW DATABASES"):
+    for r in tools.admin(s, b, "SHOW DATABASES"):
         if r.get("name") in b.databases:
             st.targets[r["name"]] = f"{r.get('host')}:{r.get('port')}"
             st.paused[r["name"]] = r.get("paused") == "1"
@@ -170,7 +171,7 @@ def gather(cluster: Cluster, pool: HostPool, *, with_repmgr: bool = True) -> Clu
     states: list[NodeState] = []
     for n in cluster.nodes:
         got = nodes[n.name]
-        if isinstance(got, Unreachable):
+        if isinstance(got, ConnectFailed):
             states.append(NodeState(n.name, n.address, UNREACHABLE, error=got.message))
         elif isinstance(got, Exception):
             states.append(NodeState(n.name, n.address, DOWN, error=str(got)))
@@ -182,7 +183,7 @@ def gather(cluster: Cluster, pool: HostPool, *, with_repmgr: bool = True) -> Clu
                           lambda s: probe_bouncer(s, _bouncer(cluster, s.host.name)))
         for b in cluster.bouncers:
             r = got_b[b.name]
-            if isinstance(r, Unreachable):
+            if isinstance(r, ConnectFailed):
                 bouncers.append(BouncerState(b.name, False, error=r.message))
             elif isinstance(r, Exception):
                 bouncers.append(BouncerState(b.name, True, error=str(r)))

@@ -13,21 +13,22 @@ session to every node, so it runs repmgr's primitives itself and journals each s
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from opskit.errors import SafetyError, StepError
-from opskit.hostpool import HostPool
-from opskit.pg import bouncer, checks, lsn, remote, state, steps
+from opskit.pg import bouncer, checks, lsn, state, steps, tools
 from opskit.pg.config import Cluster, PgNode
 from opskit.pg.rejoin import rejoin_node
-from opskit.runbook import Runbook
-from opskit.session import Session, StepFailed
+from opskit.runner import wait
+from opskit.runner.hostpool import HostPool
+from opskit.runner.runbook import Runbook
+from opskit.transport.errors import CommandFailed
+from opskit.transport.session import Session
 
 
 def checkpoint_lsn(s: Session, node: PgNode) -> int:
     """The old primary's last checkpoint (its shutdown checkpoint, once stopped)."""
-    out = s.run(remote.as_user(s, node.os_user, [node.bin("pg_controldata"),
+    out = s.run(tools.as_user(s, node.os_user, [node.bin("pg_controldata"),
                                                  node.data_directory]),
                 env={"LC_ALL": "C"})
     for line in out.stdout.splitlines():
@@ -35,20 +36,23 @@ def checkpoint_lsn(s: Session, node: PgNode) -> int:
             value = lsn.parse(line.split(":", 1)[1].strip())
             if value is not None:
                 return value
-    raise StepFailed(f"no checkpoint location in pg_controldata of {node.name}")
+    raise CommandFailed(f"no checkpoint location in pg_controldata of {node.name}")
 
 
 def wait_received(s: Session, node: PgNode, upto: int, timeout: float = 10.0) -> int:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = remote.psql(s, node, "select pg_last_wal_receive_lsn()", check=False)
+    def probe() -> tuple[bool, int | None]:
+        rows = tools.psql(s, node, "select pg_last_wal_receive_lsn()", check=False)
         got = lsn.parse(rows[0][0]) if rows and rows[0] and rows[0][0] else None
-        if got is not None and got > upto:
-            return got
-        if time.monotonic() > deadline:
-            raise StepFailed(f"{node.name} received WAL up to {lsn.fmt(got)}, not past the old "
-                             f"primary's shutdown checkpoint {lsn.fmt(upto)}")
-        time.sleep(0.1)
+        return got is not None and got > upto, got
+
+    try:
+        got = wait.until(probe, what=f"{node.name} to receive WAL past the old primary's "
+                         f"shutdown checkpoint {lsn.fmt(upto)}", timeout=timeout, interval=0.1)
+    except wait.WaitTimedOut as exc:
+        raise CommandFailed(f"{node.name} received WAL up to {lsn.fmt(exc.seen)}, not past "
+                            f"the old primary's shutdown checkpoint {lsn.fmt(upto)}") from None
+    assert got is not None
+    return got
 
 
 def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str, *,
@@ -126,10 +130,10 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str, *,
         with rb.step(f"re-point PgBouncer at {target.name}, RELOAD", *bnames) as st:
             changed = bouncer.each(cluster, pool, lambda s, b: bouncer.repoint(s, b, target))
             st.detail = "; ".join(f"{k}: {v}" for k, v in changed.items())
-    except StepFailed as exc:
+    except CommandFailed as exc:
         if stopped and not promoted:
             with rb.step(f"undo: start the old primary {old.name} again", old.name):
-                remote.pg_ctl(pool.get(old.host), old, "start", "-l",
+                tools.pg_ctl(pool.get(old.host), old, "start", "-l",
                               f"{old.data_directory}/opskit-start.log")
                 steps.wait_role(pool.get(old.host), old, primary=True)
         raise StepError(f"switchover stopped: {exc}",

@@ -1,4 +1,4 @@
-"""Decisions over a FleetState: warnings, the old master, and the promotion candidate in
+"""Decisions over a TopologyState: warnings, the old master, and the promotion candidate in
 Sentinel's order (lowest non-zero replica-priority, then the largest replication offset,
 then the lexicographically smallest run id)."""
 
@@ -7,16 +7,16 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from opskit.redis.state import MASTER, REPLICA, FleetState, InstanceState
+from opskit.redis.state import MASTER, REPLICA, InstanceState, TopologyState
 
 
-def old_master(fs: FleetState) -> str | None:
+def old_master(fs: TopologyState) -> str | None:
     """The endpoint most replicas replicate from (the master to replace)."""
     seen = Counter(x.master for x in fs.instances if x.role == REPLICA and x.master)
     return seen.most_common(1)[0][0] if seen else None
 
 
-def warnings(fs: FleetState) -> list[str]:
+def warnings(fs: TopologyState) -> list[str]:
     out = []
     masters = fs.masters
     by_endpoint = {x.endpoint: x for x in fs.instances}
@@ -80,7 +80,7 @@ class Decision:
     notes: list[str] = field(default_factory=list)
 
 
-def decide_promote(fs: FleetState, to: str | None, max_link_down: float) -> Decision:
+def decide_promote(fs: TopologyState, to: str | None, max_link_down: float) -> Decision:
     old = old_master(fs)
     d = Decision(None, old)
     live = [m for m in fs.masters]

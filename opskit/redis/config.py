@@ -73,7 +73,7 @@ def instances(host: Host) -> list[Instance]:
 
 
 @dataclass(frozen=True)
-class Fleet:
+class Topology:
     instances: tuple[Instance, ...]
 
     def find(self, spec: str) -> Instance:
@@ -92,9 +92,9 @@ class Fleet:
         return next((i.publish for i in self.instances if i.publish), None)
 
 
-def load(inventory: Inventory, hosts: Sequence[Host]) -> Fleet:
+def load(inventory: Inventory, hosts: Sequence[Host]) -> Topology:
     found = tuple(i for h in hosts if "redis" in h.vars for i in instances(h))
     if not found:
         raise InventoryError("none of the selected hosts has redis settings",
                              hint="select the redis hosts, e.g. -l redis")
-    return Fleet(found)
+    return Topology(found)

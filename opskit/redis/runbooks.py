@@ -1,6 +1,6 @@
 """The Redis runbooks: promote (master down), switchover (master alive), rejoin, backup.
 
-Each prints and journals its steps through ``opskit.runbook`` and ends with the topology.
+Each prints and journals its steps through ``opskit.runner.runbook`` and ends with the topology.
 """
 
 from __future__ import annotations
@@ -8,18 +8,18 @@ from __future__ import annotations
 from typing import Any
 
 from opskit.errors import SafetyError, StepError
-from opskit.hostpool import HostPool
 from opskit.inventory import Host
 from opskit.redis import actions, checks, state
-from opskit.redis.config import Fleet, Instance
-from opskit.redis.state import MASTER, REPLICA, FleetState
-from opskit.runbook import Runbook
-from opskit.session import StepFailed
+from opskit.redis.config import Instance, Topology
+from opskit.redis.state import MASTER, REPLICA, TopologyState
+from opskit.runner.hostpool import HostPool
+from opskit.runner.runbook import Runbook
+from opskit.transport.errors import CommandFailed
 
 
-def _gather(fleet: Fleet, pool: HostPool, rb: Runbook, title: str) -> FleetState:
-    with rb.step(title, *sorted({i.host.name for i in fleet.instances})) as st:
-        fs = state.gather(fleet, pool)
+def _gather(topo: Topology, pool: HostPool, rb: Runbook, title: str) -> TopologyState:
+    with rb.step(title, *sorted({i.host.name for i in topo.instances})) as st:
+        fs = state.gather(topo, pool)
         st.detail = "; ".join(f"{x.name} {x.role}"
                               + (f" of {x.master} link {x.link} offset {x.offset}"
                                  if x.role == REPLICA else f" offset {x.offset}" if x.up else "")
@@ -27,9 +27,9 @@ def _gather(fleet: Fleet, pool: HostPool, rb: Runbook, title: str) -> FleetState
     return fs
 
 
-def _repoint_others(fleet: Fleet, pool: HostPool, rb: Runbook, fs: FleetState,
+def _repoint_others(topo: Topology, pool: HostPool, rb: Runbook, fs: TopologyState,
                     new: Instance, skip: set[str]) -> None:
-    others = [fleet.find(x.name) for x in fs.instances
+    others = [topo.find(x.name) for x in fs.instances
               if x.up and x.name != new.name and x.name not in skip]
     if not others:
         return
@@ -41,9 +41,9 @@ def _repoint_others(fleet: Fleet, pool: HostPool, rb: Runbook, fs: FleetState,
         st.detail = ", ".join(o.name for o in others) + f" replicate from {new.name}, link up"
 
 
-def _publish(fleet: Fleet, pool: HostPool, rb: Runbook, hosts: list[Host],
+def _publish(topo: Topology, pool: HostPool, rb: Runbook, hosts: list[Host],
              new: Instance) -> None:
-    pub = fleet.publish
+    pub = topo.publish
     if pub is None or not hosts:
         return
     with rb.step(f"publish the new master to the apps ({pub.file}, then reload)",
@@ -52,10 +52,10 @@ def _publish(fleet: Fleet, pool: HostPool, rb: Runbook, hosts: list[Host],
         st.detail = "; ".join(str(v) for v in res.values())
 
 
-def promote(fleet: Fleet, pool: HostPool, rb: Runbook, *, to: str | None, force: bool,
+def promote(topo: Topology, pool: HostPool, rb: Runbook, *, to: str | None, force: bool,
             dry_run: bool, publish_hosts: list[Host]) -> dict[str, Any]:
-    fs = _gather(fleet, pool, rb, "preflight: INFO from every instance")
-    limit = min(i.max_link_down_seconds for i in fleet.instances)
+    fs = _gather(topo, pool, rb, "preflight: INFO from every instance")
+    limit = min(i.max_link_down_seconds for i in topo.instances)
     d = checks.decide_promote(fs, to, limit)
     if d.target is None:
         raise SafetyError("no replica to promote: " + "; ".join(d.refusals or ["none"]),
@@ -63,7 +63,7 @@ def promote(fleet: Fleet, pool: HostPool, rb: Runbook, *, to: str | None, force:
     if d.refusals and not force:
         raise SafetyError("refusing to promote: " + "; ".join(d.refusals),
                           hint="fix the cause, choose another --to, or --force (journaled)")
-    new = fleet.find(d.target.name)
+    new = topo.find(d.target.name)
     if d.refusals:
         rb.env.note("FORCED past: " + "; ".join(d.refusals))
     others = [x.name for x in fs.instances if x.up and x.name != new.name]
@@ -76,9 +76,9 @@ def promote(fleet: Fleet, pool: HostPool, rb: Runbook, *, to: str | None, force:
             rb.plan(f"point {', '.join(others)} at {new.name}",
                     detail=f"REPLICAOF {new.address} {new.port}; CONFIG REWRITE; wait for "
                            "master_link_status:up")
-        if fleet.publish and publish_hosts:
+        if topo.publish and publish_hosts:
             rb.plan("publish the new master", *[h.name for h in publish_hosts],
-                    detail=f"{fleet.publish.file} <- {new.endpoint}; {fleet.publish.reload}")
+                    detail=f"{topo.publish.file} <- {new.endpoint}; {topo.publish.reload}")
         return {"target": new.name, "old_master": d.old, "forced": bool(d.refusals)}
     try:
         with rb.step(f"promote {new.name} (REPLICAOF NO ONE + CONFIG REWRITE in MULTI/EXEC)",
@@ -86,18 +86,18 @@ def promote(fleet: Fleet, pool: HostPool, rb: Runbook, *, to: str | None, force:
             actions.make_master(pool.get(new.host), new)
             st.detail = f"role:master (was offset {d.target.offset})" + (
                 f"; {'; '.join(d.notes)}" if d.notes else "")
-        _repoint_others(fleet, pool, rb, fs, new, skip=set())
-        _publish(fleet, pool, rb, publish_hosts, new)
-    except StepFailed as exc:
+        _repoint_others(topo, pool, rb, fs, new, skip=set())
+        _publish(topo, pool, rb, publish_hosts, new)
+    except CommandFailed as exc:
         raise StepError(f"promote stopped: {exc}",
                         hint="`opskit redis status` shows the topology now") from None
     return {"target": new.name, "old_master": d.old, "forced": bool(d.refusals)}
 
 
-def switchover(fleet: Fleet, pool: HostPool, rb: Runbook, *, to: str, dry_run: bool,
+def switchover(topo: Topology, pool: HostPool, rb: Runbook, *, to: str, dry_run: bool,
                timeout_ms: int, publish_hosts: list[Host]) -> dict[str, Any]:
-    fs = _gather(fleet, pool, rb, "preflight: INFO from every instance")
-    target = fleet.find(to)
+    fs = _gather(topo, pool, rb, "preflight: INFO from every instance")
+    target = topo.find(to)
     masters = fs.masters
     refusals = []
     if len(masters) != 1:
@@ -105,19 +105,19 @@ def switchover(fleet: Fleet, pool: HostPool, rb: Runbook, *, to: str, dry_run: b
                         "master (use `opskit redis promote` when it is down)")
     t = fs.get(target.name)
     refusals += checks.problems(t, masters[0].endpoint if len(masters) == 1 else None,
-                                min(i.max_link_down_seconds for i in fleet.instances))
+                                min(i.max_link_down_seconds for i in topo.instances))
     if t.role == REPLICA and t.link != "up":
         refusals.append(f"{t.name}: link to the master is {t.link}")
     if refusals:
         raise SafetyError("refusing to switch over: " + "; ".join(refusals),
                           hint="`opskit redis status`")
-    old = fleet.find(masters[0].name)
+    old = topo.find(masters[0].name)
     if dry_run:
         rb.plan(f"FAILOVER TO {target.address} {target.port} TIMEOUT {timeout_ms} on {old.name}",
                 old.host.name, detail="writes paused until the target has every acknowledged "
                                       "write; roles swap; then CONFIG REWRITE on both")
         rb.plan("point the other replicas at the new master")
-        if fleet.publish and publish_hosts:
+        if topo.publish and publish_hosts:
             rb.plan("publish the new master", *[h.name for h in publish_hosts])
         return {"target": target.name, "old_master": old.name}
     try:
@@ -126,22 +126,22 @@ def switchover(fleet: Fleet, pool: HostPool, rb: Runbook, *, to: str, dry_run: b
             actions.failover_to(pool.get(old.host), old, target, timeout_ms)
             actions.persist(pool.get(target.host), target)
             st.detail = f"{target.name} is master, {old.name} its replica (configs rewritten)"
-        _repoint_others(fleet, pool, rb, fs, target, skip={old.name})
-        _publish(fleet, pool, rb, publish_hosts, target)
-    except StepFailed as exc:
+        _repoint_others(topo, pool, rb, fs, target, skip={old.name})
+        _publish(topo, pool, rb, publish_hosts, target)
+    except CommandFailed as exc:
         raise StepError(f"switchover stopped: {exc}", hint="`opskit redis status`") from None
     return {"target": target.name, "old_master": old.name}
 
 
-def rejoin(fleet: Fleet, pool: HostPool, rb: Runbook, *, spec: str,
+def rejoin(topo: Topology, pool: HostPool, rb: Runbook, *, spec: str,
            dry_run: bool) -> dict[str, Any]:
-    node = fleet.find(spec)
-    fs = _gather(fleet, pool, rb, "preflight: INFO from every instance")
+    node = topo.find(spec)
+    fs = _gather(topo, pool, rb, "preflight: INFO from every instance")
     me = fs.get(node.name)
     if not me.up:
         raise SafetyError(f"{node.name} is {me.role}: start it first ({me.error})")
     # The current master: the one the replicas follow (not counting the node itself).
-    followed = checks.old_master(state.FleetState([x for x in fs.instances
+    followed = checks.old_master(state.TopologyState([x for x in fs.instances
                                                    if x.name != node.name]))
     current = next((x for x in fs.instances if x.endpoint == followed and x.role == MASTER),
                    None)
@@ -152,7 +152,7 @@ def rejoin(fleet: Fleet, pool: HostPool, rb: Runbook, *, spec: str,
                               f"(masters answering: {', '.join(m.name for m in fs.masters)})",
                               hint="`opskit redis status`")
         current = others[0]
-    master = fleet.find(current.name)
+    master = topo.find(current.name)
     if me.role == REPLICA and me.master == master.endpoint and me.link == "up":
         return {"node": node.name, "master": master.name, "changed": False}
     if dry_run:
@@ -164,14 +164,14 @@ def rejoin(fleet: Fleet, pool: HostPool, rb: Runbook, *, spec: str,
         with rb.step(f"{node.name} becomes a replica of {master.name}", node.host.name) as st:
             actions.replicate(pool.get(node.host), node, master)
             st.detail = f"was {me.role}; now replicating, link up"
-    except StepFailed as exc:
+    except CommandFailed as exc:
         raise StepError(f"rejoin stopped: {exc}", hint="`opskit redis status`") from None
     return {"node": node.name, "master": master.name, "changed": True}
 
 
-def backup(fleet: Fleet, pool: HostPool, rb: Runbook, *, allow_master: bool,
+def backup(topo: Topology, pool: HostPool, rb: Runbook, *, allow_master: bool,
            dry_run: bool) -> dict[str, Any]:
-    fs = _gather(fleet, pool, rb, "preflight: INFO from every instance")
+    fs = _gather(topo, pool, rb, "preflight: INFO from every instance")
     chosen = [x for x in fs.instances if x.role == REPLICA or (allow_master and x.role == MASTER)]
     skipped = [x.name for x in fs.instances if x not in chosen]
     if not chosen:
@@ -183,7 +183,7 @@ def backup(fleet: Fleet, pool: HostPool, rb: Runbook, *, allow_master: bool,
                     detail="wait until LASTSAVE moves and rdb_last_bgsave_status:ok")
         return {"saved": [], "skipped": skipped}
     saved = []
-    insts = [fleet.find(x.name) for x in chosen]
+    insts = [topo.find(x.name) for x in chosen]
     with rb.step("BGSAVE on " + ", ".join(i.name for i in insts) + " and wait for LASTSAVE",
                  *sorted({i.host.name for i in insts})) as st:
         res = pool.each(list({i.host.name: i.host for i in insts}.values()),

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from opskit.hostpool import HostPool, Unreachable
-from opskit.redis import cli, info
-from opskit.redis.config import Fleet, Instance
-from opskit.session import Session
+from opskit.redis import info, tools
+from opskit.redis.config import Instance, Topology
+from opskit.runner.hostpool import HostPool
+from opskit.transport.errors import ConnectFailed
+from opskit.transport.session import Session
 
 MASTER, REPLICA, DOWN, UNREACHABLE = "master", "replica", "down", "unreachable"
 
@@ -47,7 +48,7 @@ class InstanceState:
 
 
 def parse_probe(i: Instance, out: str) -> InstanceState:
-    parts = out.split(cli.SEP)
+    parts = out.split(tools.SEP)
     st = InstanceState(i.name, i.endpoint, DOWN)
     raw = parts[0]
     if "redis_version" not in raw:
@@ -90,12 +91,12 @@ def parse_probe(i: Instance, out: str) -> InstanceState:
 
 
 def probe(s: Session, i: Instance) -> InstanceState:
-    out = s.run(cli.probe_script(i), check=False, timeout=20)
+    out = s.run(tools.probe_script(i), check=False, timeout=20)
     return parse_probe(i, out.stdout)
 
 
 @dataclass
-class FleetState:
+class TopologyState:
     instances: list[InstanceState]
 
     def get(self, name: str) -> InstanceState:
@@ -109,30 +110,30 @@ class FleetState:
         return {"instances": [x.to_dict() for x in self.instances]}
 
 
-def gather(fleet: Fleet, pool: HostPool) -> FleetState:
-    hosts = {i.host.name: i.host for i in fleet.instances}
+def gather(topo: Topology, pool: HostPool) -> TopologyState:
+    hosts = {i.host.name: i.host for i in topo.instances}
     by_host: dict[str, list[Instance]] = {}
-    for i in fleet.instances:
+    for i in topo.instances:
         by_host.setdefault(i.host.name, []).append(i)
     got = pool.each(list(hosts.values()),
                     lambda s: [probe(s, i) for i in by_host[s.host.name]])
     out: list[InstanceState] = []
     for name, insts in by_host.items():
         r = got[name]
-        if isinstance(r, Unreachable):
+        if isinstance(r, ConnectFailed):
             out += [InstanceState(i.name, i.endpoint, UNREACHABLE, error=r.message) for i in insts]
         elif isinstance(r, Exception):
             out += [InstanceState(i.name, i.endpoint, DOWN, error=str(r)) for i in insts]
         else:
             out += r
-    order = {i.name: n for n, i in enumerate(fleet.instances)}
+    order = {i.name: n for n, i in enumerate(topo.instances)}
     out.sort(key=lambda x: order[x.name])
-    fs = FleetState(out)
+    fs = TopologyState(out)
     compute_lag(fs)
     return fs
 
 
-def compute_lag(fs: FleetState) -> None:
+def compute_lag(fs: TopologyState) -> None:
     by_endpoint = {x.endpoint: x for x in fs.instances}
     for x in fs.instances:
         m = by_endpoint.get(x.master or "")

@@ -16,14 +16,16 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from opskit import __version__, aws, fleet
+from opskit import __version__, aws
 from opskit.errors import SafetyError
-from opskit.fleet import FleetResult, Observer, RunOptions
 from opskit.inventory import Host
-from opskit.session import Session, StepFailed
+from opskit.runner import fleet
+from opskit.runner.fleet import FleetResult, Observer, RunOptions
 from opskit.snapshot import discovery
 from opskit.snapshot.config import SnapshotConfig
 from opskit.snapshot.freeze import frozen
+from opskit.transport.errors import CommandFailed
+from opskit.transport.session import Session
 
 TAG = "opskit:"
 REFUSED_CODES = ("UnsupportedOperation", "InvalidParameterValue", "InvalidParameterCombination")
@@ -92,7 +94,7 @@ def _aws_step(what: str, fn: Any) -> Any:
         if not aws.is_boto_error(exc):
             raise
         message, _ = aws.explain(exc)
-        raise StepFailed(f"{what}: {message}") from None
+        raise CommandFailed(f"{what}: {message}") from None
 
 
 class _CreateOnHost:
@@ -138,7 +140,7 @@ class _CreateOnHost:
                 if vol in made:
                     _aws_step("delete a partial set", lambda v=vol: ec2.delete_snapshot(
                         SnapshotId=made[v]))
-            raise StepFailed(f"no snapshot came back for {', '.join(missing)}; partial set "
+            raise CommandFailed(f"no snapshot came back for {', '.join(missing)}; partial set "
                              f"{sid} deleted")
         for i, vol in enumerate(layout.volumes):
             _aws_step("tag member", lambda i=i, vol=vol: ec2.create_tags(

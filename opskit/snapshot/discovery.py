@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from opskit.errors import SafetyError
-from opskit.remote import script
-from opskit.session import Session, StepFailed
+from opskit.onhost import script
 from opskit.snapshot.config import SnapshotConfig
+from opskit.transport.errors import CommandFailed
+from opskit.transport.session import Session
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,10 @@ def discover(s: Session, cfg: SnapshotConfig,
     try:
         doc = json.loads(out.stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
-        raise StepFailed(f"volume discovery failed: {out.stderr.strip()[-200:]}",
+        raise CommandFailed(f"volume discovery failed: {out.stderr.strip()[-200:]}",
                          out.exit_status) from None
     if "error" in doc:
-        raise StepFailed(f"volume discovery: {doc['error']}", out.exit_status)
+        raise CommandFailed(f"volume discovery: {doc['error']}", out.exit_status)
     members = doc["members"]
     by_name = {_attachment_name(k): v for k, v in (attachments or {}).items()}
     found = tuple(m["volume_id"] or by_name.get(_attachment_name(m["device"]))

@@ -1,4 +1,4 @@
-"""Freeze a filesystem on a host through the guard (opskit/remote/freeze_guard.py).
+"""Freeze a filesystem on a host through the guard (opskit/onhost/freeze_guard.py).
 
 The guard thaws on our "THAW", on EOF (opskit or the connection died), at the deadline, or
 via its watchdog if the guard itself dies; so a freeze never outlives its window.
@@ -12,9 +12,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from opskit.errors import SafetyError
-from opskit.process import ProcessTimeout
-from opskit.remote import script
-from opskit.session import Session, StepFailed
+from opskit.onhost import script
+from opskit.transport.errors import CommandFailed, ProcessTimeout
+from opskit.transport.session import Session
 
 
 @dataclass
@@ -31,14 +31,14 @@ def frozen(s: Session, mount: str, timeout: float) -> Iterator[FreezeWindow]:
         first = proc.readline(timeout=30).strip()
     except ProcessTimeout:
         proc.kill()
-        raise StepFailed(f"no answer from the freeze guard on {mount}") from None
+        raise CommandFailed(f"no answer from the freeze guard on {mount}") from None
     if first.startswith("REFUSED"):
         proc.wait(5)
         raise SafetyError(f"{s.host.name}: freeze refused: {first[8:]}",
                           hint="snapshot a mounted data filesystem, never /")
     if first != "FROZEN":
         proc.wait(5)
-        raise StepFailed(f"freeze failed: {first or 'guard exited'}")
+        raise CommandFailed(f"freeze failed: {first or 'guard exited'}")
     try:
         yield window
     finally:
@@ -55,6 +55,6 @@ def frozen(s: Session, mount: str, timeout: float) -> Iterator[FreezeWindow]:
             _, window.reason, ms = line.split()
             window.ms = float(ms)
         else:
-            raise StepFailed(f"THAW NOT CONFIRMED on {mount} after "
+            raise CommandFailed(f"THAW NOT CONFIRMED on {mount} after "
                              f"{time.monotonic() - t0:.1f}s: {line or 'no answer'} -- check "
                              f"with: fsfreeze -u {mount}")

@@ -260,15 +260,16 @@ def test_fab_dash_H_checks_known_hosts_and_runs(lab, journal: Path, tmp_path: Pa
 
 
 def test_connections_use_the_quick_socket_and_runner(lab) -> None:
-    """Each SSH connection sits on opskit.tcp's socket (no Nagle, quick ACKs) and waits for a
-    command's exit status by event; several commands on one connection all report back."""
+    """Each SSH connection sits on opskit.transport.tcp's socket (no Nagle, quick ACKs) and
+    waits for a command's exit status by event; several commands on one connection all report
+    back."""
     import socket
 
     from opskit import inventory as inv_mod
-    from opskit import tcp
-    from opskit.connection import ConnectOptions, connect
-    from opskit.remote_runner import QuickRemote
-    from opskit.session import Session
+    from opskit.transport import tcp
+    from opskit.transport.connection import ConnectOptions, connect
+    from opskit.transport.quick_runner import QuickRemote
+    from opskit.transport.session import Session
 
     host = inv_mod.load(lab.inventory_path).hosts[lab.hosts[0].name]
     conn = connect(host, ConnectOptions())
@@ -287,11 +288,11 @@ def test_connections_use_the_quick_socket_and_runner(lab) -> None:
 
 def test_proxyjump_hops_use_the_quick_socket_too(lab, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """A bastion hop is opened on opskit.tcp's socket and its key checked; the target runs."""
+    """A bastion hop is opened on opskit.transport.tcp's socket (key checked); the target runs."""
     from opskit import inventory as inv_mod
-    from opskit import tcp
-    from opskit.connection import ConnectOptions, QuickConnection, connect
-    from opskit.session import Session
+    from opskit.transport import tcp
+    from opskit.transport.connection import ConnectOptions, QuickConnection, connect
+    from opskit.transport.session import Session
 
     key = Path(lab.state_dir, "id_ed25519")
     jump, target = lab.hosts[0], lab.hosts[1]

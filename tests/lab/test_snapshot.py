@@ -106,7 +106,8 @@ def test_create_one_set_of_4_tagged_snapshots(lab: LabStatus, tmp_path: Path) ->
 
 DRIVER = """
 import sys, time
-from opskit import fleet, inventory
+from opskit.runner import fleet
+from opskit import inventory
 from opskit.snapshot.freeze import frozen
 host = inventory.load(sys.argv[1]).select(sys.argv[2])
 def hold(s):

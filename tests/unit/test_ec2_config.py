@@ -6,12 +6,13 @@ from typing import Any
 
 import pytest
 
-from opskit import ec2_source, inventory
+from opskit import inventory
 from opskit.errors import InventoryError
+from opskit.inventory import ec2
 
 
-def config(**extra: Any) -> ec2_source.Ec2Config:
-    return ec2_source.parse_config({"source": "ec2", "regions": "eu-west-1", **extra}, "ec2.yml")
+def config(**extra: Any) -> ec2.Ec2Config:
+    return ec2.parse_config({"source": "ec2", "regions": "eu-west-1", **extra}, "ec2.yml")
 
 
 def instance(iid: str, ip: str = "10.0.0.1", **tags: str) -> dict[str, Any]:
@@ -32,7 +33,7 @@ def test_defaults() -> None:
     cfg = config()
     assert cfg.regions == ["eu-west-1"]
     assert cfg.filters == [{"Name": "instance-state-name", "Values": ["running"]}]
-    assert cfg.hostnames == list(ec2_source.DEFAULT_HOSTNAMES)
+    assert cfg.hostnames == list(ec2.DEFAULT_HOSTNAMES)
     assert cfg.ansible_host_from == "private-ip-address"
 
 
@@ -46,7 +47,7 @@ def test_scalar_filter_becomes_list() -> None:
 
 
 def test_region_from_aws_settings() -> None:
-    cfg = ec2_source.parse_config({"source": "ec2", "aws": {"region": "us-east-1"}}, "e.yml")
+    cfg = ec2.parse_config({"source": "ec2", "aws": {"region": "us-east-1"}}, "e.yml")
     assert cfg.regions == ["us-east-1"]
 
 
@@ -69,7 +70,7 @@ def test_region_from_aws_settings() -> None:
 def test_config_errors_name_the_file(extra: dict[str, Any], message: str) -> None:
     data = {"source": "ec2", "regions": ["us-east-1"], **extra}
     with pytest.raises(InventoryError) as err:
-        ec2_source.parse_config(data, "inventory/ec2.yml")
+        ec2.parse_config(data, "inventory/ec2.yml")
     assert err.value.message.startswith("inventory/ec2.yml: ")
     assert message in err.value.message
     assert err.value.hint
@@ -99,7 +100,7 @@ def test_build_hosts_names_vars_groups() -> None:
         compose={"sg": "security_groups.0.group_id", "none": "no.such.path"},
     )
     found = [("eu-west-1", instance("i-1", "10.0.0.1", Name="redis01a", Role="redis"))]
-    (host,) = ec2_source.build_hosts(cfg, found, "ec2.yml")
+    (host,) = ec2.build_hosts(cfg, found, "ec2.yml")
     assert host.name == "redis01a"
     assert host.groups == ["ec2", "role_redis", "az-eu_west_1c", "db_sg",
                            "Name_redis01a", "Role_redis"]  # fmt: skip
@@ -114,28 +115,28 @@ def test_build_hosts_names_vars_groups() -> None:
 
 def test_empty_strings_count_as_absent() -> None:
     cfg = config(hostnames=["public-dns-name", "dns-name", "private-dns-name"])
-    (host,) = ec2_source.build_hosts(cfg, [("eu-west-1", instance("i-9", "10.1.2.3"))], "e.yml")
+    (host,) = ec2.build_hosts(cfg, [("eu-west-1", instance("i-9", "10.1.2.3"))], "e.yml")
     assert host.name == "ip-10-1-2-3.ec2.internal"
 
 
 def test_public_ip_missing_falls_back_to_private() -> None:
     cfg = config(ansible_host_from="public-ip-address")
-    (host,) = ec2_source.build_hosts(cfg, [("eu-west-1", instance("i-9", "10.1.2.3"))], "e.yml")
+    (host,) = ec2.build_hosts(cfg, [("eu-west-1", instance("i-9", "10.1.2.3"))], "e.yml")
     assert host.vars["ansible_host"] == "10.1.2.3"
 
 
 def test_duplicate_names() -> None:
     found = [("eu-west-1", instance(i, Name="same")) for i in ("i-1", "i-2")]
     with pytest.raises(InventoryError, match="instances i-1 and i-2 are both named 'same'"):
-        ec2_source.build_hosts(config(), found, "e.yml")
+        ec2.build_hosts(config(), found, "e.yml")
 
 
 def test_lookup() -> None:
-    data = ec2_source.snake_instance(instance("i-5", Name="x"))
-    assert ec2_source.lookup(data, "tag:Name") == "x"
-    assert ec2_source.lookup(data, "instance-id") == "i-5"
-    assert ec2_source.lookup(data, "placement.availability_zone") == "eu-west-1c"
-    assert ec2_source.lookup(data, "security_groups.0.group_id") == "sg-1"
-    assert ec2_source.lookup(data, "security_groups.5.group_id") is None
-    assert ec2_source.lookup(data, "public-dns-name") is None
+    data = ec2.snake_instance(instance("i-5", Name="x"))
+    assert ec2.lookup(data, "tag:Name") == "x"
+    assert ec2.lookup(data, "instance-id") == "i-5"
+    assert ec2.lookup(data, "placement.availability_zone") == "eu-west-1c"
+    assert ec2.lookup(data, "security_groups.0.group_id") == "sg-1"
+    assert ec2.lookup(data, "security_groups.5.group_id") is None
+    assert ec2.lookup(data, "public-dns-name") is None
     assert data["tags"] == {"Name": "x"}

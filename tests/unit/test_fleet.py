@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from opskit import errors, fleet
-from opskit.fleet import RunOptions
+from opskit import errors
 from opskit.inventory import Host
-from opskit.session import Session
+from opskit.runner import fleet
+from opskit.runner.fleet import RunOptions
+from opskit.transport.session import Session
 
 
 def local(name: str) -> Host:

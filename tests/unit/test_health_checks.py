@@ -31,22 +31,23 @@ def by_label(checks: list[ck.Check]) -> dict[str, ck.Check]:
 
 
 def test_levels_and_worst_order() -> None:
-    assert ck.level(79, 80, 90) == ck.OK
-    assert ck.level(80, 80, 90) == ck.WARNING
-    assert ck.level(95, 80, None) == ck.WARNING
-    assert ck.level(90, 80, 90) == ck.CRITICAL
-    assert ck.worst([]) == ck.OK
-    assert ck.worst([ck.OK, ck.WARNING, ck.UNKNOWN]) == ck.UNKNOWN
+    assert ck.level(79, 80, 90) == ck.NAGIOS_OK
+    assert ck.level(80, 80, 90) == ck.NAGIOS_WARNING
+    assert ck.level(95, 80, None) == ck.NAGIOS_WARNING
+    assert ck.level(90, 80, 90) == ck.NAGIOS_CRITICAL
+    assert ck.worst([]) == ck.NAGIOS_OK
+    assert ck.worst([ck.NAGIOS_OK, ck.NAGIOS_WARNING, ck.NAGIOS_UNKNOWN]) == ck.NAGIOS_UNKNOWN
     # A known CRITICAL is never hidden behind an UNKNOWN.
-    assert ck.worst([ck.UNKNOWN, ck.CRITICAL, ck.WARNING]) == ck.CRITICAL
+    worst = ck.worst([ck.NAGIOS_UNKNOWN, ck.NAGIOS_CRITICAL, ck.NAGIOS_WARNING])
+    assert worst == ck.NAGIOS_CRITICAL
 
 
 def test_evaluate_flags_full_disk_and_fd_hungry_process() -> None:
     got = by_label(ck.evaluate(sample(), ck.Thresholds()))
-    assert got["disk_percent /data"].status == ck.WARNING
-    assert got["disk_percent /"].status == ck.OK
+    assert got["disk_percent /data"].status == ck.NAGIOS_WARNING
+    assert got["disk_percent /"].status == ck.NAGIOS_OK
     assert "inode_percent /data" not in got  # a filesystem without inode counts
-    assert got["process_fd_percent pg[7]"].status == ck.CRITICAL
+    assert got["process_fd_percent pg[7]"].status == ck.NAGIOS_CRITICAL
     assert got["load_per_cpu"].value == 0.25
     assert "swap_percent" not in got  # no swap configured: nothing to judge
 
@@ -55,8 +56,8 @@ def test_working_set_entries_and_unknown_when_not_measurable() -> None:
     ws = [{"service": "postgres", "percent_of_ram": 120.0, "detail": "9 GiB"},
           {"service": "redis", "error": "no INFO"}]
     got = by_label(ck.evaluate(sample(working_set=ws), ck.Thresholds()))
-    assert got["working_set_percent postgres"].status == ck.CRITICAL
-    assert got["working_set_percent redis"].status == ck.UNKNOWN
+    assert got["working_set_percent postgres"].status == ck.NAGIOS_CRITICAL
+    assert got["working_set_percent redis"].status == ck.NAGIOS_UNKNOWN
 
 
 def test_overrides_from_vars_then_flags() -> None:
@@ -67,8 +68,8 @@ def test_overrides_from_vars_then_flags() -> None:
     assert t2.get("disk_percent") == (None, 95.0)
     assert t2.get("load_per_cpu")[1] == 0.1
     got = by_label(ck.evaluate(sample(), t2))
-    assert got["disk_percent /data"].status == ck.OK
-    assert got["load_per_cpu"].status == ck.CRITICAL
+    assert got["disk_percent /data"].status == ck.NAGIOS_OK
+    assert got["load_per_cpu"].status == ck.NAGIOS_CRITICAL
 
 
 @pytest.mark.parametrize("cfg", [

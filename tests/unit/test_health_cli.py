@@ -17,7 +17,7 @@ import pytest
 from opskit.health import checks as ck
 from opskit.health import local, munin
 from opskit.health import probe as probe_mod
-from opskit.remote import script
+from opskit.onhost import script
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET = [a for k in ck.DEFAULTS for a in ("--warn", f"{k}=off", "--crit", f"{k}=off")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from opskit.hostrange import RangeError, expand, has_range
+from opskit.inventory.hostrange import RangeError, expand, has_range
 
 
 def test_plain_name_is_returned_as_is() -> None:

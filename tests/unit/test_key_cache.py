@@ -9,7 +9,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from opskit.connection import KeyCachingClient
+from opskit.transport.connection import KeyCachingClient
 
 
 def _client() -> KeyCachingClient:

@@ -6,7 +6,7 @@ import pytest
 
 from opskit import inventory
 from opskit.errors import PatternError
-from opskit.patterns import Term, split
+from opskit.inventory.patterns import Term, split
 
 INV = """
 all:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from opskit.remote import script
+from opskit.onhost import script
 
 INI = """; written by hand
 [databases]

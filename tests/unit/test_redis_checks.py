@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from opskit.redis import checks, info
-from opskit.redis.state import DOWN, MASTER, REPLICA, FleetState, InstanceState, compute_lag
+from opskit.redis.state import DOWN, MASTER, REPLICA, InstanceState, TopologyState, compute_lag
 
 M = "10.0.0.1:6379"
 
@@ -21,26 +21,26 @@ def inst(name: str, role: str, *, offset: int = 1000, prio: int = 100, run_id: s
     return x
 
 
-def fleet(*xs: InstanceState) -> FleetState:
-    fs = FleetState(list(xs))
+def topo(*xs: InstanceState) -> TopologyState:
+    fs = TopologyState(list(xs))
     compute_lag(fs)
     return fs
 
 
 def test_sentinel_order_priority_then_offset_then_run_id() -> None:
-    fs = fleet(inst("r1", DOWN), inst("r2", REPLICA, offset=900, prio=10),
+    fs = topo(inst("r1", DOWN), inst("r2", REPLICA, offset=900, prio=10),
                inst("r3", REPLICA, offset=1000, prio=100))
     assert checks.decide_promote(fs, None, 60).target.name == "r2"  # lower priority wins
-    fs = fleet(inst("r1", DOWN), inst("r2", REPLICA, offset=900),
+    fs = topo(inst("r1", DOWN), inst("r2", REPLICA, offset=900),
                inst("r3", REPLICA, offset=1000))
     assert checks.decide_promote(fs, None, 60).target.name == "r3"  # then the larger offset
-    fs = fleet(inst("r1", DOWN), inst("r2", REPLICA, run_id="b"),
+    fs = topo(inst("r1", DOWN), inst("r2", REPLICA, run_id="b"),
                inst("r3", REPLICA, run_id="a"))
     assert checks.decide_promote(fs, None, 60).target.name == "r3"  # then the smaller run id
 
 
 def test_priority_zero_is_never_chosen() -> None:
-    fs = fleet(inst("r1", DOWN), inst("r2", REPLICA, prio=0, offset=5000),
+    fs = topo(inst("r1", DOWN), inst("r2", REPLICA, prio=0, offset=5000),
                inst("r3", REPLICA, offset=10))
     d = checks.decide_promote(fs, None, 60)
     assert d.target.name == "r3" and not d.refusals
@@ -56,22 +56,22 @@ def test_priority_zero_is_never_chosen() -> None:
     ],
 )
 def test_refusals(xs: tuple[InstanceState, ...], why: str) -> None:
-    d = checks.decide_promote(fleet(*xs), None, 60)
+    d = checks.decide_promote(topo(*xs), None, 60)
     assert any(why in r for r in d.refusals), d.refusals
 
 
 def test_a_recent_link_loss_is_still_a_candidate() -> None:
-    fs = fleet(inst("r1", DOWN), inst("r2", REPLICA, link="down", down_s=5))
+    fs = topo(inst("r1", DOWN), inst("r2", REPLICA, link="down", down_s=5))
     d = checks.decide_promote(fs, None, 60)
     assert d.target.name == "r2" and not d.refusals
 
 
 def test_warnings_two_masters_and_link_down() -> None:
-    fs = fleet(inst("r1", MASTER), inst("r2", MASTER), inst("r3", REPLICA, link="down",
+    fs = topo(inst("r1", MASTER), inst("r2", MASTER), inst("r3", REPLICA, link="down",
                                                              down_s=30))
     text = " | ".join(checks.warnings(fs))
     assert "2 masters" in text and "link to its master is down" in text
-    healthy = fleet(inst("r1", MASTER, offset=2000), inst("r2", REPLICA, offset=1500))
+    healthy = topo(inst("r1", MASTER, offset=2000), inst("r2", REPLICA, offset=1500))
     assert checks.warnings(healthy) == []
     assert healthy.get("r2").lag_bytes == 500
 

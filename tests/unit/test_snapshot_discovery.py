@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from opskit import fleet, lock
+from opskit import lock
 from opskit.errors import SafetyError
 from opskit.inventory import Host
+from opskit.runner import fleet
 from opskit.snapshot import config, discovery
 
 VOLS = ["vol-0a1", "vol-0b2", "vol-0c3", "vol-0d4"]

@@ -1,4 +1,4 @@
-"""opskit.tcp: the SSH connection's socket (no Nagle, quick ACKs) and its errors."""
+"""opskit.transport.tcp: the SSH connection's socket (no Nagle, quick ACKs) and its errors."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from opskit import tcp
-from opskit.connection import describe_connect_error
+from opskit.transport import tcp
+from opskit.transport.connection import describe_connect_error
 
 
 def _server() -> tuple[socket.socket, int]:

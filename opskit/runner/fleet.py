@@ -20,9 +20,10 @@ from typing import Any, Protocol
 import paramiko
 
 from opskit import errors
-from opskit.connection import ConnectOptions, connect, describe_connect_error
 from opskit.inventory import Host
-from opskit.session import Interrupted, Session, StepFailed, StepTimedOut
+from opskit.transport.connection import ConnectOptions, connect, describe_connect_error
+from opskit.transport.errors import CommandFailed, CommandTimedOut, Interrupted
+from opskit.transport.session import Session
 
 OK, FAILED, UNREACHABLE, TIMEOUT, SKIPPED = "ok", "failed", "unreachable", "timeout", "skipped"
 REFUSED = "refused"  # a per-host safety check said no; nothing was changed on that host
@@ -168,12 +169,12 @@ def _attempt(
     res = HostResult(host.name, OK)
     try:
         res.value = fn(session)
-    except StepFailed as exc:
+    except CommandFailed as exc:
         res.status, res.error = FAILED, str(exc)
         res.exit_status = exc.exit_status
     except errors.SafetyError as exc:
         res.status, res.error, res.hint = REFUSED, exc.message, exc.hint
-    except StepTimedOut as exc:
+    except CommandTimedOut as exc:
         res.status, res.error = TIMEOUT, str(exc)
     except Interrupted as exc:
         res.status, res.error = SKIPPED, str(exc)

@@ -8,5 +8,5 @@ from importlib.resources import files
 
 @cache
 def script(name: str) -> str:
-    """The source of ``opskit/remote/<name>.py``, to pass as ``python3 -c`` (quoted)."""
+    """The source of ``opskit/onhost/<name>.py``, to pass as ``python3 -c`` (quoted)."""
     return files(__name__).joinpath(f"{name}.py").read_text()

@@ -21,31 +21,16 @@ from typing import IO, Any
 
 from fabric import Connection
 from invoke import Context
-from invoke.exceptions import CommandTimedOut, UnexpectedExit
+from invoke.exceptions import CommandTimedOut as InvokeTimedOut
+from invoke.exceptions import UnexpectedExit
 
-from opskit import process
 from opskit.inventory import Host
-from opskit.process import HostProcess
+from opskit.transport import process
+from opskit.transport.errors import CommandFailed, CommandTimedOut, Interrupted
+from opskit.transport.process import HostProcess
 
 TAIL_CHARS = 4000
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class StepFailed(Exception):
-    """A remote step exited non-zero (or a step's check failed)."""
-
-    def __init__(self, message: str, exit_status: int | None = None, stderr: str = "") -> None:
-        super().__init__(message)
-        self.exit_status = exit_status
-        self.stderr = stderr
-
-
-class StepTimedOut(Exception):
-    """A remote step ran longer than the command timeout."""
-
-
-class Interrupted(Exception):
-    """The operator pressed Ctrl-C; no further steps are started."""
 
 
 @dataclass
@@ -113,15 +98,15 @@ class Session:
                 result = self.conn.sudo(command, **kwargs)
             else:
                 result = self.conn.run(command, **kwargs)
-        except CommandTimedOut as exc:
+        except InvokeTimedOut as exc:
             self._capture(exc.result.stdout, exc.result.stderr, None)
-            raise StepTimedOut(f"timed out after {exc.timeout:g}s") from None
+            raise CommandTimedOut(f"timed out after {exc.timeout:g}s") from None
         except UnexpectedExit as exc:  # only raised with warn=False; kept for sudo prompts
             result = exc.result
         self._capture(result.stdout, result.stderr, result.exited)
         out = StepOutput(command, result.stdout, result.stderr, result.exited)
         if check and result.exited != 0:
-            raise StepFailed(f"exit status {result.exited}", result.exited, result.stderr)
+            raise CommandFailed(f"exit status {result.exited}", result.exited, result.stderr)
         return out
 
     def run_argv(self, argv: Sequence[str], **kwargs: Any) -> StepOutput:
@@ -138,11 +123,11 @@ class Session:
                 timeout if timeout is not None else self.command_timeout)
         except (TimeoutError, subprocess.TimeoutExpired) as exc:
             self._capture("", "", None)
-            raise StepTimedOut(f"timed out: {exc}") from None
+            raise CommandTimedOut(f"timed out: {exc}") from None
         self._capture(out, err, status)
         result = StepOutput(command, out, err, status)
         if check and status != 0:
-            raise StepFailed(f"exit status {status}", status, err)
+            raise CommandFailed(f"exit status {status}", status, err)
         return result
 
     def put(self, local: str, remote: str) -> None:

@@ -18,9 +18,9 @@ import paramiko
 from fabric import Config, Connection
 from invoke import Context
 
-from opskit import tcp
 from opskit.inventory import Host
-from opskit.remote_runner import QuickRemote
+from opskit.transport import tcp
+from opskit.transport.quick_runner import QuickRemote
 
 SYSTEM_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "~/.ssh/known_hosts")
 
@@ -140,11 +140,11 @@ class KeyCachingClient(paramiko.SSHClient):
 
 
 class QuickConnection(Connection):
-    """Fabric's Connection over opskit.tcp's socket, with identity files parsed once.
+    """Fabric's Connection over opskit.transport.tcp's socket, with identity files parsed once.
 
     Its ProxyJump hops are QuickConnections too: through a bastion with Fabric's own
     sockets every command took 88 ms and a connection 220 ms in the lab, the 40 ms stalls
-    (opskit/tcp.py) paid on both legs. The client's host-key policy is left to the caller
+    (opskit/transport/tcp.py) paid on both legs. The client's host-key policy is left to the caller
     (CheckedConnection sets it on every hop); paramiko's default rejects unknown keys.
     """
 
@@ -167,7 +167,7 @@ class QuickConnection(Connection):
         return previous
 
     def open(self):  # type: ignore[no-untyped-def]
-        """Connect over our own TCP socket (opskit.tcp: no Nagle/delayed-ACK stalls).
+        """Connect over our own TCP socket (opskit.transport.tcp: no Nagle/delayed-ACK stalls).
 
         Through a gateway the socket is a channel of the hop's connection (itself opened on
         our socket); a ProxyCommand brings its own. Fabric opens those as before.

@@ -13,27 +13,20 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from opskit.connection import connect, describe_connect_error
-from opskit.fleet import RunOptions
 from opskit.inventory import Host
-from opskit.session import Session, StepFailed
+from opskit.runner.fleet import RunOptions
+from opskit.transport.connection import connect, describe_connect_error
+from opskit.transport.errors import CommandFailed, ConnectFailed
+from opskit.transport.session import Session
 
 T = TypeVar("T")
-
-
-class Unreachable(Exception):
-    """No SSH session to this host."""
-
-    def __init__(self, host: str, message: str, hint: str | None = None) -> None:
-        super().__init__(f"{host}: {message}")
-        self.host, self.message, self.hint = host, message, hint
 
 
 class HostPool:
     def __init__(self, options: RunOptions) -> None:
         self.options = options
         self._sessions: dict[str, Session] = {}
-        self._errors: dict[str, Unreachable] = {}
+        self._errors: dict[str, ConnectFailed] = {}
         self._lock = threading.Lock()
 
     def open(self, hosts: Sequence[Host]) -> None:
@@ -49,14 +42,14 @@ class HostPool:
         except Exception as exc:  # any failure to connect: the host is unreachable
             message, hint = describe_connect_error(exc)
             with self._lock:
-                self._errors[host.name] = Unreachable(host.name, message, hint)
+                self._errors[host.name] = ConnectFailed(host.name, message, hint)
             return
         with self._lock:
             self._sessions[host.name] = Session(host, conn,
                                                 command_timeout=self.options.command_timeout)
 
     def get(self, host: Host) -> Session:
-        """The host's session; raises Unreachable (also when it was before)."""
+        """The host's session; raises ConnectFailed (also when it was before)."""
         self.open([host])
         if host.name in self._errors:
             raise self._errors[host.name]
@@ -66,7 +59,7 @@ class HostPool:
         self.open([host])
         return host.name in self._sessions
 
-    def error(self, host: Host) -> Unreachable | None:
+    def error(self, host: Host) -> ConnectFailed | None:
         return self._errors.get(host.name)
 
     def forget(self, host: Host) -> None:
@@ -81,7 +74,7 @@ class HostPool:
              strict: bool = False) -> dict[str, T | Exception]:
         """``fn`` on every reachable host at once; per host its value or the exception.
 
-        ``strict``: raise one StepFailed naming every host that failed (after all ran).
+        ``strict``: raise one CommandFailed naming every host that failed (after all ran).
         """
         self.open(hosts)
 
@@ -95,7 +88,7 @@ class HostPool:
             res = dict(zip([h.name for h in hosts], pool.map(one, hosts), strict=True))
         bad = {k: v for k, v in res.items() if isinstance(v, Exception)}
         if strict and bad:
-            raise StepFailed("; ".join(f"{k}: {v}" for k, v in bad.items()))
+            raise CommandFailed("; ".join(f"{k}: {v}" for k, v in bad.items()))
         return res
 
     def close(self) -> None:

@@ -10,14 +10,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from opskit import fleet as fleet_mod
 from opskit.errors import UsageError
-from opskit.fleet import OK as RUN_OK
-from opskit.fleet import Observer, RunOptions
 from opskit.health import checks as ck
 from opskit.health import probe, workingset
 from opskit.inventory import Host, Inventory
-from opskit.session import Session
+from opskit.runner import fleet as fleet_mod
+from opskit.runner.fleet import OK, Observer, RunOptions
+from opskit.transport.session import Session
 
 LAB_NOTE = ("lab hosts share one kernel: CPU, load, memory, swap, network and processes are "
             "the whole machine's, the same on every host; only mounts (e.g. /data) differ")
@@ -29,11 +28,11 @@ class HostHealth:
     status: int
     checks: list[ck.Check] = field(default_factory=list)
     sample: dict[str, Any] | None = None
-    reach: str = RUN_OK  # the runner's status: ok | unreachable | failed | timeout | ...
+    reach: str = OK  # the runner's status: ok | unreachable | failed | timeout | ...
     error: str | None = None
 
     def problems(self) -> list[ck.Check]:
-        bad = [c for c in self.checks if c.status != ck.OK]
+        bad = [c for c in self.checks if c.status != ck.NAGIOS_OK]
         return sorted(bad, key=lambda c: -ck._SEVERITY[c.status])
 
     def to_dict(self, with_sample: bool = True) -> dict[str, Any]:
@@ -102,9 +101,9 @@ def run(hosts: Sequence[Host], options: RunOptions, *, interval: float = 1.0,
                            observer=observer)
     out = []
     for r in result.results:
-        if r.status == RUN_OK:
+        if r.status == OK:
             out.append(judge(r.host, r.value, limits[r.host]))
         else:
-            out.append(HostHealth(r.host, ck.UNKNOWN, reach=r.status,
+            out.append(HostHealth(r.host, ck.NAGIOS_UNKNOWN, reach=r.status,
                                   error=r.error or r.status))
     return FleetHealth(out, notes_for(hosts), result.duration)

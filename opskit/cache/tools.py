@@ -9,9 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from opskit.cache.pagemap import PageMap, WarmPlan
-from opskit.process import ProcessTimeout
-from opskit.remote import script
-from opskit.session import Session, StepFailed
+from opskit.onhost import script
+from opskit.transport.errors import CommandFailed, ProcessTimeout
+from opskit.transport.session import Session
 
 _VMTOUCH_RESIDENT = re.compile(r"Resident Pages:\s*(\d+)/(\d+)")
 
@@ -28,9 +28,9 @@ def _need(program: str, what: str) -> str:
             f"{shlex.quote(f'{what} not found on this host ({program})')} >&2; exit 127; }}")
 
 
-def _failed(s: Session, what: str, out: object) -> StepFailed:
+def _failed(s: Session, what: str, out: object) -> CommandFailed:
     err = getattr(out, "stderr", "").strip().splitlines() or ["failed"]
-    return StepFailed(f"{s.host.name}: {what}: {err[-1]}", getattr(out, "exit_status", None),
+    return CommandFailed(f"{s.host.name}: {what}: {err[-1]}", getattr(out, "exit_status", None),
                       getattr(out, "stderr", ""))
 
 
@@ -77,11 +77,11 @@ def warm(s: Session, root: str, plan: WarmPlan, *, rate: int | None = None,
                 result = json.loads(line)
     except ProcessTimeout:
         proc.kill()
-        raise StepFailed(f"warming {root} on {s.host.name}: no answer in {timeout:g}s") from None
+        raise CommandFailed(f"warming {root} on {s.host.name}: no answer in {timeout:g}s") from None
     status = proc.wait(30)
     if result is None or status not in (0, None):
         why = "python3 not found on this host" if status == 127 else f"exit status {status}"
-        raise StepFailed(f"{s.host.name}: warming {root} failed: {why}", status)
+        raise CommandFailed(f"{s.host.name}: warming {root} failed: {why}", status)
     return result
 
 

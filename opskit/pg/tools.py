@@ -11,7 +11,8 @@ import shlex
 from collections.abc import Sequence
 
 from opskit.pg.config import BouncerNode, PgNode
-from opskit.session import Session, StepFailed
+from opskit.transport.errors import CommandFailed
+from opskit.transport.session import Session
 
 
 def as_user(s: Session, user: str, argv: Sequence[str]) -> str:
@@ -32,7 +33,7 @@ def psql(s: Session, node: PgNode, sql: str, *, db: str | None = None,
             "-U", node.repmgr_user, "-c", sql]
     out = s.run(as_user(s, node.os_user, argv), check=False, timeout=timeout)
     if out.exit_status != 0 and check:
-        raise StepFailed(_last_line(out.stderr) or f"psql exit status {out.exit_status}",
+        raise CommandFailed(_last_line(out.stderr) or f"psql exit status {out.exit_status}",
                          out.exit_status, out.stderr)
     return _rows(out.stdout)
 
@@ -43,7 +44,7 @@ def repmgr(s: Session, node: PgNode, *args: str, timeout: float = 120.0,
     argv = [node.bin("repmgr"), "-f", node.repmgr_conf, *args]
     out = s.run(as_user(s, node.os_user, argv), check=False, timeout=timeout)
     if out.exit_status != 0 and check:
-        raise StepFailed(f"repmgr {' '.join(args[:2])} failed: "
+        raise CommandFailed(f"repmgr {' '.join(args[:2])} failed: "
                          f"{repmgr_error(out.stderr + out.stdout)}", out.exit_status,
                          out.stderr)
     return out.stdout + out.stderr
@@ -55,7 +56,7 @@ def pg_ctl(s: Session, node: PgNode, action: str, *extra: str, timeout: float = 
             *extra, action]
     out = s.run(as_user(s, node.os_user, argv), check=False, timeout=timeout + 10)
     if out.exit_status != 0 and check:
-        raise StepFailed(f"pg_ctl {action} failed: {_last_line(out.stderr or out.stdout)}",
+        raise CommandFailed(f"pg_ctl {action} failed: {_last_line(out.stderr or out.stdout)}",
                          out.exit_status, out.stderr)
     return out.exit_status
 
@@ -74,7 +75,7 @@ def admin(s: Session, b: BouncerNode, command: str, *, timeout: float = 15.0,
             "-p", str(b.port), "-U", b.admin_user, "-d", "pgbouncer", "-c", command]
     out = s.run(as_user(s, b.os_user, argv), check=False, timeout=timeout)
     if out.exit_status != 0 and check:
-        raise StepFailed(f"PgBouncer {command.split()[0]} failed: "
+        raise CommandFailed(f"PgBouncer {command.split()[0]} failed: "
                          f"{_last_line(out.stderr) or out.exit_status}", out.exit_status,
                          out.stderr)
     rows = _rows(out.stdout)
@@ -91,7 +92,7 @@ def through_bouncer(s: Session, b: BouncerNode, db: str, user: str, sql: str, *,
             "-h", b.host.address, "-p", str(b.port), "-U", user, "-d", db, "-c", sql]
     out = s.run(as_user(s, b.os_user, argv), check=False, timeout=timeout)
     if out.exit_status != 0:
-        raise StepFailed(f"through PgBouncer {b.name}:{b.port}/{db}: "
+        raise CommandFailed(f"through PgBouncer {b.name}:{b.port}/{db}: "
                          f"{_last_line(out.stderr) or out.exit_status}", out.exit_status,
                          out.stderr)
     return _rows(out.stdout)

@@ -19,8 +19,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from opskit import hostrange
 from opskit.errors import PatternError
+from opskit.inventory import hostrange
 
 _GLOB_CHARS = frozenset("*?[")
 

@@ -7,7 +7,8 @@ import shlex
 from collections.abc import Sequence
 
 from opskit.redis.config import Instance
-from opskit.session import Session, StepFailed
+from opskit.transport.errors import CommandFailed
+from opskit.transport.session import Session
 
 SEP = "--opskit--"
 
@@ -17,7 +18,7 @@ def argv(i: Instance, *args: str) -> list[str]:
 
 
 def call(s: Session, i: Instance, *args: str, timeout: float = 15.0) -> str:
-    """One command; its raw reply. An error reply or no connection raises StepFailed."""
+    """One command; its raw reply. An error reply or no connection raises CommandFailed."""
     # -e: redis-cli exits non-zero on an error reply (it exits 0 on them otherwise).
     out = s.run(shlex.join([*argv(i)[:1], "-e", *argv(i)[1:], *args]), check=False,
                 timeout=timeout)
@@ -25,7 +26,7 @@ def call(s: Session, i: Instance, *args: str, timeout: float = 15.0) -> str:
     if out.exit_status != 0 or reply.startswith(("ERR", "WRONGTYPE", "NOAUTH", "READONLY",
                                                  "Could not connect")):
         why = reply or out.stderr.strip() or f"exit status {out.exit_status}"
-        raise StepFailed(f"{i.name}: {' '.join(args[:2])}: {why.splitlines()[-1][:200]}",
+        raise CommandFailed(f"{i.name}: {' '.join(args[:2])}: {why.splitlines()[-1][:200]}",
                          out.exit_status, out.stderr)
     return reply
 
@@ -43,7 +44,7 @@ def transaction(s: Session, i: Instance, commands: Sequence[Sequence[str]],
     if out.exit_status != 0 or replies[:1] != ["OK"] or any(q != "QUEUED" for q in queued) \
             or any(r.startswith(("ERR", "EXECABORT")) for r in results) or not results:
         said = " | ".join(replies)[-300:] or out.stderr
-        raise StepFailed(f"{i.name}: transaction failed: {said}",
+        raise CommandFailed(f"{i.name}: transaction failed: {said}",
                          out.exit_status, out.stderr)
     return results
 

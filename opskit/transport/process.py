@@ -14,9 +14,7 @@ from typing import Protocol
 
 from fabric import Connection
 
-
-class ProcessTimeout(Exception):
-    """No line arrived in time."""
+from opskit.transport.errors import ProcessTimeout
 
 
 class HostProcess(Protocol):

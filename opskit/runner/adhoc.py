@@ -6,10 +6,10 @@ import io
 import threading
 from collections.abc import Callable, Sequence
 
-from opskit import fleet
-from opskit.fleet import FleetResult, Observer, RunOptions
 from opskit.inventory import Host
-from opskit.session import Session
+from opskit.runner import fleet
+from opskit.runner.fleet import FleetResult, Observer, RunOptions
+from opskit.transport.session import Session
 
 
 def run_command(

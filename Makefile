@@ -79,7 +79,7 @@ bench: venv
 	$(BIN)/python bench/cache.py
 
 lab-down: venv
-	$(BIN)/opskit lab down
+	$(BIN)/opskit lab down --yes
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

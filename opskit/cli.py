@@ -63,9 +63,14 @@ def _usage_error(exc: click.ClickException) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the CLI and map every outcome to an exit code."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    app = AppContext(argv=args)
+    """Console-script entry point."""
+    sys.exit(run(list(sys.argv[1:] if argv is None else argv)))
+
+
+def run(args: list[str], *, via: str = "opskit") -> int:
+    """Run one command line and map every outcome to its exit code (the one exit-status map,
+    for both front ends: ``via`` is "fab" for the Fabric tasks)."""
+    app = AppContext(argv=list(args), via=via)
     try:
         try:
             code = cli.main(args=args, prog_name="opskit", standalone_mode=False, obj=app)
@@ -93,5 +98,5 @@ def main(argv: list[str] | None = None) -> None:
         code = errors.EXIT_INTERRUPTED
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    sys.exit(code if isinstance(code, int) else 0)
+    return code if isinstance(code, int) else 0
 

@@ -13,6 +13,9 @@ EXIT_FAILED = 2
 EXIT_UNREACHABLE = 3
 EXIT_REFUSED = 4
 EXIT_INTERRUPTED = 130
+# Cancelled at the confirmation prompt (or refused for want of --yes without a TTY): nothing
+# was changed, as with bad input -- the same code in every command and front end.
+EXIT_CANCELLED = EXIT_BAD_INPUT
 
 
 class OpskitError(Exception):
@@ -28,6 +31,12 @@ class OpskitError(Exception):
 
 class UsageError(OpskitError):
     """Bad option or argument."""
+
+
+class Cancelled(OpskitError):
+    """The operator answered no at the confirmation prompt; nothing was changed."""
+
+    exit_code = EXIT_CANCELLED
 
 
 class InventoryError(OpskitError):

@@ -1,6 +1,8 @@
 """Append-only JSONL audit of every mutating action.
 
-One line per command run: time, user, command line, hosts, per-host outcome, duration.
+One line per command run (and per runbook step): time, user, command line, hosts, per-host
+outcome, duration, and the run id of the invocation it belongs to -- so a failover's step
+records and its final record can be read together (``opskit journal --run ID``).
 Secrets never reach it: option values whose name looks secret are masked, and host output
 is not recorded (only status, exit status and the error line).
 """
@@ -13,6 +15,7 @@ import json
 import os
 import re
 import socket
+import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +35,24 @@ class FleetOutcome(Protocol):
 DEFAULT_PATH = "~/.local/state/opskit/journal.jsonl"
 SECRET_WORDS = re.compile(r"pass|secret|token|key|credential", re.IGNORECASE)
 MASK = "***"
+
+# One invocation of a mutating command at a time per process (the CLI, or one Fabric task):
+# its run id and front end, set by ``begin_run`` and stamped on every record until the next.
+_run: dict[str, str] = {}
+
+
+def begin_run(via: str = "opskit") -> str:
+    """Start a new invocation: a fresh run id (time-ordered, unique) for its records."""
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
+    _run.update(run_id=run_id, via=via)
+    return run_id
+
+
+def current_run() -> dict[str, str]:
+    """``{'run_id', 'via'}`` of the invocation being journaled (a new one if none began)."""
+    if not _run:
+        begin_run()
+    return dict(_run)
 
 
 def journal_path() -> Path:
@@ -81,6 +102,7 @@ def record(
         "exit_code": exit_code,
         "duration": round(duration, 3),
         "dry_run": dry_run,
+        **current_run(),
     }
     if details:
         entry["details"] = details
@@ -107,6 +129,7 @@ def record_fleet(
     result: FleetOutcome,
     *,
     details: dict[str, Any] | None = None,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Journal one fleet operation: every host's status, exit status and error line."""
     outcomes = {
@@ -120,6 +143,7 @@ def record_fleet(
         duration=result.duration,
         exit_code=result.exit_code,
         details=details,
+        dry_run=dry_run,
     )
 
 

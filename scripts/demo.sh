@@ -7,7 +7,7 @@ export OPSKIT_JOURNAL="${OPSKIT_JOURNAL:-$PWD/.demo-journal.jsonl}"
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
-step opskit lab up --hosts "${LAB_HOSTS:-10}"
+step opskit lab up --hosts "${LAB_HOSTS:-10}" --yes
 step opskit inventory --graph
 step opskit inventory -l 'app:db'
 step opskit exec -l app --yes -- uptime
@@ -45,7 +45,7 @@ step opskit snapshot prune -l db1 --keep-last 1 --dry-run
 
 echo
 echo "== PostgreSQL: a primary and two standbys (repmgr), PgBouncer on lb1 =="
-step opskit lab pg-reset          # from a known start, also when the demo ran before
+step opskit lab pg-reset --yes         # from a known start, also when the demo ran before
 step opskit pg status -l db
 primary=$(opskit pg status -l db --json | python3 -c 'import json,sys; print(next(n["name"] for n in json.load(sys.stdin)["nodes"] if n["role"] == "primary"))')
 step opskit pg failover -l db --dry-run
@@ -58,7 +58,7 @@ step opskit pg status -l db
 
 echo
 echo "== Redis: master redis1, replicas redis2 and redis3 =="
-step opskit lab redis-reset       # from a known start, also when the demo ran before
+step opskit lab redis-reset --yes      # from a known start, also when the demo ran before
 step opskit redis status -l redis
 step opskit redis switchover -l redis --to redis2:6379 --yes
 echo
@@ -74,7 +74,7 @@ step opskit redis backup -l redis --yes
 
 echo
 echo "== Cache warming: the same files under /data/cache on db2 and db3 =="
-step opskit lab cache-data        # db2 has a random subset of pages cached, db3 is cold
+step opskit lab cache-data --yes       # db2 has a random subset of pages cached, db3 is cold
 step opskit cache map db2 --path /data/cache
 step opskit cache compare db2 db3 --path /data/cache
 step opskit cache warm --from db2 --to db3 --path /data/cache --dry-run
@@ -90,6 +90,10 @@ echo "(exit status $?)"
 set -e
 step opskit health munin fetch
 step opskit top -l app            # not a TTY here: one table instead of the live view
+echo "== The same commands as Fabric tasks: same options, journal records and exit codes =="
+step fab --list
+step fab snapshot.create --limit db1 --yes
+step fab pg.switchover --limit db --to db2 --dry-run
 step opskit journal --last 10
 echo
-echo "The lab is still running; stop it with: .venv/bin/opskit lab down"
+echo "The lab is still running; stop it with: .venv/bin/opskit lab down --yes"

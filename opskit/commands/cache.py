@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from opskit import journal
 from opskit.cache import ranges as rg
-from opskit.cache import tools
-from opskit.cache.pagemap import PageMap, compare, plan_warm
-from opskit.commands.options import (
-    AppContext,
-    confirm,
-    dry_run_option,
-    pass_app,
-    shared_options,
-    yes_option,
-)
+from opskit.cache import tools, warm
+from opskit.cache.pagemap import PageMap, compare
+from opskit.commands.mutating import Change, mutating
+from opskit.commands.options import AppContext, pass_app, shared_options
 from opskit.errors import EXIT_OK, UsageError
 from opskit.inventory import Host
 from opskit.runner import hostpool
@@ -124,13 +116,11 @@ Examples:
 @click.option("--max-bytes", help="Read at most this much (hottest files first). "
               "Example: --max-bytes 4G")
 @click.option("--rate", help="Read at most this many bytes per second. Example: --rate 100M")
-@dry_run_option
-@yes_option
+@mutating("cache warm")
 @shared_options
-@pass_app
-def warm_cmd(app: AppContext, src: str | None, dst: str, path: str, path_map: str | None,
-             map_file: str | None, max_bytes: str | None, rate: str | None, dry_run: bool,
-             yes: bool) -> int:
+def warm_cmd(app: AppContext, change: Change, src: str | None, dst: str, path: str,
+             path_map: str | None, map_file: str | None, max_bytes: str | None,
+             rate: str | None) -> int:
     """Make DST's page cache match SRC's: read on DST only the pages resident on SRC and not
     on DST, hottest files first, at idle I/O priority; then measure the match."""
     if not src and not map_file:
@@ -138,27 +128,30 @@ def warm_cmd(app: AppContext, src: str | None, dst: str, path: str, path_map: st
     limit, bps = parse_size(max_bytes), parse_size(rate)
     src_root, dst_root = _path_map(path, path_map)
     to = _one(app, dst)
-    t0 = time.monotonic()
+    source = None if map_file else _one(app, src or "")
+    saved = json.loads(Path(map_file).read_text()) if map_file else None
     with hostpool.pool(app.run_options()) as pool:
-        if map_file:
-            doc = json.loads(Path(map_file).read_text())
-            smap = PageMap.from_doc(doc.get("host", "map"), doc)
-        else:
-            smap, _ = tools.map_dir(pool.get(_one(app, src or "")), src_root, cross_check=False)
-        before, _ = tools.map_dir(pool.get(to), dst_root, cross_check=False)
-        plan = plan_warm(smap, before, limit)
-        summary = plan.to_doc(smap.page_size)
-        if dry_run:
-            return _report(app, "cache warm", smap, before, None, summary, None, t0, dry=True)
-        if not confirm(app, f"Read {human_bytes(summary['to_read_bytes'])} on {to.name}?", yes):
-            return EXIT_OK
-        result = _warm(app, pool.get(to), dst_root, plan, bps, summary["to_read_bytes"])
-        after, _ = tools.map_dir(pool.get(to), dst_root, cross_check=False)
-    return _report(app, "cache warm", smap, before, after, summary, result, t0, dry=False)
+        prep = warm.prepare(pool, to, dst_root, source_host=source, src_root=src_root,
+                            saved_map=saved, limit=limit)
+        if change.dry_run:
+            doc = warm.report(prep, None, None, dry_run=True)
+            return change.planned(doc, lambda: _show_warm(app, doc, prep.source, prep.before),
+                                  [to.name])
+        change.confirm(f"Read {human_bytes(prep.summary['to_read_bytes'])} on {to.name}?")
+        result, after = _warm(app, pool, to, dst_root, prep, bps)
+    doc = warm.report(prep, after, result, dry_run=False)
+    change.record({to.name: {"status": "ok", "exit_status": None, "error": None}},
+                  exit_code=EXIT_OK, details=doc)
+    if app.env.json:
+        app.env.emit_json(doc)
+    else:
+        _show_warm(app, doc, prep.source, prep.before)
+    return EXIT_OK
 
 
-def _warm(app: AppContext, s: Any, root: str, plan: Any, bps: int | None,
-          total: int) -> dict[str, Any]:
+def _warm(app: AppContext, pool: hostpool.HostPool, to: Host, root: str, prep: warm.Prepared,
+          bps: int | None) -> tuple[dict[str, Any], PageMap]:
+    """The warm itself, with a byte progress bar on a terminal."""
     env = app.env
     if env.stdout_isatty and not env.json:
         from rich.progress import (
@@ -170,33 +163,17 @@ def _warm(app: AppContext, s: Any, root: str, plan: Any, bps: int | None,
 
         with Progress("[progress.description]{task.description}", BarColumn(),
                       DownloadColumn(), TransferSpeedColumn(), console=env.out) as bar:
-            task = bar.add_task(f"warming {s.host.name}", total=total)
-            result = tools.warm(s, root, plan, rate=bps,
-                                 progress=lambda n: bar.update(task, completed=n))
+            task = bar.add_task(f"warming {to.name}", total=prep.summary["to_read_bytes"])
+            result, after = warm.apply(pool, to, root, prep, rate=bps,
+                                       progress=lambda n: bar.update(task, completed=n))
             bar.update(task, completed=result["read_bytes"])
-            return result
-    return tools.warm(s, root, plan, rate=bps)
+            return result, after
+    return warm.apply(pool, to, root, prep, rate=bps)
 
 
-def _report(app: AppContext, name: str, smap: PageMap, before: PageMap, after: PageMap | None,
-            summary: dict[str, Any], result: dict[str, Any] | None, t0: float,
-            dry: bool) -> int:
-    env = app.env
-    doc: dict[str, Any] = {"dry_run": dry, "source": smap.host, "target": before.host,
-                           "plan": summary, "result": result}
-    if after is not None:
-        _rows, total = compare(smap, after)
-        wanted = summary["wanted_pages"]
-        have = total.both
-        doc["after"] = {"jaccard": round(total.jaccard, 4),
-                        "match_percent": round(100 * have / max(1, wanted), 2),
-                        "target_resident_pages": total.b_pages}
-    journal.record(name, ["opskit", *app.argv], {before.host: {
-        "status": "ok", "exit_status": None, "error": None}}, duration=time.monotonic() - t0,
-        exit_code=0, dry_run=dry, details=doc)
-    if env.json:
-        env.emit_json(doc)
-        return EXIT_OK
+def _show_warm(app: AppContext, doc: dict[str, Any], smap: PageMap, before: PageMap) -> None:
+    env, name = app.env, "cache warm"
+    summary, result, dry = doc["plan"], doc["result"], doc["dry_run"]
     rows = [("pages wanted (resident on source)", summary["wanted_pages"]),
             ("already resident on target", summary["already_pages"]),
             ("to read" if dry else "read", summary["to_read_pages"] if dry
@@ -214,7 +191,6 @@ def _report(app: AppContext, name: str, smap: PageMap, before: PageMap, after: P
     if gone:
         env.line(f"WARNING: {len(gone)} file(s) not on {before.host} or gone since the map, "
                  f"skipped (the rest was warmed): {', '.join(gone[:10])}", style="yellow")
-    return EXIT_OK
 
 
 @command.command("compare", epilog="""\b
@@ -264,20 +240,20 @@ Examples:
 """)
 @click.argument("host")
 @click.option("--path", "path", required=True, help="Directory to evict. Example: --path /data")
-@yes_option
+@mutating("cache evict")
 @shared_options
-@pass_app
-def evict_cmd(app: AppContext, host: str, path: str, yes: bool) -> int:
+def evict_cmd(app: AppContext, change: Change, host: str, path: str) -> int:
     """Drop PATH's pages from HOST's page cache (vmtouch -e): cold-start drills and tests."""
     h = _one(app, host)
-    if not confirm(app, f"Evict {path} from the page cache of {h.name}?", yes):
-        return EXIT_OK
-    t0 = time.monotonic()
+    if change.dry_run:
+        return change.planned({"dry_run": True, "host": h.name, "path": path},
+                              lambda: app.env.line(f"dry run: would evict {path} from the page "
+                                                   f"cache of {h.name}"), [h.name])
+    change.confirm(f"Evict {path} from the page cache of {h.name}?")
     with hostpool.pool(app.run_options()) as pool:
         said = tools.evict(pool.get(h), path)
-    journal.record("cache evict", ["opskit", *app.argv], {h.name: {
-        "status": "ok", "exit_status": 0, "error": None}}, duration=time.monotonic() - t0,
-        exit_code=0)
+    change.record({h.name: {"status": "ok", "exit_status": 0, "error": None}},
+                  exit_code=EXIT_OK)
     if app.env.json:
         app.env.emit_json({"host": h.name, "path": path, "evicted": True})
     else:

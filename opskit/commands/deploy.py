@@ -8,18 +8,10 @@ from pathlib import Path
 import click
 
 from opskit import deploy as deploy_mod
-from opskit import journal
-from opskit.commands.options import (
-    AppContext,
-    confirm,
-    dry_run_option,
-    pass_app,
-    shared_options,
-    yes_option,
-)
+from opskit.commands.mutating import Change, mutating
+from opskit.commands.options import AppContext, shared_options
 from opskit.commands.render import render_fleet_result
 from opskit.deploy import batches
-from opskit.errors import EXIT_BAD_INPUT
 from opskit.output import STATUS_STYLE, Environment
 from opskit.runner.fleet import HostResult
 
@@ -49,12 +41,10 @@ Examples:
 @click.option("--no-auto-rollback", is_flag=True,
               help="Leave failed hosts on the new release (and out of the target group) for "
               "inspection. Example: --no-auto-rollback")
-@dry_run_option
-@yes_option
+@mutating("deploy")
 @shared_options
-@pass_app
-def command(app: AppContext, ref: str | None, artifact_path: str | None, batch: str,
-            max_fail_percent: float, no_auto_rollback: bool, dry_run: bool, yes: bool) -> int:
+def command(app: AppContext, change: Change, ref: str | None, artifact_path: str | None,
+            batch: str, max_fail_percent: float, no_auto_rollback: bool) -> int:
     """Deploy a release to the selected hosts (default group `app`).
 
     Builds the artifact once here, uploads it to every host in parallel, and per batch:
@@ -69,13 +59,12 @@ def command(app: AppContext, ref: str | None, artifact_path: str | None, batch: 
     deploy_mod.load_configs(hosts)  # bad settings fail here, before anything is built
     with tempfile.TemporaryDirectory(prefix="opskit-deploy-") as tmp:
         art = deploy_mod.build(hosts, ref, artifact_path, Path(tmp))
-        if dry_run:
-            return _print_plan(env, deploy_mod.plan(hosts, art, options))
-        question = f"Deploy {ref or Path(artifact_path or '').name} ({art.release}) to " \
-                   f"{len(hosts)} hosts in batches {batch}?"
-        if not confirm(app, question, yes):
-            env.line("cancelled; nothing was changed")
-            return EXIT_BAD_INPUT
+        if change.dry_run:
+            plan = deploy_mod.plan(hosts, art, options)
+            return change.planned(plan, lambda: _print_plan(env, plan),
+                                  [h.name for h in hosts])
+        change.confirm(f"Deploy {ref or Path(artifact_path or '').name} ({art.release}) to "
+                       f"{len(hosts)} hosts in batches {batch}?")
         env.note(f"release {art.release}: {art.size} bytes, sha256 {art.sha256[:16]}...")
         with env.progress(len(hosts), "deploy") as observer:
             observer.on_finish.append(lambda r: _render_host(env, r))
@@ -84,7 +73,7 @@ def command(app: AppContext, ref: str | None, artifact_path: str | None, batch: 
                 on_batch=lambda i, names: env.note(f"batch {i}: {' '.join(names)}"),
             )
     rolled_back = [h for h, d in result.details.items() if d.get("rolled_back_to")]
-    journal.record_fleet("deploy", app.argv, result.fleet, details={
+    change.record_fleet(result.fleet, details={
         "release": art.release, "revision": art.revision, "sha256": art.sha256,
         "batches": result.batches, "stopped_after_batch": result.stopped_after_batch,
         "rolled_back": rolled_back,
@@ -99,10 +88,7 @@ def command(app: AppContext, ref: str | None, artifact_path: str | None, batch: 
     return result.exit_code
 
 
-def _print_plan(env: Environment, plan: dict) -> int:  # type: ignore[type-arg]
-    if env.json:
-        env.emit_json(plan)
-        return 0
+def _print_plan(env: Environment, plan: dict) -> None:  # type: ignore[type-arg]
     art = plan["artifact"]
     env.line(f"dry run: would deploy release {art['release']} (revision {art['revision'][:12]}, "
              f"{art['size']} bytes); nothing will be changed")
@@ -111,7 +97,6 @@ def _print_plan(env: Environment, plan: dict) -> int:  # type: ignore[type-arg]
     env.table(("batch", "host", "release dir", "steps"),
               [(p["batch"], p["host"], p["release_dir"], " > ".join(p["steps"]))
                for p in plan["plan"]])
-    return 0
 
 
 def _render_host(env: Environment, r: HostResult) -> None:

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import click
 
-from opskit import journal
-from opskit.commands.options import (
-    AppContext,
-    confirm,
-    dry_run_option,
-    pass_app,
-    shared_options,
-    yes_option,
-)
+from opskit.commands.mutating import Change, mutating
+from opskit.commands.options import AppContext, shared_options
 from opskit.commands.render import render_fleet_result, render_host_block
-from opskit.errors import EXIT_BAD_INPUT, UsageError
+from opskit.errors import UsageError
 from opskit.runner import adhoc
 from opskit.runner.adhoc import PrefixWriter
 from opskit.transport.session import Session
@@ -39,18 +32,15 @@ Examples:
 @click.option("--stream", is_flag=True,
               help="Print output live, each line prefixed by its host name, instead of one "
               "block per host. Example: --stream")
-@dry_run_option
-@yes_option
+@mutating("exec")
 @shared_options
-@pass_app
 def command(
     app: AppContext,
+    change: Change,
     command: tuple[str, ...],
     sudo: bool,
     timeout: float | None,
     stream: bool,
-    dry_run: bool,
-    yes: bool,
 ) -> int:
     """Run a shell COMMAND on every selected host, like `ansible -m shell`.
 
@@ -64,17 +54,16 @@ def command(
         raise UsageError(f"--timeout must be positive, got {timeout:g}", hint="--timeout 30")
     hosts = app.select()
     env = app.env
-    if dry_run:
-        plan = {"command": text, "sudo": sudo, "hosts": [h.name for h in hosts], "dry_run": True}
-        if env.json:
-            env.emit_json(plan)
-        else:
+    if change.dry_run:
+        names = [h.name for h in hosts]
+
+        def show() -> None:
             env.line(f"would run {text!r}{' with sudo' if sudo else ''} on {len(hosts)} hosts:")
-            env.line("  " + " ".join(h.name for h in hosts))
-        return 0
-    if not confirm(app, f"Run {text!r} on {len(hosts)} hosts?", yes):
-        env.line("cancelled; nothing was run")
-        return EXIT_BAD_INPUT
+            env.line("  " + " ".join(names))
+
+        return change.planned({"command": text, "sudo": sudo, "hosts": names, "dry_run": True},
+                              show, names)
+    change.confirm(f"Run {text!r} on {len(hosts)} hosts?")
 
     writers: list[PrefixWriter] = []
 
@@ -97,6 +86,6 @@ def command(
         )
     for writer in writers:
         writer.finish()
-    journal.record_fleet("exec", app.argv, result, details={"command": text, "sudo": sudo})
+    change.record_fleet(result, details={"command": text, "sudo": sudo})
     render_fleet_result(env, result, extra={"command": text})
     return result.exit_code

@@ -13,20 +13,27 @@ from opskit.commands.options import AppContext, pass_app, shared_options
     epilog="""\b
 Examples:
   opskit journal --last 20
+  opskit journal --run 20261201T031502Z-4f1c2a9e
   opskit journal --json --last 1 | jq '.entries[0].outcomes'
   OPSKIT_JOURNAL=/var/log/opskit.jsonl opskit journal
 """,
 )
 @click.option("-n", "--last", type=click.IntRange(min=1), metavar="N",
               help="Only the last N entries. Example: --last 5")
+@click.option("--run", "run_id", metavar="ID",
+              help="Only the records of one invocation (its runbook steps and its end). "
+              "Example: --run 20261201T031502Z-4f1c2a9e")
 @shared_options
 @pass_app
-def command(app: AppContext, last: int | None) -> int:
+def command(app: AppContext, last: int | None, run_id: str | None) -> int:
     """Show what opskit changed: time, user, command, hosts and outcome of each run.
 
     The journal is ~/.local/state/opskit/journal.jsonl (env OPSKIT_JOURNAL overrides).
     """
-    entries = journal.read(last)
+    entries = journal.read()
+    if run_id:
+        entries = [e for e in entries if e.get("run_id") == run_id]
+    entries = entries[-last:] if last else entries
     env = app.env
     if env.json:
         env.emit_json({"path": str(journal.journal_path()), "entries": entries})

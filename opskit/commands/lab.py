@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from opskit import journal
 from opskit import lab as lab_mod
+from opskit.commands.mutating import Change, mutating
 from opskit.commands.options import AppContext, pass_app, shared_options
 from opskit.errors import EXIT_OK, EXIT_UNREACHABLE
 from opskit.output import Environment
@@ -58,17 +58,23 @@ def _render(env: Environment, status: lab_mod.LabStatus) -> None:
 @click.option("--write-inventory", "inventory_path", default="inventory/lab.yml",
               show_default=True, metavar="PATH",
               help="Where to write the lab inventory. Example: --write-inventory /tmp/lab.yml")
+@mutating("lab up")
 @shared_options
-@pass_app
-def up(app: AppContext, n_hosts: int, port: int, state_dir: str | None,
+def up(app: AppContext, change: Change, n_hosts: int, port: int, state_dir: str | None,
        inventory_path: str) -> int:
     """Start (or repair) the lab: idempotent, restarts hosts that died."""
-    t0 = time.monotonic()
-    status = lab_mod.up(n_hosts, port=port, state_dir=_state_dir(state_dir),
-                        inventory_path=Path(inventory_path))
-    journal.record("lab up", ["opskit", *app.argv],
-                   {h.name: {"status": "ok" if h.answering else "failed"} for h in status.hosts},
-                   duration=time.monotonic() - t0, exit_code=0)
+    where = _state_dir(state_dir)
+    if change.dry_run:
+        return change.planned(
+            {"dry_run": True, "hosts": n_hosts, "port": port, "state_dir": str(where),
+             "inventory_path": inventory_path},
+            lambda: app.env.line(f"dry run: would start {n_hosts} lab hosts on 127.10.0.1-"
+                                 f"{n_hosts} port {port} (state {where}, inventory "
+                                 f"{inventory_path})"))
+    change.confirm(f"Start a {n_hosts}-host lab on 127.10.0.1-{n_hosts}, port {port}?")
+    status = lab_mod.up(n_hosts, port=port, state_dir=where, inventory_path=Path(inventory_path))
+    change.record({h.name: {"status": "ok" if h.answering else "failed"} for h in status.hosts},
+                  exit_code=0)
     _render(app.env, status)
     return 0
 
@@ -89,14 +95,17 @@ def status(app: AppContext, state_dir: str | None) -> int:
 
 @command.command("down", epilog="Example: sudo opskit lab down")
 @click.option("--state-dir", metavar="DIR", help=STATE_HELP + "Example: --state-dir /tmp/lab")
+@mutating("lab down")
 @shared_options
-@pass_app
-def down(app: AppContext, state_dir: str | None) -> int:
+def down(app: AppContext, change: Change, state_dir: str | None) -> int:
     """Stop everything `lab up` started (by recorded pid) and drop the lab's mounts."""
-    t0 = time.monotonic()
-    lines = lab_mod.down(state_dir=_state_dir(state_dir))
-    journal.record("lab down", ["opskit", *app.argv], {}, duration=time.monotonic() - t0,
-                   exit_code=0, details={"actions": lines})
+    where = _state_dir(state_dir)
+    if change.dry_run:
+        return change.planned({"dry_run": True, "state_dir": str(where)}, lambda: app.env.line(
+            f"dry run: would stop every process the lab in {where} started and unmount"))
+    change.confirm(f"Stop the lab in {where} (its hosts and their services)?")
+    lines = lab_mod.down(state_dir=where)
+    change.record({}, exit_code=0, details={"actions": lines})
     if app.env.json:
         app.env.emit_json({"stopped": lines})
     else:
@@ -107,62 +116,67 @@ def down(app: AppContext, state_dir: str | None) -> int:
 
 @command.command("pg-reset", epilog="Example: sudo opskit lab pg-reset")
 @click.option("--state-dir", metavar="DIR", help=STATE_HELP + "Example: --state-dir /tmp/lab")
+@mutating("lab pg-reset")
 @shared_options
-@pass_app
-def pg_reset(app: AppContext, state_dir: str | None) -> int:
+def pg_reset(app: AppContext, change: Change, state_dir: str | None) -> int:
     """Rebuild the lab's PostgreSQL cluster as it started: db1 primary, db2 and db3 its
     streaming standbys, PgBouncer sending clients to db1 (the lab's data is wiped)."""
     from opskit.lab import pg_service  # only this command needs it
 
-    return _reset(app, "lab pg-reset", lambda: pg_service.reset_cluster(_state_dir(state_dir)),
+    return _reset(change, lambda: pg_service.reset_cluster(_state_dir(state_dir)),
                   "PostgreSQL cluster reset in {s:.1f}s: db1 primary, db2 and db3 streaming "
                   "from it, PgBouncer -> db1")
 
 
 @command.command("redis-reset", epilog="Example: sudo opskit lab redis-reset")
 @click.option("--state-dir", metavar="DIR", help=STATE_HELP + "Example: --state-dir /tmp/lab")
+@mutating("lab redis-reset")
 @shared_options
-@pass_app
-def redis_reset(app: AppContext, state_dir: str | None) -> int:
+def redis_reset(app: AppContext, change: Change, state_dir: str | None) -> int:
     """Put the lab's Redis back as it started: redis1 the master, redis2 and redis3 its
     linked replicas, the apps' publish file pointing at redis1 (every key is dropped)."""
     from opskit.lab import redis_service  # only this command needs it
 
-    return _reset(app, "lab redis-reset", lambda: redis_service.reset_redis(_state_dir(state_dir)),
+    return _reset(change, lambda: redis_service.reset_redis(_state_dir(state_dir)),
                   "Redis reset in {s:.1f}s: redis1 master, redis2 and redis3 its replicas, "
                   "links up, no keys")
 
 
-def _reset(app: AppContext, name: str, reset: Callable[[], None], said: str) -> int:
+def _reset(change: Change, reset: Callable[[], None], said: str) -> int:
     """Run a lab service's reset, journal it, say what it left ({s}: seconds taken)."""
+    env = change.app.env
+    if change.dry_run:
+        return change.planned({"dry_run": True, "reset": change.name},
+                              lambda: env.line(f"dry run: would {change.name} (its data is "
+                                               "wiped)"))
+    change.confirm(f"{change.name}: rebuild from scratch (the lab's data is wiped)?")
     t0 = time.monotonic()
     reset()
-    journal.record(name, ["opskit", *app.argv], {}, duration=time.monotonic() - t0, exit_code=0)
-    app.env.line(said.format(s=time.monotonic() - t0))
+    change.record({}, exit_code=EXIT_OK)
+    env.line(said.format(s=time.monotonic() - t0))
     return EXIT_OK
 
 
 @command.command("cache-data", epilog="Example: sudo opskit lab cache-data")
 @click.option("--state-dir", metavar="DIR", help=STATE_HELP + "Example: --state-dir /tmp/lab")
+@mutating("lab cache-data")
 @shared_options
-@pass_app
-def cache_data_cmd(app: AppContext, state_dir: str | None) -> int:
+def cache_data_cmd(app: AppContext, change: Change, state_dir: str | None) -> int:
     """The cache-warming data set: the same about 160 MiB of files under /data/cache on db2 and
     db3 (kept if there), both evicted, then a random subset of pages read on db2."""
-    from opskit import inventory as inventory_mod
-    from opskit.cache import tools
     from opskit.lab import cache_data
-    from opskit.runner import fleet
 
-    t0 = time.monotonic()
+    hosts = ", ".join(cache_data.HOSTS)
+    if change.dry_run:
+        return change.planned({"dry_run": True, "root": cache_data.ROOT, "hosts": hosts},
+                              lambda: app.env.line(
+                                  f"dry run: would write {cache_data.ROOT} on {hosts}, evict "
+                                  f"both, warm {cache_data.HOSTS[0]}"))
+    change.confirm(f"Write {cache_data.ROOT} on {hosts} and evict their page caches?")
     status = lab_mod.status(state_dir=_state_dir(state_dir))
-    inv = Path(status.inventory_path)
-    made = cache_data.ensure(inv)
-    hosts = [inventory_mod.load(str(inv)).select(n)[0] for n in cache_data.HOSTS]
-    fleet.run(hosts, lambda s: tools.evict(s, cache_data.ROOT))
-    warmed = cache_data.warm_random(inv, cache_data.HOSTS[0])
-    journal.record("lab cache-data", ["opskit", *app.argv], {}, duration=time.monotonic() - t0,
-                   exit_code=0, details={"made": made, "warmed": warmed})
+    done = cache_data.prepare(Path(status.inventory_path))
+    made, warmed = done["made"], done["warmed"]
+    change.record({}, exit_code=0, details=done)
     app.env.line(f"{cache_data.ROOT} on {', '.join(cache_data.HOSTS)}: "
                  + ", ".join(f"{h} {v['created']} files written, {v['kept']} kept"
                              for h, v in made.items())

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from opskit import inventory as inventory_mod
-from opskit.errors import InventoryError, UsageError
+from opskit.errors import InventoryError
 from opskit.inventory import Host, Inventory
 from opskit.output import Environment
 from opskit.runner.fleet import RunOptions
@@ -34,6 +34,7 @@ class AppContext:
     connect_timeout: float = 10.0
     insecure_host_keys: bool = False
     argv: list[str] = field(default_factory=lambda: list(sys.argv[1:]))
+    via: str = "opskit"  # the front end: "opskit" (this CLI) or "fab" (the Fabric tasks)
     _env: Environment | None = None
     _inventory: Inventory | None = None
 
@@ -132,29 +133,3 @@ def shared_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(SHARED):
         fn = option(fn)
     return fn
-
-
-def yes_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "-y", "--yes", is_flag=True,
-        help="Do not ask for confirmation (cron, runbooks). Example: --yes",
-    )(fn)
-
-
-def dry_run_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "-n", "--dry-run", is_flag=True,
-        help="Print the plan and change nothing. Example: --dry-run",
-    )(fn)
-
-
-def confirm(app: AppContext, question: str, yes: bool) -> bool:
-    """Ask on a TTY unless --yes; without a TTY, --yes is required to proceed."""
-    if yes:
-        return True
-    if not app.env.stdin_isatty:
-        raise UsageError(
-            f"{question} -- refusing to run without confirmation (no TTY)",
-            hint="add --yes to run non-interactively",
-        )
-    return click.confirm(question, default=False, err=True)

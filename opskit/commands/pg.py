@@ -8,13 +8,8 @@ from typing import Any
 import click
 
 from opskit.commands import runbook_cmd
-from opskit.commands.options import (
-    AppContext,
-    dry_run_option,
-    pass_app,
-    shared_options,
-    yes_option,
-)
+from opskit.commands.mutating import Change, mutating
+from opskit.commands.options import AppContext, pass_app, shared_options
 from opskit.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
 from opskit.output import Environment
 from opskit.pg import checks, config, failover, rejoin, state, switchover
@@ -90,16 +85,16 @@ def status(app: AppContext) -> int:
     return code
 
 
-def _runbook(app: AppContext, name: str, dry_run: bool,
+def _runbook(app: AppContext, change: Change,
              body: Callable[[config.Cluster, hostpool.HostPool, Runbook], dict[str, Any]],
-             question: str, yes: bool) -> int:
+             question: str) -> int:
     cluster = _cluster(app)
 
     def final(pool: hostpool.HostPool) -> tuple[str, dict[str, Any], Callable[[], None]]:
         cs = state.gather(cluster, pool)
         return "final_status", cs.to_dict(), lambda: render_status(app.env, cluster, cs)
 
-    return runbook_cmd.run(app, name, dry_run=dry_run, yes=yes, question=question,
+    return runbook_cmd.run(change, question=question,
                            body=lambda pool, rb: body(cluster, pool, rb), final=final)
 
 
@@ -114,17 +109,14 @@ Exit status: 0 done, 2 a step failed, 4 refused by a preflight check.
               "with the most WAL replayed). Example: --to db2")
 @click.option("--force", is_flag=True, help="Promote despite failed preflight checks (lag, "
               "paused replay, timeline); journaled. Example: --force")
-@dry_run_option
-@yes_option
+@mutating("pg failover")
 @shared_options
-@pass_app
-def failover_cmd(app: AppContext, to: str | None, force: bool, dry_run: bool, yes: bool) -> int:
+def failover_cmd(app: AppContext, change: Change, to: str | None, force: bool) -> int:
     """Primary down (or must go now): check, fence the old primary, promote a standby, make
     the others follow, re-point PgBouncer, verify a write."""
-    opts = failover.FailoverOptions(to=to, force=force, yes=yes, dry_run=dry_run)
-    return _runbook(app, "pg failover", dry_run,
-                    lambda c, p, rb: failover.run(c, p, rb, opts),
-                    "Fail over now (stop the old primary, promote a standby)?", yes)
+    opts = failover.FailoverOptions(to=to, force=force, yes=change.yes, dry_run=change.dry_run)
+    return _runbook(app, change, lambda c, p, rb: failover.run(c, p, rb, opts),
+                    "Fail over now (stop the old primary, promote a standby)?")
 
 
 @command.command("switchover", epilog="""\b
@@ -135,16 +127,14 @@ Exit status: 0 done, 2 a step failed (PgBouncer is resumed), 4 refused.
 """)
 @click.option("--to", "to", required=True, metavar="NODE",
               help="The standby to become primary. Example: --to db2")
-@dry_run_option
-@yes_option
+@mutating("pg switchover")
 @shared_options
-@pass_app
-def switchover_cmd(app: AppContext, to: str, dry_run: bool, yes: bool) -> int:
+def switchover_cmd(app: AppContext, change: Change, to: str) -> int:
     """Planned change of primary: PAUSE PgBouncer, clean stop, promote, old primary rejoins,
     re-point, RESUME (always)."""
-    return _runbook(app, "pg switchover", dry_run,
-                    lambda c, p, rb: switchover.run(c, p, rb, to, dry_run=dry_run),
-                    f"Switch the primary over to {to}?", yes)
+    return _runbook(app, change,
+                    lambda c, p, rb: switchover.run(c, p, rb, to, dry_run=change.dry_run),
+                    f"Switch the primary over to {to}?")
 
 
 @command.command("rejoin", epilog="""\b
@@ -153,13 +143,11 @@ Examples:
   opskit pg rejoin -l db db1 --yes
 """)
 @click.argument("node")
-@dry_run_option
-@yes_option
+@mutating("pg rejoin")
 @shared_options
-@pass_app
-def rejoin_cmd(app: AppContext, node: str, dry_run: bool, yes: bool) -> int:
+def rejoin_cmd(app: AppContext, change: Change, node: str) -> int:
     """Bring a former primary back as a standby of the current primary (repmgr node rejoin,
     pg_rewind when its history forked)."""
-    return _runbook(app, "pg rejoin", dry_run,
-                    lambda c, p, rb: rejoin.run(c, p, rb, node, dry_run=dry_run),
-                    f"Rejoin {node} as a standby (its postgres is restarted)?", yes)
+    return _runbook(app, change,
+                    lambda c, p, rb: rejoin.run(c, p, rb, node, dry_run=change.dry_run),
+                    f"Rejoin {node} as a standby (its postgres is restarted)?")

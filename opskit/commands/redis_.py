@@ -8,13 +8,8 @@ from typing import Any
 import click
 
 from opskit.commands import runbook_cmd
-from opskit.commands.options import (
-    AppContext,
-    dry_run_option,
-    pass_app,
-    shared_options,
-    yes_option,
-)
+from opskit.commands.mutating import Change, mutating
+from opskit.commands.options import AppContext, pass_app, shared_options
 from opskit.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
 from opskit.inventory import Host
 from opskit.output import Environment
@@ -97,7 +92,7 @@ def status(app: AppContext) -> int:
     return code
 
 
-def _run(app: AppContext, name: str, dry_run: bool, yes: bool, question: str | None,
+def _run(app: AppContext, change: Change, question: str | None,
          body: Callable[[config.Topology, hostpool.HostPool, Runbook], dict[str, Any]]) -> int:
     topo = _topology(app)
 
@@ -105,7 +100,7 @@ def _run(app: AppContext, name: str, dry_run: bool, yes: bool, question: str | N
         fs = state.gather(topo, pool)
         return "final_topology", fs.to_dict(), lambda: render(app.env, fs)
 
-    return runbook_cmd.run(app, name, dry_run=dry_run, yes=yes, question=question,
+    return runbook_cmd.run(change, question=question,
                            body=lambda pool, rb: body(topo, pool, rb), final=final)
 
 
@@ -121,13 +116,12 @@ Exit status: 0 done, 2 a step failed, 4 refused (master up, no fresh replica).
               "Example: --to redis2:6379")
 @click.option("--force", is_flag=True, help="Promote even when no candidate has a recent "
               "link to the master (journaled). Example: --force")
-@dry_run_option
-@yes_option
+@mutating("redis promote")
 @shared_options
-@pass_app
-def promote(app: AppContext, to: str | None, force: bool, dry_run: bool, yes: bool) -> int:
+def promote(app: AppContext, change: Change, to: str | None, force: bool) -> int:
     """Master down: promote the best replica, point the others at it, publish it."""
-    return _run(app, "redis promote", dry_run, yes, "Promote a replica to master?",
+    dry_run = change.dry_run
+    return _run(app, change, "Promote a replica to master?",
                 lambda f, p, rb: runbooks.promote(f, p, rb, to=to, force=force,
                                                   dry_run=dry_run,
                                                   publish_hosts=_publish_hosts(app, f)))
@@ -143,14 +137,13 @@ Examples:
 @click.option("--timeout-ms", type=click.IntRange(100, 600000), default=5000, show_default=True,
               help="How long FAILOVER may pause writes for the target to catch up. "
               "Example: --timeout-ms 10000")
-@dry_run_option
-@yes_option
+@mutating("redis switchover")
 @shared_options
-@pass_app
-def switchover(app: AppContext, to: str, timeout_ms: int, dry_run: bool, yes: bool) -> int:
+def switchover(app: AppContext, change: Change, to: str, timeout_ms: int) -> int:
     """Master alive: Redis FAILOVER TO the replica (no acknowledged write lost), re-point the
     other replicas, publish; the old master ends as a replica."""
-    return _run(app, "redis switchover", dry_run, yes, f"Switch the master over to {to}?",
+    dry_run = change.dry_run
+    return _run(app, change, f"Switch the master over to {to}?",
                 lambda f, p, rb: runbooks.switchover(f, p, rb, to=to, dry_run=dry_run,
                                                      timeout_ms=timeout_ms,
                                                      publish_hosts=_publish_hosts(app, f)))
@@ -161,14 +154,12 @@ Examples:
   opskit redis rejoin -l redis redis1:6379 --yes
 """)
 @click.argument("instance", metavar="HOST:PORT")
-@dry_run_option
-@yes_option
+@mutating("redis rejoin")
 @shared_options
-@pass_app
-def rejoin(app: AppContext, instance: str, dry_run: bool, yes: bool) -> int:
+def rejoin(app: AppContext, change: Change, instance: str) -> int:
     """Make a returned old master a replica of the current master (never two masters)."""
-    return _run(app, "redis rejoin", dry_run, yes,
-                f"Make {instance} a replica (its data is replaced)?",
+    dry_run = change.dry_run
+    return _run(app, change, f"Make {instance} a replica (its data is replaced)?",
                 lambda f, p, rb: runbooks.rejoin(f, p, rb, spec=instance, dry_run=dry_run))
 
 
@@ -179,13 +170,12 @@ Examples:
 """)
 @click.option("--allow-master", is_flag=True, help="Also BGSAVE on masters (a fork of the "
               "busiest process). Example: --allow-master")
-@dry_run_option
-@yes_option
+@mutating("redis backup")
 @shared_options
-@pass_app
-def backup(app: AppContext, allow_master: bool, dry_run: bool, yes: bool) -> int:
+def backup(app: AppContext, change: Change, allow_master: bool) -> int:
     """BGSAVE on the replicas (never a master unless --allow-master); waits until LASTSAVE
     moves and the save is ok; reports each RDB file and its size."""
-    return _run(app, "redis backup", dry_run, yes, "BGSAVE on the replicas?",
+    dry_run = change.dry_run
+    return _run(app, change, "BGSAVE on the replicas?",
                 lambda f, p, rb: runbooks.backup(f, p, rb, allow_master=allow_master,
                                                  dry_run=dry_run))

@@ -5,17 +5,9 @@ from __future__ import annotations
 import click
 
 from opskit import deploy as deploy_mod
-from opskit import journal
-from opskit.commands.options import (
-    AppContext,
-    confirm,
-    dry_run_option,
-    pass_app,
-    shared_options,
-    yes_option,
-)
+from opskit.commands.mutating import Change, mutating
+from opskit.commands.options import AppContext, shared_options
 from opskit.commands.render import render_fleet_result
-from opskit.errors import EXIT_BAD_INPUT
 from opskit.output import STATUS_STYLE, Environment
 from opskit.runner.fleet import HostResult
 
@@ -32,11 +24,9 @@ Examples:
 @click.option("--to", "to", metavar="RELEASE",
               help="Release id to switch to (see `opskit releases`); default: the one before "
               "current on each host. Example: --to 20261124031500123-3f2a9c1")
-@dry_run_option
-@yes_option
+@mutating("rollback")
 @shared_options
-@pass_app
-def command(app: AppContext, to: str | None, dry_run: bool, yes: bool) -> int:
+def command(app: AppContext, change: Change, to: str | None) -> int:
     """Switch `current` back on the selected hosts (default group `app`), reload, check health.
 
     Exit status: 0 ok, 2 some host failed (e.g. no such release), 3 some unreachable.
@@ -45,20 +35,17 @@ def command(app: AppContext, to: str | None, dry_run: bool, yes: bool) -> int:
     hosts = app.select(default="app")
     deploy_mod.load_configs(hosts)
     target = to or "the previous release"
-    if dry_run:
-        if env.json:
-            env.emit_json({"dry_run": True, "to": to, "hosts": [h.name for h in hosts]})
-        else:
-            env.line(f"dry run: would switch {len(hosts)} hosts to {target}, reload and "
-                     f"health-check: {' '.join(h.name for h in hosts)}")
-        return 0
-    if not confirm(app, f"Roll back {len(hosts)} hosts to {target}?", yes):
-        env.line("cancelled; nothing was changed")
-        return EXIT_BAD_INPUT
+    names = [h.name for h in hosts]
+    if change.dry_run:
+        return change.planned(
+            {"dry_run": True, "to": to, "hosts": names},
+            lambda: env.line(f"dry run: would switch {len(hosts)} hosts to {target}, reload "
+                             f"and health-check: {' '.join(names)}"), names)
+    change.confirm(f"Roll back {len(hosts)} hosts to {target}?")
     with env.progress(len(hosts), "rollback") as observer:
         observer.on_finish.append(lambda r: _render_host(env, r))
         result = deploy_mod.rollback(hosts, to, app.run_options(), observer=observer)
-    journal.record_fleet("rollback", app.argv, result, details={"to": to})
+    change.record_fleet(result, details={"to": to})
     render_fleet_result(env, result, extra={"to": to})
     return result.exit_code
 

@@ -1,13 +1,14 @@
-"""The shared shape of a runbook command (pg failover, redis promote, ...): a title line, the
+"""The shared body of a runbook command (pg failover, redis promote, ...): a title line, the
 confirmation, the steps over one pool of sessions, the final state, one JSON document, and the
-journal entry -- also when a step fails or a preflight refuses."""
+journal entry -- also when a step fails or a preflight refuses. The options, run id and
+confirmation come from the mutating-command shape (``commands.mutating``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from opskit.commands.options import AppContext, confirm
+from opskit.commands.mutating import Change
 from opskit.errors import EXIT_OK, OpskitError
 from opskit.runner import hostpool
 from opskit.runner.runbook import Runbook
@@ -17,13 +18,13 @@ Body = Callable[[hostpool.HostPool, Runbook], dict[str, Any]]
 Final = Callable[[hostpool.HostPool], tuple[str, dict[str, Any], Callable[[], None]]]
 
 
-def run(app: AppContext, name: str, *, dry_run: bool, yes: bool, question: str | None,
-        body: Body, final: Final | None) -> int:
-    env = app.env
-    rb = Runbook(env, name, app.argv, dry_run=dry_run)
-    env.line(f"{name}{' (dry run: nothing is changed)' if dry_run else ''}", style="bold")
-    if not dry_run and question is not None and not confirm(app, question, yes):
-        return EXIT_OK
+def run(change: Change, *, question: str | None, body: Body, final: Final | None) -> int:
+    app, env = change.app, change.app.env
+    rb = Runbook(env, change.name, app.argv, dry_run=change.dry_run)
+    env.line(f"{change.name}{' (dry run: nothing is changed)' if change.dry_run else ''}",
+             style="bold")
+    if question is not None:
+        change.confirm(question)
     with hostpool.pool(app.run_options()) as pool:
         try:
             details = body(pool, rb)
@@ -32,7 +33,7 @@ def run(app: AppContext, name: str, *, dry_run: bool, yes: bool, question: str |
             if env.json:
                 env.emit_json(doc)
             raise
-        if final is not None and not dry_run:
+        if final is not None and not change.dry_run:
             key, state, show = final(pool)
             details[key] = state
             if not env.json:

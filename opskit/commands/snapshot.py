@@ -7,17 +7,11 @@ from datetime import datetime, timezone
 
 import click
 
-from opskit import aws, journal, lock
-from opskit.commands.options import (
-    AppContext,
-    confirm,
-    dry_run_option,
-    pass_app,
-    shared_options,
-    yes_option,
-)
+from opskit import aws, lock
+from opskit.commands.mutating import Change, mutating
+from opskit.commands.options import AppContext, pass_app, shared_options
 from opskit.commands.render import render_fleet_result
-from opskit.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, SafetyError, UsageError
+from opskit.errors import EXIT_FAILED, EXIT_OK, SafetyError, UsageError
 from opskit.output import STATUS_STYLE, Environment
 from opskit.runner.fleet import HostResult
 from opskit.snapshot import config as snap_config
@@ -62,13 +56,10 @@ Examples:
               "snapshot.retention or 'default'). Example: --retention hourly")
 @click.option("--cron", is_flag=True, help="For cron: no prompts, no colour, a lock against "
               "overlapping runs, quiet on success. Example: --cron")
-@dry_run_option
-@yes_option
+@mutating("snapshot create")
 @shared_options
-@pass_app
-def create(app: AppContext, mount: str | None, tags: tuple[str, ...],
-           freeze_timeout: float | None, retention: str | None, cron: bool, dry_run: bool,
-           yes: bool) -> int:
+def create(app: AppContext, change: Change, mount: str | None, tags: tuple[str, ...],
+           freeze_timeout: float | None, retention: str | None, cron: bool) -> int:
     """Freeze MOUNT on each selected host, snapshot all its EBS members in one call, thaw.
 
     Exit status: 0 ok, 2 some host failed, 3 some unreachable, 4 refused (e.g. a member
@@ -80,33 +71,31 @@ def create(app: AppContext, mount: str | None, tags: tuple[str, ...],
     extra = _parse_tags(tags)
     hosts = app.select()
     cfgs = {h.name: snap_config.load(h, mount, freeze_timeout, retention) for h in hosts}
-    if dry_run:
+    if change.dry_run:
         plan = [{"host": h.name, "mount": c.mount, "instance_id": c.instance_id,
                  "freeze_timeout": c.freeze_timeout, "pre_freeze": list(c.pre_freeze)}
                 for h, c in ((h, cfgs[h.name]) for h in hosts)]
-        if env.json:
-            env.emit_json({"dry_run": True, "plan": plan})
-        else:
+
+        def show() -> None:
             env.line(f"dry run: would freeze and snapshot {len(hosts)} hosts:")
             env.table(("host", "mount", "instance", "freeze timeout"),
                       [(p["host"], p["mount"], p["instance_id"], p["freeze_timeout"])
                        for p in plan])
-        return EXIT_OK
-    if not confirm(app, f"Freeze and snapshot {len(hosts)} hosts?", yes or cron):
-        env.line("cancelled; nothing was changed")
-        return EXIT_BAD_INPUT
+
+        return change.planned({"dry_run": True, "plan": plan}, show, [h.name for h in hosts])
+    change.confirm(f"Freeze and snapshot {len(hosts)} hosts?", assume_yes=cron)
     with contextlib.ExitStack() as stack:
         if cron:
             try:
                 stack.enter_context(lock.exclusive("snapshot"))
             except SafetyError as exc:  # say why in the journal too, then exit 4
-                journal.record("snapshot create", ["opskit", *app.argv], {}, duration=0,
-                               exit_code=exc.exit_code, details={"refused": exc.message})
+                change.record({}, exit_code=exc.exit_code, duration=0,
+                              details={"refused": exc.message})
                 raise
         with env.progress(len(hosts), "snapshot") as observer:
             observer.on_finish.append(lambda r: _render_host(env, r))
             result = snap_create.create(hosts, cfgs, extra, app.run_options(), observer)
-    journal.record_fleet("snapshot create", app.argv, result, details={
+    change.record_fleet(result, details={
         "sets": {r.host: r.value["set_id"] for r in result.results if r.value},
         "cron": cron})
     if not (cron and result.exit_code == 0):
@@ -195,38 +184,34 @@ Examples:
               help="EC2 instance to attach the new volumes to. Example: --instance i-0abc")
 @click.option("--az", metavar="ZONE", help="Availability zone of the new volumes (default: "
               "the instance's). Example: --az us-east-1a")
-@dry_run_option
-@yes_option
+@mutating("snapshot restore")
 @shared_options
-@pass_app
-def restore(app: AppContext, set_id: str, instance_id: str, az: str | None, dry_run: bool,
-            yes: bool) -> int:
+def restore(app: AppContext, change: Change, set_id: str, instance_id: str,
+            az: str | None) -> int:
     """Create a volume from every member of SET and attach them to --instance in member order.
 
     Prints the steps to assemble the array and mount it read-only on the instance.
     """
     env = app.env
     found, aws_vars = store.find_set(app.select(), set_id)
-    if dry_run:
+    if change.dry_run:
         p = snap_restore.plan(found, aws.client("ec2", aws_vars), instance_id, az)
-        _print_restore(env, p, "dry run: would create and attach")
-        return EXIT_OK
-    if not confirm(app, f"Create {len(found.members)} volumes from {set_id} and attach them "
-                   f"to {instance_id}?", yes):
-        env.line("cancelled; nothing was changed")
-        return EXIT_BAD_INPUT
+        return change.planned(p, lambda: _print_restore(env, p, "dry run: would create and "
+                                                        "attach"))
+    change.confirm(f"Create {len(found.members)} volumes from {set_id} and attach them "
+                   f"to {instance_id}?")
     p = snap_restore.restore(found, aws_vars, instance_id, az)
-    journal.record("snapshot restore", ["opskit", *app.argv], {}, duration=0, exit_code=0,
-                   details={"set_id": set_id, "instance_id": instance_id,
-                            "volumes": [m["volume"] for m in p["members"]]})
-    _print_restore(env, p, "created and attached")
+    change.record({}, exit_code=EXIT_OK,
+                  details={"set_id": set_id, "instance_id": instance_id,
+                           "volumes": [m["volume"] for m in p["members"]]})
+    if env.json:
+        env.emit_json(p)
+    else:
+        _print_restore(env, p, "created and attached")
     return EXIT_OK
 
 
 def _print_restore(env: Environment, p: dict, what: str) -> None:  # type: ignore[type-arg]
-    if env.json:
-        env.emit_json(p)
-        return
     env.line(f"{what} in {p['availability_zone']} for {p['instance_id']}:")
     env.table(("member", "snapshot", "volume", "device", "GiB"),
               [(m["member"], m["snapshot"], m.get("volume", "-"), m["device"], m["size_gib"])
@@ -253,13 +238,11 @@ Examples:
 @click.option("--mount", metavar="PATH", help="Only sets of this mount. Example: --mount /data")
 @click.option("--cron", is_flag=True, help="For cron: no prompts, a lock, quiet on success. "
               "Example: --cron")
-@dry_run_option
-@yes_option
+@mutating("snapshot prune")
 @shared_options
-@pass_app
-def prune(app: AppContext, keep_last: int | None, keep_hourly: int | None,
+def prune(app: AppContext, change: Change, keep_last: int | None, keep_hourly: int | None,
           keep_daily: int | None, keep_weekly: int | None, keep_monthly: int | None,
-          mount: str | None, cron: bool, dry_run: bool, yes: bool) -> int:
+          mount: str | None, cron: bool) -> int:
     """Delete old opskit snapshot sets by a keep policy, per host and mount.
 
     Only sets created by opskit are considered; the newest complete set of each host and
@@ -278,29 +261,24 @@ def prune(app: AppContext, keep_last: int | None, keep_hourly: int | None,
         plans = [(aws_vars, retention.plan(found, policy, now))
                  for aws_vars, found in store.sets_by_account(app.select(), mount)]
         doomed = [s for _, p in plans for s in p.delete]
-        if dry_run:
-            _print_prune(env, plans, "dry run: would delete")
-            return EXIT_OK
-        if doomed and not confirm(app, f"Delete {len(doomed)} snapshot sets?", yes or cron):
-            env.line("cancelled; nothing was changed")
-            return EXIT_BAD_INPUT
-        deleted = []
-        for aws_vars, p in plans:
-            for s in p.delete:
-                store.delete_set(aws_vars, s)
-                deleted.append(s.set_id)
-    journal.record("snapshot prune", ["opskit", *app.argv], {}, duration=0, exit_code=0,
-                   details={"policy": policy.to_dict(), "deleted": deleted})
-    if not (cron and env.quiet_success):
+        doc = {"dry_run": change.dry_run, "plans": [p.to_dict() for _, p in plans]}
+        if change.dry_run:
+            return change.planned(doc, lambda: _print_prune(env, plans, "dry run: would delete"))
+        if doomed:
+            change.confirm(f"Delete {len(doomed)} snapshot sets?", assume_yes=cron)
+        deleted = store.delete_planned(plans)
+    change.record({}, exit_code=EXIT_OK, duration=0,
+                  details={"policy": policy.to_dict(), "deleted": deleted})
+    if cron and env.quiet_success:
+        pass  # quiet on success, for cron
+    elif env.json:
+        env.emit_json(doc)
+    else:
         _print_prune(env, plans, "deleted")
     return EXIT_OK
 
 
 def _print_prune(env: Environment, plans: list, what: str) -> None:  # type: ignore[type-arg]
-    if env.json:
-        env.emit_json({"dry_run": what.startswith("dry"),
-                       "plans": [p.to_dict() for _, p in plans]})
-        return
     rows = []
     for _, p in plans:
         rows += [(s.set_id, s.host, s.state, "keep", "; ".join(r)) for s, r in p.keep]

@@ -91,3 +91,13 @@ def warm_random(inventory_path: Path, name: str, seed: int = 7, root: str = ROOT
     if r.status != "ok":
         raise LabError(f"warming random pages on {name}: {r.error}")
     return dict(r.value)
+
+
+def prepare(inventory_path: Path) -> dict[str, Any]:
+    """The whole cache-warming starting point: the files on db2 and db3 (kept if there), both
+    evicted, then a random subset of pages read on db2. What was made and read."""
+    from opskit.cache.tools import evict
+
+    made = ensure(inventory_path)
+    fleet.run(_hosts(inventory_path, HOSTS), lambda s: evict(s, ROOT))
+    return {"made": made, "warmed": warm_random(inventory_path, HOSTS[0])}

@@ -9,6 +9,7 @@ from opskit import aws
 from opskit.errors import UsageError
 from opskit.inventory import Host
 from opskit.snapshot import sets as sets_mod
+from opskit.snapshot.retention import PrunePlan
 from opskit.snapshot.sets import SnapshotSet
 
 
@@ -63,3 +64,13 @@ def delete_set(aws_vars: Mapping[str, Any], s: SnapshotSet) -> list[str]:
     for snap in s.snapshot_ids:
         aws.call(lambda snap=snap: ec2.delete_snapshot(SnapshotId=snap))
     return s.snapshot_ids
+
+
+def delete_planned(plans: Sequence[tuple[Mapping[str, Any], PrunePlan]]) -> list[str]:
+    """Delete every set a prune plan marked, account by account; the set ids deleted."""
+    deleted = []
+    for aws_vars, p in plans:
+        for s in p.delete:
+            delete_set(aws_vars, s)
+            deleted.append(s.set_id)
+    return deleted

@@ -267,15 +267,17 @@ def test_fab_tasks_call_the_same_library(fleet: LabStatus, journal: Path) -> Non
         return subprocess.run([fab, *args], capture_output=True, text=True, cwd=ROOT,
                               timeout=180, stdin=subprocess.DEVNULL)
 
-    proc = run("deploy", "--inventory", inv, "--limit", target, "--ref", "v2")
+    proc = run("deploy", "--inventory", inv, "--limit", target, "--ref", "v2", "--yes")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     entry = json.loads(journal.read_text().splitlines()[-1])
-    assert entry["command"] == "fab deploy" and entry["outcomes"][target]["status"] == "ok"
+    assert (entry["command"], entry["via"]) == ("deploy", "fab")
+    assert entry["outcomes"][target]["status"] == "ok"
     release = entry["details"]["release"]
     assert served(fleet.host(target).address)["release"] == release
     proc = run("releases", "--inventory", inv, "--limit", target)
     assert proc.returncode == 0 and release in proc.stdout
-    proc = run("rollback", "--inventory", inv, "--limit", target)
+    proc = run("rollback", "--inventory", inv, "--limit", target, "--yes")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert served(fleet.host(target).address)["release"] != release
-    assert json.loads(journal.read_text().splitlines()[-1])["command"] == "fab rollback"
+    entry = json.loads(journal.read_text().splitlines()[-1])
+    assert (entry["command"], entry["via"]) == ("rollback", "fab")

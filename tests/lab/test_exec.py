@@ -169,14 +169,15 @@ def test_metacharacters_in_names_and_vars_never_reach_a_shell(lab, tmp_path: Pat
 def test_fabfile_task_uses_the_same_runner(lab, journal: Path) -> None:
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "fab"), "exec", "--inventory", str(lab.inventory_path),
-         "--limit", "app", "--command", "hostname"],
+         "--limit", "app", "--yes", "--command", "hostname"],
         capture_output=True, text=True, cwd=ROOT, timeout=120, stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     apps = [h.name for h in lab.hosts if "app" in h.groups]
     for name in apps:
         assert f"{name} | ok" in proc.stdout
-    assert json.loads(journal.read_text().splitlines()[-1])["command"] == "fab exec"
+    entry = json.loads(journal.read_text().splitlines()[-1])
+    assert (entry["command"], entry["via"]) == ("exec", "fab")
 
 
 def _ssh_config_home(tmp_path: Path, lab, body: str) -> tuple[Path, Path]:
@@ -241,7 +242,7 @@ def test_fab_dash_H_checks_known_hosts_and_runs(lab, journal: Path, tmp_path: Pa
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
     env = {**os.environ, "HOME": str(home)}
-    argv = [fab, "-H", f"root@{target.address}:{lab.port}", "-i", key, "exec",
+    argv = [fab, "-H", f"root@{target.address}:{lab.port}", "-i", key, "exec", "--yes",
             "--command", "hostname"]
     # No known_hosts entry: refused, exit 3, the command never ran.
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=60,

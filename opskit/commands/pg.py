@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import click
 
 from opskit.commands import runbook_cmd
 from opskit.commands.mutating import Change, mutating
 from opskit.commands.options import AppContext, pass_app, shared_options
-from opskit.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
 from opskit.output import Environment
 from opskit.pg import checks, config, failover, rejoin, state, switchover
 from opskit.pg.lsn import fmt
-from opskit.runner import hostpool
-from opskit.runner.runbook import Runbook
 from opskit.units import human_bytes
 
 
@@ -55,6 +49,14 @@ def render_status(env: Environment, cluster: config.Cluster, cs: state.ClusterSt
                "paused", "repmgr", "pgbouncer"), rows, styles=styles)
 
 
+VIEW = runbook_cmd.View(
+    load=_cluster, gather=lambda c, pool: state.gather(c, pool), render=render_status,
+    unreachable=lambda cs: any(n.role == state.UNREACHABLE for n in cs.nodes),
+    warnings=lambda c, cs: checks.warnings(cs, c.max_lag_bytes),
+    healthy="healthy: one primary, every standby streaming on its timeline",
+    final_key="final_status")
+
+
 @command.command("status", epilog="""\b
 Examples:
   opskit pg status -l db
@@ -67,35 +69,7 @@ standby off the primary's timeline, PgBouncer elsewhere), 3 a node unreachable.
 def status(app: AppContext) -> int:
     """One table for the cluster: role from the server, upstream, timeline, LSN, lag, replay
     paused, repmgr's view and where PgBouncer sends clients."""
-    env = app.env
-    cluster = _cluster(app)
-    with hostpool.pool(app.run_options()) as pool:
-        cs = state.gather(cluster, pool)
-    warns = checks.warnings(cs, cluster.max_lag_bytes)
-    code = (EXIT_UNREACHABLE if any(n.role == state.UNREACHABLE for n in cs.nodes)
-            else EXIT_FAILED if warns else EXIT_OK)
-    if env.json:
-        env.emit_json({**cs.to_dict(), "warnings": warns, "exit_code": code})
-        return code
-    render_status(env, cluster, cs)
-    for w in warns:
-        env.line(f"WARNING: {w}", style="bold yellow")
-    if not warns:
-        env.line("healthy: one primary, every standby streaming on its timeline")
-    return code
-
-
-def _runbook(app: AppContext, change: Change,
-             body: Callable[[config.Cluster, hostpool.HostPool, Runbook], dict[str, Any]],
-             question: str) -> int:
-    cluster = _cluster(app)
-
-    def final(pool: hostpool.HostPool) -> tuple[str, dict[str, Any], Callable[[], None]]:
-        cs = state.gather(cluster, pool)
-        return "final_status", cs.to_dict(), lambda: render_status(app.env, cluster, cs)
-
-    return runbook_cmd.run(change, question=question,
-                           body=lambda pool, rb: body(cluster, pool, rb), final=final)
+    return runbook_cmd.status(app, VIEW)
 
 
 @command.command("failover", epilog="""\b
@@ -115,8 +89,9 @@ def failover_cmd(app: AppContext, change: Change, to: str | None, force: bool) -
     """Primary down (or must go now): check, fence the old primary, promote a standby, make
     the others follow, re-point PgBouncer, verify a write."""
     opts = failover.FailoverOptions(to=to, force=force, yes=change.yes, dry_run=change.dry_run)
-    return _runbook(app, change, lambda c, p, rb: failover.run(c, p, rb, opts),
-                    "Fail over now (stop the old primary, promote a standby)?")
+    return runbook_cmd.runbook(change, VIEW,
+                               "Fail over now (stop the old primary, promote a standby)?",
+                               lambda c, p, rb: failover.run(c, p, rb, opts))
 
 
 @command.command("switchover", epilog="""\b
@@ -132,9 +107,9 @@ Exit status: 0 done, 2 a step failed (PgBouncer is resumed), 4 refused.
 def switchover_cmd(app: AppContext, change: Change, to: str) -> int:
     """Planned change of primary: PAUSE PgBouncer, clean stop, promote, old primary rejoins,
     re-point, RESUME (always)."""
-    return _runbook(app, change,
-                    lambda c, p, rb: switchover.run(c, p, rb, to, dry_run=change.dry_run),
-                    f"Switch the primary over to {to}?")
+    return runbook_cmd.runbook(change, VIEW, f"Switch the primary over to {to}?",
+                               lambda c, p, rb: switchover.run(c, p, rb, to,
+                                                               dry_run=change.dry_run))
 
 
 @command.command("rejoin", epilog="""\b
@@ -148,6 +123,7 @@ Examples:
 def rejoin_cmd(app: AppContext, change: Change, node: str) -> int:
     """Bring a former primary back as a standby of the current primary (repmgr node rejoin,
     pg_rewind when its history forked)."""
-    return _runbook(app, change,
-                    lambda c, p, rb: rejoin.run(c, p, rb, node, dry_run=change.dry_run),
-                    f"Rejoin {node} as a standby (its postgres is restarted)?")
+    return runbook_cmd.runbook(change, VIEW,
+                               f"Rejoin {node} as a standby (its postgres is restarted)?",
+                               lambda c, p, rb: rejoin.run(c, p, rb, node,
+                                                           dry_run=change.dry_run))

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import click
 
 from opskit.commands import runbook_cmd
 from opskit.commands.mutating import Change, mutating
 from opskit.commands.options import AppContext, pass_app, shared_options
-from opskit.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
 from opskit.inventory import Host
 from opskit.output import Environment
 from opskit.redis import checks, config, runbooks, state
-from opskit.runner import hostpool
-from opskit.runner.runbook import Runbook
 from opskit.units import human_bytes
 
 
@@ -63,6 +57,14 @@ def render(env: Environment, fs: state.TopologyState) -> None:
                "clients", "memory / max", "host RAM"), rows, styles=styles)
 
 
+VIEW = runbook_cmd.View(
+    load=_topology, gather=lambda t, pool: state.gather(t, pool),
+    render=lambda env, _topo, fs: render(env, fs),
+    unreachable=lambda fs: any(x.role == state.UNREACHABLE for x in fs.instances),
+    warnings=lambda _topo, fs: checks.warnings(fs),
+    healthy="healthy: one master, every replica linked", final_key="final_topology")
+
+
 @command.command("status", epilog="""\b
 Examples:
   opskit redis status -l redis
@@ -74,34 +76,7 @@ Exit status: 0 healthy, 2 warnings (two masters, a link down, ...), 3 unreachabl
 def status(app: AppContext) -> int:
     """Topology per instance: role, master, link, offset and lag, priority, last save,
     clients, memory against maxmemory and the host's RAM."""
-    env = app.env
-    topo = _topology(app)
-    with hostpool.pool(app.run_options()) as pool:
-        fs = state.gather(topo, pool)
-    warns = checks.warnings(fs)
-    code = (EXIT_UNREACHABLE if any(x.role == state.UNREACHABLE for x in fs.instances)
-            else EXIT_FAILED if warns else EXIT_OK)
-    if env.json:
-        env.emit_json({**fs.to_dict(), "warnings": warns, "exit_code": code})
-        return code
-    render(env, fs)
-    for w in warns:
-        env.line(f"WARNING: {w}", style="bold yellow")
-    if not warns:
-        env.line("healthy: one master, every replica linked")
-    return code
-
-
-def _run(app: AppContext, change: Change, question: str | None,
-         body: Callable[[config.Topology, hostpool.HostPool, Runbook], dict[str, Any]]) -> int:
-    topo = _topology(app)
-
-    def final(pool: hostpool.HostPool) -> tuple[str, dict[str, Any], Callable[[], None]]:
-        fs = state.gather(topo, pool)
-        return "final_topology", fs.to_dict(), lambda: render(app.env, fs)
-
-    return runbook_cmd.run(change, question=question,
-                           body=lambda pool, rb: body(topo, pool, rb), final=final)
+    return runbook_cmd.status(app, VIEW)
 
 
 @command.command("promote", epilog="""\b
@@ -121,10 +96,10 @@ Exit status: 0 done, 2 a step failed, 4 refused (master up, no fresh replica).
 def promote(app: AppContext, change: Change, to: str | None, force: bool) -> int:
     """Master down: promote the best replica, point the others at it, publish it."""
     dry_run = change.dry_run
-    return _run(app, change, "Promote a replica to master?",
-                lambda f, p, rb: runbooks.promote(f, p, rb, to=to, force=force,
-                                                  dry_run=dry_run,
-                                                  publish_hosts=_publish_hosts(app, f)))
+    return runbook_cmd.runbook(
+        change, VIEW, "Promote a replica to master?",
+        lambda f, p, rb: runbooks.promote(f, p, rb, to=to, force=force, dry_run=dry_run,
+                                          publish_hosts=_publish_hosts(app, f)))
 
 
 @command.command("switchover", epilog="""\b
@@ -143,10 +118,11 @@ def switchover(app: AppContext, change: Change, to: str, timeout_ms: int) -> int
     """Master alive: Redis FAILOVER TO the replica (no acknowledged write lost), re-point the
     other replicas, publish; the old master ends as a replica."""
     dry_run = change.dry_run
-    return _run(app, change, f"Switch the master over to {to}?",
-                lambda f, p, rb: runbooks.switchover(f, p, rb, to=to, dry_run=dry_run,
-                                                     timeout_ms=timeout_ms,
-                                                     publish_hosts=_publish_hosts(app, f)))
+    return runbook_cmd.runbook(
+        change, VIEW, f"Switch the master over to {to}?",
+        lambda f, p, rb: runbooks.switchover(f, p, rb, to=to, dry_run=dry_run,
+                                             timeout_ms=timeout_ms,
+                                             publish_hosts=_publish_hosts(app, f)))
 
 
 @command.command("rejoin", epilog="""\b
@@ -159,8 +135,9 @@ Examples:
 def rejoin(app: AppContext, change: Change, instance: str) -> int:
     """Make a returned old master a replica of the current master (never two masters)."""
     dry_run = change.dry_run
-    return _run(app, change, f"Make {instance} a replica (its data is replaced)?",
-                lambda f, p, rb: runbooks.rejoin(f, p, rb, spec=instance, dry_run=dry_run))
+    return runbook_cmd.runbook(
+        change, VIEW, f"Make {instance} a replica (its data is replaced)?",
+        lambda f, p, rb: runbooks.rejoin(f, p, rb, spec=instance, dry_run=dry_run))
 
 
 @command.command("backup", epilog="""\b
@@ -176,6 +153,6 @@ def backup(app: AppContext, change: Change, allow_master: bool) -> int:
     """BGSAVE on the replicas (never a master unless --allow-master); waits until LASTSAVE
     moves and the save is ok; reports each RDB file and its size."""
     dry_run = change.dry_run
-    return _run(app, change, "BGSAVE on the replicas?",
-                lambda f, p, rb: runbooks.backup(f, p, rb, allow_master=allow_master,
-                                                 dry_run=dry_run))
+    return runbook_cmd.runbook(
+        change, VIEW, "BGSAVE on the replicas?",
+        lambda f, p, rb: runbooks.backup(f, p, rb, allow_master=allow_master, dry_run=dry_run))

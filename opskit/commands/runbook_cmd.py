@@ -6,12 +6,18 @@ confirmation come from the mutating-command shape (``commands.mutating``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from opskit.commands.mutating import Change
-from opskit.errors import EXIT_OK, OpskitError
+from opskit.commands.options import AppContext
+from opskit.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, OpskitError
+from opskit.output import Environment
 from opskit.runner import hostpool
 from opskit.runner.runbook import Runbook
+
+C = TypeVar("C")  # the service's settings (pg Cluster, redis Topology)
+S = TypeVar("S")  # its gathered state (ClusterState, TopologyState): has .to_dict()
 
 Body = Callable[[hostpool.HostPool, Runbook], dict[str, Any]]
 # After the steps: (key, JSON-able final state, a function that prints it).
@@ -43,3 +49,50 @@ def run(change: Change, *, question: str | None, body: Body, final: Final | None
     if env.json:
         env.emit_json(doc)
     return EXIT_OK
+
+
+@dataclass(frozen=True)
+class View(Generic[C, S]):
+    """How a command group sees one replicated service (PostgreSQL, Redis): where its settings
+    come from, how its state is gathered and judged, how it is drawn. ``status`` and
+    ``runbook`` below are then the same for both."""
+
+    load: Callable[[AppContext], C]
+    gather: Callable[[C, hostpool.HostPool], S]
+    render: Callable[[Environment, C, S], None]
+    unreachable: Callable[[S], bool]
+    warnings: Callable[[C, S], list[str]]
+    healthy: str  # the line printed when there is no warning
+    final_key: str  # where a runbook's JSON document puts the state after its steps
+
+
+def status(app: AppContext, view: View[C, S]) -> int:
+    """The status command: one table, its warnings; exit 3 unreachable, 2 warnings, else 0."""
+    env = app.env
+    cfg = view.load(app)
+    with hostpool.pool(app.run_options()) as pool:
+        st = view.gather(cfg, pool)
+    warns = view.warnings(cfg, st)
+    code = EXIT_UNREACHABLE if view.unreachable(st) else EXIT_FAILED if warns else EXIT_OK
+    if env.json:
+        env.emit_json({**st.to_dict(), "warnings": warns, "exit_code": code})  # type: ignore[attr-defined]
+        return code
+    view.render(env, cfg, st)
+    for w in warns:
+        env.line(f"WARNING: {w}", style="bold yellow")
+    if not warns:
+        env.line(view.healthy)
+    return code
+
+
+def runbook(change: Change, view: View[C, S], question: str | None,
+            body: Callable[[C, hostpool.HostPool, Runbook], dict[str, Any]]) -> int:
+    """A runbook command over the service: its steps, then its state as they left it."""
+    cfg = view.load(change.app)
+
+    def final(pool: hostpool.HostPool) -> tuple[str, dict[str, Any], Callable[[], None]]:
+        st = view.gather(cfg, pool)
+        return (view.final_key, st.to_dict(),  # type: ignore[attr-defined]
+                lambda: view.render(change.app.env, cfg, st))
+
+    return run(change, question=question, body=lambda pool, rb: body(cfg, pool, rb), final=final)

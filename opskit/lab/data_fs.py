@@ -29,13 +29,13 @@ import os
 import pathlib
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 
 from opskit.errors import LabError
 from opskit.lab import procs
 from opskit.lab.models import LabHost
 from opskit.lab.services import LabContext, register
+from opskit.runner import wait as waiting  # `wait` is a parameter name here
 
 NAME = "data-xfs"
 ROLE = "db"
@@ -238,18 +238,18 @@ def detach_unmounted(prefix: pathlib.Path | str, *, wait: float = 0.0) -> list[s
     to that long (a namespace that just died releases its mounts, and with them their loop
     devices, a moment later).
     """
-    deadline = time.monotonic() + wait
-    while True:
+    def probe() -> tuple[bool, dict[str, str]]:
         loops = lab_loops(prefix)
-        if not loops:
-            return []
-        used = mounted_devices()
+        used = mounted_devices() if loops else set()
         idle = {loop: f for loop, f in loops.items() if dev_number(loop) not in used}
-        if not idle:
-            return []
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(0.05)
+        return not idle, idle  # done once autoclear took every unmounted one
+
+    try:
+        waiting.until(probe, what="unmounted lab loop devices to clear", timeout=wait,
+                      interval=0.05)
+        return []
+    except waiting.WaitTimedOut as exc:
+        idle = dict(exc.seen)  # type: ignore[call-overload]
     lines = []
     for loop, backing in idle.items():
         done = subprocess.run(["losetup", "-d", f"/dev/{loop}"], capture_output=True, text=True)

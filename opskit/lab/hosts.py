@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from opskit.errors import LabError
 from opskit.lab import keys, procs
 from opskit.lab.state import HostRecord
+from opskit.runner import wait
 
 # (dir under the host's state dir, mount point inside the host)
 MOUNTS = (("srv", "/srv"), ("data", "/data"), ("etc", "/etc/opskit-lab"))
@@ -175,8 +176,8 @@ def wait_ready(state_dir: pathlib.Path, recs: Sequence[HostRecord], timeout: flo
     Fails fast when an sshd dies (e.g. address in use), with its log as the hint.
     """
     pending = {rec.name: rec for rec in recs}
-    deadline = time.monotonic() + timeout
-    while pending:
+
+    def probe() -> tuple[bool, str]:
         for name, rec in list(pending.items()):
             pid, listening = _ready_pid(state_dir, name)
             if pid is not None and not procs.alive(pid):
@@ -184,14 +185,15 @@ def wait_ready(state_dir: pathlib.Path, recs: Sequence[HostRecord], timeout: flo
             if listening and answering(rec.address, rec.port):
                 rec.pid, rec.mnt_ns, rec.started_at = pid, procs.mnt_ns(pid), time.time()
                 del pending[name]
-        if pending and time.monotonic() > deadline:
-            names = ", ".join(sorted(pending))
-            raise LabError(
-                f"lab hosts did not answer within {timeout:.0f} s: {names}",
-                hint=_log_hint(state_dir, next(iter(pending))),
-            )
-        if pending:
-            time.sleep(0.02)
+        return not pending, ", ".join(sorted(pending))
+
+    try:
+        wait.until(probe, what="every lab sshd to answer", timeout=timeout, interval=0.02)
+    except wait.WaitTimedOut as exc:
+        raise LabError(
+            f"lab hosts did not answer within {timeout:.0f} s: {exc.seen}",
+            hint=_log_hint(state_dir, next(iter(pending))),
+        ) from None
 
 
 def _log_hint(state_dir: pathlib.Path, name: str) -> str:

@@ -23,6 +23,7 @@ import time
 from opskit.errors import LabError
 from opskit.lab import net, procs
 from opskit.lab.state import AwsServerRecord
+from opskit.runner import wait
 
 HOST = "127.0.0.1"
 PORT_OFFSET = 3000  # lab port 2222 -> 5222, the test lab's 2322 -> 5322
@@ -144,23 +145,24 @@ def wait_ready(
     state_dir: pathlib.Path, rec: AwsServerRecord, timeout: float = READY_TIMEOUT
 ) -> None:
     """Wait until the server answers HTTP; fill in rec.pid/started_at. Fails fast if it dies."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def probe() -> tuple[bool, str]:
         if rec.pid is None:
             pid = procs.read_pid_file(_pid_path(state_dir))
             if pid is not None and is_lab_server(pid, state_dir, rec.port):
                 rec.pid, rec.started_at = pid, time.time()
-        if rec.pid is not None:
-            if not procs.alive(rec.pid):
-                raise LabError("the lab's moto server exited at start", hint=_log_hint(state_dir))
-            if answering(rec.port):
-                return
-        if time.monotonic() > deadline:
-            raise LabError(
-                f"the lab's moto server did not answer on port {rec.port} within {timeout:.0f} s",
-                hint=_log_hint(state_dir),
-            )
-        time.sleep(0.05)
+        if rec.pid is None:
+            return False, "no pid file yet"
+        if not procs.alive(rec.pid):
+            raise LabError("the lab's moto server exited at start", hint=_log_hint(state_dir))
+        return answering(rec.port), "not answering"
+
+    try:
+        wait.until(probe, what="the moto server", timeout=timeout, interval=0.05)
+    except wait.WaitTimedOut:
+        raise LabError(
+            f"the lab's moto server did not answer on port {rec.port} within {timeout:.0f} s",
+            hint=_log_hint(state_dir),
+        ) from None
 
 
 def answering(port: int, timeout: float = 1.0) -> bool:

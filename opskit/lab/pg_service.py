@@ -28,7 +28,6 @@ import pwd
 import shlex
 import shutil
 import subprocess
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -38,6 +37,7 @@ from opskit.lab import hosts as hostmod
 from opskit.lab.models import LabHost
 from opskit.lab.services import InventoryVars, LabContext, hosts_for, register, registered
 from opskit.lab.state import load_state, locked, resolve_state_dir
+from opskit.runner import wait as waiting  # `wait` is a parameter name here
 
 BINDIR = "/usr/lib/postgresql/15/bin"
 OS_USER = "postgres"
@@ -246,16 +246,18 @@ def find_primary(
 ) -> LabHost | None:
     """The first of ``candidates`` that is a registered, running primary (asked from
     ``host``); polls up to ``wait`` seconds."""
-    deadline = time.monotonic() + wait
-    while True:
+    def probe() -> tuple[bool, LabHost | None]:
         for other in candidates:
             argv = as_postgres("timeout", "10", *_psql(_IS_PRIMARY, conninfo(other.address)))
             done = ctx.run(host, argv)
             if done.returncode == 0 and done.stdout.strip() == "t":
-                return other
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(0.3)
+                return True, other
+        return False, None
+
+    try:
+        return waiting.until(probe, what="a running primary", timeout=wait, interval=0.3)
+    except waiting.WaitTimedOut:
+        return None
 
 
 class PostgresService:
@@ -477,13 +479,15 @@ def _wipe(host: LabHost, ctx: LabContext) -> None:
 def _wait_streaming(primary: LabHost, ctx: LabContext, standbys: int, timeout: float) -> None:
     sql = "select count(*) from pg_stat_replication where state = 'streaming'"
     argv = as_postgres(*_psql(sql, _local()))
-    deadline = time.monotonic() + timeout
-    while True:
+    def probe() -> tuple[bool, str]:
         done = ctx.run(primary, argv)
-        if done.returncode == 0 and done.stdout.strip() == str(standbys):
-            return
-        if time.monotonic() > deadline:
-            raise LabError(f"{standbys} standbys of {primary.name} are not streaming after "
-                           f"{timeout:.0f} s: {done.stdout.strip() or done.stderr.strip()}",
-                           hint=f"look at {on_our_side(primary, LOG_DIR)}")  # fmt: skip
-        time.sleep(0.1)
+        return (done.returncode == 0 and done.stdout.strip() == str(standbys),
+                done.stdout.strip() or done.stderr.strip())
+
+    try:
+        waiting.until(probe, what=f"{standbys} standbys of {primary.name} to stream",
+                      timeout=timeout, interval=0.1)
+    except waiting.WaitTimedOut as exc:
+        raise LabError(f"{standbys} standbys of {primary.name} are not streaming after "
+                       f"{timeout:.0f} s: {exc.seen}",
+                       hint=f"look at {on_our_side(primary, LOG_DIR)}") from None  # fmt: skip

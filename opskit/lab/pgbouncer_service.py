@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import pathlib
 import pwd
-import time
 
 from opskit.errors import LabError
 from opskit.lab import layout, pg_service, procs
@@ -33,6 +32,7 @@ from opskit.lab.pg_service import (
     as_postgres,
 )
 from opskit.lab.services import InventoryVars, LabContext, register
+from opskit.runner import wait
 
 PGBOUNCER_BIN = "/usr/sbin/pgbouncer"
 BOUNCER_PORT = 6432
@@ -131,14 +131,17 @@ class PgBouncerService:
         if done.returncode != 0:
             raise _start_error(host, done.stderr.strip(), log)
         # -d returns before the daemon binds: a port in use shows up in its log only.
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
+        def probe() -> tuple[bool, str]:
             fatal = _fatal(log, seen)
             if fatal is not None:
                 raise _start_error(host, fatal, log)
-            if self.health(host, ctx):
-                return
-            time.sleep(0.1)
+            return self.health(host, ctx), "not answering"
+
+        try:
+            wait.until(probe, what=f"PgBouncer on {host.name} to answer", timeout=5.0,
+                       interval=0.1)
+        except wait.WaitTimedOut:
+            return  # the service layer's health wait reports it, with the log as the hint
 
     def _write_files(self, host: LabHost, ctx: LabContext, *, ini: bool) -> None:
         folder = pg_service.on_our_side(host, BOUNCER_DIR)

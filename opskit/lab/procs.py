@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Iterable
+
+from opskit.runner import wait
 
 HOST_MARKER = ".opskit-lab-host"  # in each host's /etc/opskit-lab; holds the host's host_id
 
@@ -145,9 +146,14 @@ def _signal_all(targets: Iterable[int], sig: signal.Signals) -> list[int]:
 
 
 def _wait_gone(targets: list[int], timeout: float) -> list[int]:
-    deadline = time.monotonic() + timeout
     left = [p for p in targets if alive(p)]
-    while left and time.monotonic() < deadline:
-        time.sleep(0.02)
-        left = [p for p in left if alive(p)]
+
+    def probe() -> tuple[bool, list[int]]:
+        left[:] = [p for p in left if alive(p)]
+        return not left, left
+
+    try:
+        wait.until(probe, what="processes to exit", timeout=timeout, interval=0.02)
+    except wait.WaitTimedOut:
+        pass  # the caller escalates (SIGKILL) for those still alive
     return left

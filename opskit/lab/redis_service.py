@@ -21,7 +21,6 @@ import json
 import os
 import pathlib
 import pwd
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from opskit.errors import LabError
@@ -30,6 +29,7 @@ from opskit.lab.models import LabHost
 from opskit.lab.pg_service import ETC, on_our_side, ours
 from opskit.lab.services import InventoryVars, LabContext, hosts_for, register
 from opskit.lab.state import locked, resolve_state_dir
+from opskit.runner import wait
 
 SERVER_BIN = "/usr/bin/redis-server"
 CLI = "/usr/bin/redis-cli"
@@ -196,12 +196,14 @@ class RedisService:
         master not listening yet retries only a second later (``up`` starts all at once)."""
         upstream = replicates_from(host)
         master = next((h for h in hosts_for(self, ctx.hosts) if h.address == upstream), None)
-        deadline = time.monotonic() + MASTER_WAIT
+        if master is None:
+            return
         # Its pid file is written once it listens.
-        while master is not None and server_pid(master) is None:
-            if time.monotonic() > deadline:
-                return  # start anyway: it links once its master is back
-            time.sleep(0.02)
+        try:
+            wait.until(lambda: (server_pid(master) is not None, "no pid file"),
+                       what=f"{master.name} to listen", timeout=MASTER_WAIT, interval=0.02)
+        except wait.WaitTimedOut:
+            return  # start anyway: it links once its master is back
 
     def _current_master(self, host: LabHost, ctx: LabContext) -> str | None:
         """Whom a host without a config replicates from: a running master among the other
@@ -219,10 +221,10 @@ class RedisService:
             return
         # NOSAVE: no RDB on the way down; NOW: no waiting for lagging replicas.
         ctx.run(host, cli(host, "shutdown", "nosave", "now"))
-        deadline = time.monotonic() + 2.0
-        while procs.alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if procs.alive(pid):
+        try:
+            wait.until(lambda: (not procs.alive(pid), "running"), what=f"redis {pid} to exit",
+                       timeout=2.0, interval=0.02)
+        except wait.WaitTimedOut:
             procs.terminate([pid], grace=1.0)
 
     def health(self, host: LabHost, ctx: LabContext) -> bool:
@@ -246,16 +248,18 @@ def launch(host: LabHost, ctx: LabContext) -> None:
     done = ctx.run(host, argv)
     if done.returncode != 0:
         raise _start_error(host, done.stderr.strip() or done.stdout.strip(), log)
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline:
+    def probe() -> tuple[bool, str]:
         fatal = [line for line in _log_since(log, seen) if any(f in line for f in _FATAL)]
         if fatal:
             raise _start_error(host, " / ".join(fatal[-2:]), log)
-        if server_pid(host) is not None:
-            answer = ctx.run(host, cli(host, "ping"))
-            if answer.stdout.strip() == "PONG":
-                return
-        time.sleep(0.05)
+        if server_pid(host) is None:
+            return False, "no pid file"
+        return ctx.run(host, cli(host, "ping")).stdout.strip() == "PONG", "no PONG"
+
+    try:
+        wait.until(probe, what=f"redis on {host.name} to answer", timeout=5.0, interval=0.05)
+    except wait.WaitTimedOut:
+        return  # the service layer's health wait reports it, with the log as the hint
 
 
 def _start_error(host: LabHost, why: str, log: pathlib.Path) -> LabError:
@@ -320,17 +324,17 @@ def _wait_linked(
     master: LabHost, replicas: list[LabHost], ctx: LabContext, timeout: float
 ) -> None:
     """Until the master lists every replica online and each one has its link up."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def probe() -> tuple[bool, object]:
         found = info(master, ctx) or {}
         online = [v for k, v in found.items() if k.startswith("slave") and "state=online" in v]
         linked = len(online) == len(replicas) and all(
             (info(r, ctx) or {}).get("master_link_status") == "up" for r in replicas
         )
-        if found.get("role") == "master" and linked:
-            return
-        if time.monotonic() > deadline:
-            raise LabError(f"the replicas of {master.name} are not all linked after "
-                           f"{timeout:.0f} s: {found or 'no answer'}",
-                           hint=f"look at {on_our_side(master, LOG_FILE)}")  # fmt: skip
-        time.sleep(0.05)
+        return found.get("role") == "master" and linked, found or "no answer"
+
+    try:
+        wait.until(probe, what=f"the replicas of {master.name}", timeout=timeout, interval=0.05)
+    except wait.WaitTimedOut as exc:
+        raise LabError(f"the replicas of {master.name} are not all linked after "
+                       f"{timeout:.0f} s: {exc.seen}",
+                       hint=f"look at {on_our_side(master, LOG_FILE)}") from None  # fmt: skip

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import pathlib
 import subprocess
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 from opskit.errors import LabError
 from opskit.lab.aws_resources import AwsLab
 from opskit.lab.models import LabHost
+from opskit.runner import wait
 
 START_TIMEOUT = 30.0  # default seconds for a started service to report healthy
 
@@ -153,14 +153,15 @@ def _start_one(service: Service, host: LabHost, ctx: LabContext) -> None:
     service.start(host, ctx)
     if not waits(service):
         return
-    deadline = time.monotonic() + float(getattr(service, "start_timeout", START_TIMEOUT))
-    while not _healthy(service, host, ctx):
-        if time.monotonic() > deadline:
-            raise LabError(
-                f"lab service {service.name} on {host.name} did not become healthy",
-                hint=f"look at {host.state_dir / 'services' / service.name}",
-            )
-        time.sleep(0.1)
+    try:
+        wait.until(lambda: (_healthy(service, host, ctx), "not healthy"),
+                   what=f"{service.name} on {host.name}", interval=0.1,
+                   timeout=float(getattr(service, "start_timeout", START_TIMEOUT)))
+    except wait.WaitTimedOut:
+        raise LabError(
+            f"lab service {service.name} on {host.name} did not become healthy",
+            hint=f"look at {host.state_dir / 'services' / service.name}",
+        ) from None
 
 
 def stop_all(ctx: LabContext, hosts: Sequence[LabHost]) -> list[str]:

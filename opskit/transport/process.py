@@ -58,11 +58,9 @@ class ChannelProcess:
         self.chan.shutdown_write()
 
     def wait(self, timeout: float) -> int | None:
-        deadline = time.monotonic() + timeout
-        while not self.chan.exit_status_ready():
-            if time.monotonic() > deadline:
-                return None
-            time.sleep(0.01)
+        # paramiko sets status_event when the exit status arrives: no polling.
+        if not self.chan.status_event.wait(timeout):
+            return None
         return self.chan.recv_exit_status()
 
     def kill(self) -> None:

@@ -155,7 +155,8 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str, *,
             rb.step(f"PAUSE PgBouncer ({dbs})", *bnames,
                     does=f"PAUSE {dbs}: transactions finish, new ones wait", run=pause)
             rb.step(f"stop the old primary {old.name} cleanly", old.name,
-                    does="pg_ctl stop -m fast; its shutdown checkpoint is the last WAL",
+                    does="pg_ctl stop -m fast (immediate if that fails); its shutdown "
+                         "checkpoint is the last WAL",
                     run=stop_old)
             rb.step(f"check {target.name} received every WAL record", target.name,
                     does="receive LSN past the shutdown checkpoint, else restart the old "

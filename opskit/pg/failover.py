@@ -12,9 +12,9 @@ from typing import Any
 
 from opskit.errors import SafetyError, StepError
 from opskit.pg import bouncer, checks, state, steps
-from opskit.pg.config import Cluster, PgNode
+from opskit.pg.config import Cluster
 from opskit.runner.hostpool import HostPool
-from opskit.runner.runbook import Runbook
+from opskit.runner.runbook import Runbook, Step
 from opskit.transport.errors import CommandFailed
 from opskit.units import human_bytes
 
@@ -24,7 +24,7 @@ class FailoverOptions:
     to: str | None = None
     force: bool = False
     yes: bool = False
-    dry_run: bool = False
+    dry_run: bool = False  # unused: the Runbook's dry_run decides (kept for the command layer)
 
 
 def _bouncer_targets(st: state.ClusterState) -> dict[str, str]:
@@ -38,8 +38,7 @@ def _describe(n: state.NodeState) -> str:
 
 def preflight(cluster: Cluster, pool: HostPool, rb: Runbook,
               opts: FailoverOptions) -> tuple[checks.Decision, state.ClusterState]:
-    with rb.step("preflight: ask every node and PgBouncer",
-                 *[n.name for n in cluster.nodes], *[b.name for b in cluster.bouncers]) as st:
+    def ask(st: Step) -> tuple[checks.Decision, state.ClusterState]:
         cs = state.gather(cluster, pool, with_repmgr=False)
         d = checks.decide_failover(cs, opts.to, cluster.max_lag_bytes, _bouncer_targets(cs))
         old = f"{d.old.name} ({d.old.role})" if d.old else "unknown"
@@ -55,6 +54,11 @@ def preflight(cluster: Cluster, pool: HostPool, rb: Runbook,
             st.status = "warning"
             parts.append("FORCED past: " + "; ".join(d.refusals))
         st.detail = "; ".join(parts)
+        return d, cs
+
+    d, cs = rb.check("preflight: ask every node and PgBouncer",
+                     *[n.name for n in cluster.nodes], *[b.name for b in cluster.bouncers],
+                     run=ask)
     if d.target is None:
         raise SafetyError("no standby to promote: " + "; ".join(d.refusals or ["none found"]),
                           hint="`opskit pg status` shows every node")
@@ -63,6 +67,16 @@ def preflight(cluster: Cluster, pool: HostPool, rb: Runbook,
                           hint="fix the cause, choose another --to, or add --force "
                                "(journaled) if you accept the risk")
     return d, cs
+
+
+@dataclass
+class _Progress:
+    """What the steps did so far: the recovery in ``finally`` and the hint depend on it."""
+
+    old_stopped: bool
+    held: bool = False
+    promoted: bool = False
+    repointed: bool = False
 
 
 def run(cluster: Cluster, pool: HostPool, rb: Runbook, opts: FailoverOptions) -> dict[str, Any]:
@@ -74,76 +88,104 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, opts: FailoverOptions) ->
     standbys = [cluster.node(n.name) for n in cs.nodes
                 if n.role == state.STANDBY and n.name != target.name]
     bnames = [b.name for b in cluster.bouncers]
-    if opts.dry_run:
-        _plan(rb, cluster, target, old, old_reachable, standbys, d)
-        return {"target": target.name, "old_primary": old.name if old else None}
-    if old is not None and not old_reachable and not opts.yes:
+    dbs = bouncer.database_names(cluster)
+    # A dry run shows the unreachable old primary in the plan instead of refusing.
+    if old is not None and not old_reachable and not opts.yes and not rb.dry_run:
         raise SafetyError(f"old primary {old.name} is unreachable: it cannot be stopped, only "
                           "fenced at PgBouncer", hint="re-run with --yes to proceed anyway")
-    held = promoted = repointed = False
-    old_stopped = old is None
+    p = _Progress(old_stopped=old is None)
+
+    def hold(st: Step) -> None:
+        bouncer.each(cluster, pool, lambda s, b: bouncer.hold(s, b, kill=True))
+        p.held = True
+        st.detail = f"databases {dbs} held"
+
+    def fence(st: Step) -> None:
+        if old is None:
+            st.status, st.detail = "warning", "no old primary identified"
+        elif not old_reachable:
+            err = pool.error(old.host)
+            st.status = "warning"
+            st.detail = (f"UNREACHABLE ({err.message if err else 'no session'}): not "
+                         "stopped; fenced at PgBouncer only (--yes given)")
+        else:
+            st.detail = steps.stop(pool.get(old.host), old)
+            p.old_stopped = True
+
+    def promote(st: Step) -> None:
+        steps.promote(pool.get(target.host), target)
+        p.promoted = True
+        st.detail = f"{target.name} is out of recovery"
+
+    def follow(st: Step) -> None:
+        res = pool.each([n.host for n in standbys],
+                        lambda s: steps.follow(s, cluster.node(s.host.name), target))
+        bad = {k: v for k, v in res.items() if isinstance(v, Exception)}
+        if bad:
+            st.status = "warning"
+            st.detail = "; ".join(f"{k}: {v}" for k, v in bad.items()) + \
+                " (run `opskit pg rejoin` for them)"
+
+    def repoint(st: Step) -> None:
+        changed = bouncer.each(cluster, pool, lambda s, b: bouncer.repoint(s, b, target))
+        p.repointed = True
+        bouncer.each(cluster, pool, bouncer.release)
+        p.held = False
+        st.detail = "; ".join(f"{k}: {v}" for k, v in changed.items())
+
+    def verify(st: Step) -> None:
+        wrote = bouncer.each(cluster, pool,
+                             lambda s, b: steps.write_through(s, b, cluster, target))
+        after = state.probe_node(pool.get(target.host), target)
+        if d.timeline is not None and (after.timeline or 0) <= d.timeline:
+            raise CommandFailed(f"{target.name} is on timeline {after.timeline}, expected "
+                                f"above {d.timeline}")
+        st.detail = "; ".join(wrote.values()) + f"; timeline {d.timeline} -> {after.timeline}"
+
+    if old is None:
+        fence_does = "no old primary identified: fenced at PgBouncer only"
+    elif old_reachable:
+        fence_does = f"pg_ctl -D {old.data_directory} stop -m fast (immediate if that fails)"
+    else:
+        fence_does = "UNREACHABLE: cannot be stopped (needs --yes); fenced at PgBouncer only"
     try:
-        with rb.step("hold clients at PgBouncer (KILL: no connection reaches the old primary)",
-                     *bnames) as st:
-            bouncer.each(cluster, pool, lambda s, b: bouncer.hold(s, b, kill=True))
-            held = True
-            st.detail = f"databases {bouncer.database_names(cluster)} held"
-        with rb.step(f"fence the old primary: stop postgres on {old.name if old else '?'}",
-                     *([old.name] if old else [])) as st:
-            if old is None:
-                st.status, st.detail = "warning", "no old primary identified"
-            elif not old_reachable:
-                err = pool.error(old.host)
-                st.status = "warning"
-                st.detail = (f"UNREACHABLE ({err.message if err else 'no session'}): not "
-                             "stopped; fenced at PgBouncer only (--yes given)")
-            else:
-                st.detail = steps.stop(pool.get(old.host), old)
-                old_stopped = True
-        with rb.step(f"promote {target.name} (repmgr standby promote)", target.name) as st:
-            steps.promote(pool.get(target.host), target)
-            promoted = True
-            st.detail = f"{target.name} is out of recovery"
+        rb.step("hold clients at PgBouncer (KILL: no connection reaches the old primary)",
+                *bnames, does=f"KILL {dbs} on the admin console", run=hold)
+        rb.step(f"fence the old primary: stop postgres on {old.name if old else '?'}",
+                *([old.name] if old else []), does=fence_does, run=fence)
+        rb.step(f"promote {target.name} (repmgr standby promote)", target.name,
+                does=f"repmgr -f {target.repmgr_conf} standby promote; wait until out of "
+                     "recovery", run=promote)
         if standbys:
-            with rb.step(f"make the other standbys follow {target.name} (repmgr standby follow)",
-                         *[n.name for n in standbys]) as st:
-                res = pool.each([n.host for n in standbys],
-                                lambda s: steps.follow(s, cluster.node(s.host.name), target))
-                bad = {k: v for k, v in res.items() if isinstance(v, Exception)}
-                if bad:
-                    st.status = "warning"
-                    st.detail = "; ".join(f"{k}: {v}" for k, v in bad.items()) + \
-                        " (run `opskit pg rejoin` for them)"
-        with rb.step(f"re-point PgBouncer at {target.name} ({target.address}:{target.port}), "
-                     "RELOAD, RESUME", *bnames) as st:
-            changed = bouncer.each(cluster, pool, lambda s, b: bouncer.repoint(s, b, target))
-            repointed = True
-            bouncer.each(cluster, pool, bouncer.release)
-            held = False
-            st.detail = "; ".join(f"{k}: {v}" for k, v in changed.items())
-        with rb.step("verify: a write through PgBouncer lands on the new primary, new timeline",
-                     *bnames, target.name) as st:
-            wrote = bouncer.each(cluster, pool,
-                                 lambda s, b: steps.write_through(s, b, cluster, target))
-            after = state.probe_node(pool.get(target.host), target)
-            if d.timeline is not None and (after.timeline or 0) <= d.timeline:
-                raise CommandFailed(f"{target.name} is on timeline {after.timeline}, expected "
-                                 f"above {d.timeline}")
-            st.detail = "; ".join(wrote.values()) + f"; timeline {d.timeline} -> {after.timeline}"
+            rb.step(f"make the other standbys follow {target.name} (repmgr standby follow)",
+                    *[n.name for n in standbys],
+                    does="repmgr standby follow; wait until streaming from the new primary",
+                    run=follow)
+        rb.step(f"re-point PgBouncer at {target.name} ({target.address}:{target.port}), "
+                "RELOAD, RESUME", *bnames,
+                does=f"[databases] {dbs} -> host={target.address} port={target.port}; "
+                     f"RELOAD; RESUME {dbs}", run=repoint)
+        rb.step("verify: a write through PgBouncer lands on the new primary, new timeline",
+                *bnames, target.name,
+                does=f"txid_current() through PgBouncer answered by {target.name}; timeline "
+                     f"above {d.timeline}", run=verify)
     except CommandFailed as exc:
         raise StepError(f"failover stopped: {exc}",
-                        hint=_after_failure(promoted, repointed, old_stopped)) from None
+                        hint=_after_failure(p.promoted, p.repointed, p.old_stopped)) from None
     finally:
         # Let held clients go, except when that could send them to a live old primary while a
         # new one exists (promoted, not re-pointed, old primary not known to be stopped).
-        if held and (not promoted or old_stopped):
-            with rb.step("RESUME PgBouncer (after the failure)", *bnames) as st:
-                bouncer.each(cluster, pool, bouncer.release, strict=False)
-        elif held:
+        # Only after a failure (a dry run holds nothing), so never in the plan.
+        if p.held and (not p.promoted or p.old_stopped):
+            rb.step("RESUME PgBouncer (after the failure)", *bnames, does=f"RESUME {dbs}",
+                    run=lambda st: bouncer.each(cluster, pool, bouncer.release, strict=False))
+        elif p.held:
             rb.env.note("PgBouncer left PAUSED/KILLed on purpose: the old primary may be alive "
                         "and a new one was promoted. Re-point by hand, then RESUME.")
+    if rb.dry_run:  # the keys of the dry run's document as before: nothing was stopped
+        return {"target": target.name, "old_primary": old.name if old else None}
     return {"target": target.name, "old_primary": old.name if old else None,
-            "old_primary_stopped": old_stopped, "forced": bool(d.refusals)}
+            "old_primary_stopped": p.old_stopped, "forced": bool(d.refusals)}
 
 
 def _after_failure(promoted: bool, repointed: bool, old_stopped: bool) -> str:
@@ -153,29 +195,3 @@ def _after_failure(promoted: bool, repointed: bool, old_stopped: bool) -> str:
         return ("the new primary is up but PgBouncer still points at the old one: "
                 "`opskit pg status`, then fix the ini and RELOAD")
     return "see `opskit pg status`; the journal has every step"
-
-
-def _plan(rb: Runbook, cluster: Cluster, target: PgNode, old: PgNode | None,
-          old_reachable: bool, standbys: list[PgNode], d: checks.Decision) -> None:
-    bnames = [b.name for b in cluster.bouncers]
-    dbs = bouncer.database_names(cluster)
-    rb.plan("hold clients at PgBouncer", *bnames, detail=f"KILL {dbs} on the admin console")
-    if old is None:
-        rb.plan("fence the old primary", detail="no old primary identified: PgBouncer only")
-    elif old_reachable:
-        rb.plan(f"fence the old primary {old.name}", old.name,
-                detail=f"pg_ctl -D {old.data_directory} stop -m fast (immediate if that fails)")
-    else:
-        rb.plan(f"fence the old primary {old.name}", old.name,
-                detail="UNREACHABLE: cannot stop it; needs --yes; PgBouncer fencing only")
-    rb.plan(f"promote {target.name}", target.name,
-            detail=f"repmgr -f {target.repmgr_conf} standby promote; wait until out of recovery")
-    if standbys:
-        rb.plan(f"other standbys follow {target.name}", *[n.name for n in standbys],
-                detail="repmgr standby follow; wait until streaming from the new primary")
-    rb.plan("re-point PgBouncer", *bnames,
-            detail=f"[databases] {dbs} -> host={target.address} port={target.port}; "
-                   f"RELOAD; RESUME {dbs}")
-    rb.plan("verify", *bnames, target.name,
-            detail=f"txid_current() through PgBouncer answered by {target.name}; timeline "
-                   f"above {d.timeline}")

@@ -14,7 +14,7 @@ from opskit.errors import SafetyError, StepError
 from opskit.pg import state, steps, tools
 from opskit.pg.config import Cluster, PgNode
 from opskit.runner.hostpool import HostPool
-from opskit.runner.runbook import Runbook
+from opskit.runner.runbook import Runbook, Step
 from opskit.transport.errors import CommandFailed
 from opskit.transport.session import Session
 
@@ -42,9 +42,11 @@ def rejoin_node(s: Session, node: PgNode, primary: PgNode, ps: Session) -> str:
 
 
 def run(cluster: Cluster, pool: HostPool, rb: Runbook, name: str, *,
-        dry_run: bool) -> dict[str, Any]:
+        dry_run: bool | None = None) -> dict[str, Any]:
+    """``dry_run`` is unused (``rb.dry_run`` decides); kept for the command layer."""
     node = cluster.node(name)
-    with rb.step("preflight: ask every node", *[n.name for n in cluster.nodes]) as st:
+
+    def ask(st: Step) -> tuple[state.NodeState, PgNode, bool]:
         cs = state.gather(cluster, pool, with_repmgr=False)
         me = cs.node(node.name)
         others = [p for p in cs.primaries if p.name != node.name]
@@ -57,28 +59,40 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, name: str, *,
         if me.role == state.STANDBY and me.upstream and me.upstream.startswith(
                 primary.address + ":"):
             st.detail = f"{name} already streams from {primary.name}: nothing to do"
-            return {"node": name, "primary": primary.name, "changed": False}
+            return me, primary, True
         st.detail = f"{name} is {me.role}; current primary {primary.name}"
-    s = pool.get(node.host)
-    if dry_run:
-        if not me.up:  # repmgr checks a stopped node only
-            with rb.step(f"repmgr node rejoin --dry-run on {name}", name) as st:
-                out = tools.repmgr(s, node, *_rejoin_args(primary), "--dry-run", check=False)
-                st.detail = (tools.repmgr_error(out) if "ERROR" in out
-                             else "repmgr: prerequisites OK")
-        rb.plan(f"stop postgres on {name} if it runs", name, detail="pg_ctl stop -m fast")
-        rb.plan(f"rejoin {name} to {primary.name}", name,
-                detail=f"CHECKPOINT on {primary.name}; repmgr node rejoin --force-rewind; "
-                "wait until streaming")
+        return me, primary, False
+
+    me, primary, done = rb.check("preflight: ask every node",
+                                 *[n.name for n in cluster.nodes], run=ask)
+    if done:
         return {"node": name, "primary": primary.name, "changed": False}
+    s = pool.get(node.host)
+
+    def repmgr_dry_run(st: Step) -> None:
+        # Read-only; the rejoin step asks again after its CHECKPOINT, and decides.
+        out = tools.repmgr(s, node, *_rejoin_args(primary), "--dry-run", check=False)
+        if "ERROR" in out:
+            st.status, st.detail = "warning", tools.repmgr_error(out)
+        else:
+            st.detail = "repmgr: prerequisites OK"
+
+    def stop(st: Step) -> None:
+        st.detail = steps.stop(s, node)
+
+    def rejoin(st: Step) -> None:
+        st.detail = rejoin_node(s, node, primary, pool.get(primary.host))
+
     try:
         if me.up:
-            with rb.step(f"stop postgres on {name} (rejoin needs it stopped)", name) as st:
-                st.detail = steps.stop(s, node)
-        with rb.step(f"rejoin {name} as a standby of {primary.name} (repmgr node rejoin)",
-                     name) as st:
-            st.detail = rejoin_node(s, node, primary, pool.get(primary.host))
+            rb.step(f"stop postgres on {name} (rejoin needs it stopped)", name,
+                    does="pg_ctl stop -m fast (immediate if that fails)", run=stop)
+        else:  # repmgr checks a stopped node only
+            rb.check(f"repmgr node rejoin --dry-run on {name}", name, run=repmgr_dry_run)
+        rb.step(f"rejoin {name} as a standby of {primary.name} (repmgr node rejoin)", name,
+                does=f"CHECKPOINT on {primary.name}; repmgr node rejoin --force-rewind (dry "
+                     "run first); wait until streaming", run=rejoin)
     except CommandFailed as exc:
         raise StepError(f"rejoin stopped: {exc}", hint="`opskit pg status`; the journal has "
                         "every step") from None
-    return {"node": name, "primary": primary.name, "changed": True}
+    return {"node": name, "primary": primary.name, "changed": not rb.dry_run}

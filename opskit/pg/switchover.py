@@ -13,6 +13,7 @@ session to every node, so it runs repmgr's primitives itself and journals each s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from opskit.errors import SafetyError, StepError
@@ -21,7 +22,7 @@ from opskit.pg.config import Cluster, PgNode
 from opskit.pg.rejoin import rejoin_node
 from opskit.runner import wait
 from opskit.runner.hostpool import HostPool
-from opskit.runner.runbook import Runbook
+from opskit.runner.runbook import Runbook, Step
 from opskit.transport.errors import CommandFailed
 from opskit.transport.session import Session
 
@@ -55,11 +56,21 @@ def wait_received(s: Session, node: PgNode, upto: int, timeout: float = 10.0) ->
     return got
 
 
+@dataclass
+class _Progress:
+    """What the steps did so far: the undo and the hint depend on it."""
+
+    paused: bool = False
+    stopped: bool = False
+    promoted: bool = False
+
+
 def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str, *,
-        dry_run: bool) -> dict[str, Any]:
+        dry_run: bool | None = None) -> dict[str, Any]:
+    """``dry_run`` is unused (``rb.dry_run`` decides); kept for the command layer."""
     target = cluster.node(to)
-    with rb.step("preflight: ask every node and PgBouncer",
-                 *[n.name for n in cluster.nodes], *[b.name for b in cluster.bouncers]) as st:
+
+    def ask(st: Step) -> tuple[state.ClusterState, list[str]]:
         cs = state.gather(cluster, pool, with_repmgr=False)
         prims = cs.primaries
         refusals = []
@@ -74,81 +85,104 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str, *,
         if unreachable:
             refusals.append(f"PgBouncer {', '.join(unreachable)} unreachable")
         st.detail = f"primary {prims[0].name if len(prims) == 1 else '?'} -> {target.name}"
+        return cs, refusals
+
+    cs, refusals = rb.check("preflight: ask every node and PgBouncer",
+                            *[n.name for n in cluster.nodes],
+                            *[b.name for b in cluster.bouncers], run=ask)
     if refusals:
         raise SafetyError("refusing to switch over: " + "; ".join(refusals),
                           hint="`opskit pg status` shows every node")
-    old = cluster.node(prims[0].name)
+    old = cluster.node(cs.primaries[0].name)
     siblings = [cluster.node(n.name) for n in cs.nodes
                 if n.role == state.STANDBY and n.name != target.name]
     bnames = [b.name for b in cluster.bouncers]
     dbs = bouncer.database_names(cluster)
-    if dry_run:
-        rb.plan("PAUSE PgBouncer", *bnames, detail=f"PAUSE {dbs}: transactions finish, "
-                                                   "new ones wait")
-        rb.plan(f"stop the old primary {old.name} cleanly", old.name,
-                detail="pg_ctl stop -m fast; its shutdown checkpoint is the last WAL")
-        rb.plan(f"check {target.name} received every WAL record", target.name,
-                detail="receive LSN past the shutdown checkpoint, else restart the old primary")
-        rb.plan(f"promote {target.name}", target.name, detail="repmgr standby promote")
-        rb.plan(f"{old.name} rejoins as a standby of {target.name}", old.name,
-                detail=f"CHECKPOINT on {target.name}; repmgr node rejoin --force-rewind "
-                "(dry run first)")
-        if siblings:
-            rb.plan(f"other standbys follow {target.name}", *[n.name for n in siblings],
-                    detail="repmgr standby follow")
-        rb.plan("re-point PgBouncer, RELOAD, RESUME", *bnames,
-                detail=f"host={target.address} port={target.port}; RESUME always")
-        return {"target": target.name, "old_primary": old.name}
+    p = _Progress()
 
-    paused = stopped = promoted = False
-    try:
-        with rb.step(f"PAUSE PgBouncer ({dbs})", *bnames):
-            bouncer.each(cluster, pool, lambda s, b: bouncer.hold(s, b, kill=False))
-            paused = True
-        with rb.step(f"stop the old primary {old.name} cleanly", old.name) as st:
-            so = pool.get(old.host)
-            st.detail = steps.stop(so, old)
-            stopped = True
-        with rb.step(f"check {target.name} received every WAL record", target.name) as st:
-            ckpt = checkpoint_lsn(pool.get(old.host), old)
-            got = wait_received(pool.get(target.host), target, ckpt)
-            st.detail = f"shutdown checkpoint {lsn.fmt(ckpt)}, received up to {lsn.fmt(got)}"
-        with rb.step(f"promote {target.name} (repmgr standby promote)", target.name):
-            steps.promote(pool.get(target.host), target)
-            promoted = True
-        with rb.step(f"{old.name} rejoins as a standby of {target.name}", old.name) as st:
-            st.detail = rejoin_node(pool.get(old.host), old, target, pool.get(target.host))
-        if siblings:
-            with rb.step(f"other standbys follow {target.name}",
-                         *[n.name for n in siblings]) as st:
-                res = pool.each([n.host for n in siblings],
-                                lambda s: steps.follow(s, cluster.node(s.host.name), target))
-                bad = {k: v for k, v in res.items() if isinstance(v, Exception)}
-                if bad:
-                    st.status = "warning"
-                    st.detail = "; ".join(f"{k}: {v}" for k, v in bad.items())
-        with rb.step(f"re-point PgBouncer at {target.name}, RELOAD", *bnames) as st:
-            changed = bouncer.each(cluster, pool, lambda s, b: bouncer.repoint(s, b, target))
-            st.detail = "; ".join(f"{k}: {v}" for k, v in changed.items())
-    except CommandFailed as exc:
-        if stopped and not promoted:
-            with rb.step(f"undo: start the old primary {old.name} again", old.name):
-                tools.pg_ctl(pool.get(old.host), old, "start", "-l",
-                              f"{old.data_directory}/opskit-start.log")
-                steps.wait_role(pool.get(old.host), old, primary=True)
-        raise StepError(f"switchover stopped: {exc}",
-                        hint="PgBouncer was resumed; `opskit pg status` shows the cluster"
-                        if paused else "nothing was changed") from None
-    finally:
-        if paused:
-            with rb.step(f"RESUME PgBouncer ({dbs}) -- always", *bnames) as st:
-                res = bouncer.each(cluster, pool, bouncer.release, strict=False)
-                bad = [f"{k}: {v}" for k, v in res.items() if isinstance(v, Exception) or v]
-                if bad:
-                    st.status, st.detail = "warning", "; ".join(map(str, bad))
-    with rb.step("verify: a write through PgBouncer lands on the new primary",
-                 *bnames, target.name) as st:
+    def pause(st: Step) -> None:
+        bouncer.each(cluster, pool, lambda s, b: bouncer.hold(s, b, kill=False))
+        p.paused = True
+
+    def stop_old(st: Step) -> None:
+        st.detail = steps.stop(pool.get(old.host), old)
+        p.stopped = True
+
+    def check_received(st: Step) -> None:
+        ckpt = checkpoint_lsn(pool.get(old.host), old)
+        got = wait_received(pool.get(target.host), target, ckpt)
+        st.detail = f"shutdown checkpoint {lsn.fmt(ckpt)}, received up to {lsn.fmt(got)}"
+
+    def promote(st: Step) -> None:
+        steps.promote(pool.get(target.host), target)
+        p.promoted = True
+
+    def rejoin_old(st: Step) -> None:
+        st.detail = rejoin_node(pool.get(old.host), old, target, pool.get(target.host))
+
+    def follow(st: Step) -> None:
+        res = pool.each([n.host for n in siblings],
+                        lambda s: steps.follow(s, cluster.node(s.host.name), target))
+        bad = {k: v for k, v in res.items() if isinstance(v, Exception)}
+        if bad:
+            st.status = "warning"
+            st.detail = "; ".join(f"{k}: {v}" for k, v in bad.items())
+
+    def repoint(st: Step) -> None:
+        changed = bouncer.each(cluster, pool, lambda s, b: bouncer.repoint(s, b, target))
+        st.detail = "; ".join(f"{k}: {v}" for k, v in changed.items())
+
+    def start_old(st: Step) -> None:
+        tools.pg_ctl(pool.get(old.host), old, "start", "-l",
+                     f"{old.data_directory}/opskit-start.log")
+        steps.wait_role(pool.get(old.host), old, primary=True)
+
+    def resume(st: Step) -> None:
+        # Also after a PAUSE that failed half-way: RESUME of a running database is no error.
+        res = bouncer.each(cluster, pool, bouncer.release, strict=False)
+        bad = [f"{k}: {v}" for k, v in res.items() if isinstance(v, Exception) or v]
+        if bad:
+            st.status, st.detail = "warning", "; ".join(map(str, bad))
+
+    def verify(st: Step) -> None:
         wrote = bouncer.each(cluster, pool,
                              lambda s, b: steps.write_through(s, b, cluster, target))
         st.detail = "; ".join(wrote.values())
+
+    with rb.always(f"RESUME PgBouncer ({dbs}) -- always", *bnames,
+                   does=f"RESUME {dbs}, also when a step failed", run=resume):
+        try:
+            rb.step(f"PAUSE PgBouncer ({dbs})", *bnames,
+                    does=f"PAUSE {dbs}: transactions finish, new ones wait", run=pause)
+            rb.step(f"stop the old primary {old.name} cleanly", old.name,
+                    does="pg_ctl stop -m fast (immediate if that fails); its shutdown "
+                         "checkpoint is the last WAL",
+                    run=stop_old)
+            rb.step(f"check {target.name} received every WAL record", target.name,
+                    does="receive LSN past the shutdown checkpoint, else restart the old "
+                         "primary", run=check_received)
+            rb.step(f"promote {target.name} (repmgr standby promote)", target.name,
+                    does=f"repmgr -f {target.repmgr_conf} standby promote; wait until out "
+                         "of recovery", run=promote)
+            rb.step(f"{old.name} rejoins as a standby of {target.name}", old.name,
+                    does=f"CHECKPOINT on {target.name}; repmgr node rejoin --force-rewind "
+                         "(dry run first); wait until streaming", run=rejoin_old)
+            if siblings:
+                rb.step(f"other standbys follow {target.name}", *[n.name for n in siblings],
+                        does="repmgr standby follow; wait until streaming from the new "
+                             "primary", run=follow)
+            rb.step(f"re-point PgBouncer at {target.name}, RELOAD", *bnames,
+                    does=f"[databases] {dbs} -> host={target.address} port={target.port}; "
+                         "RELOAD", run=repoint)
+        except CommandFailed as exc:
+            if p.stopped and not p.promoted:  # only after a failure: not in the plan
+                rb.step(f"undo: start the old primary {old.name} again", old.name,
+                        does=f"pg_ctl start; wait until {old.name} is a running primary",
+                        run=start_old)
+            raise StepError(f"switchover stopped: {exc}",
+                            hint="PgBouncer was resumed; `opskit pg status` shows the cluster"
+                            if p.paused else "nothing was changed") from None
+    rb.step("verify: a write through PgBouncer lands on the new primary",
+            *bnames, target.name,
+            does=f"txid_current() through PgBouncer answered by {target.name}", run=verify)
     return {"target": target.name, "old_primary": old.name}

@@ -1,6 +1,8 @@
 """The Redis runbooks: promote (master down), switchover (master alive), rejoin, backup.
 
-Each prints and journals its steps through ``opskit.runner.runbook`` and ends with the topology.
+Each prints and journals its steps through ``opskit.runner.runbook`` and ends with the topology;
+a ``--dry-run`` is the same code with only the preflight executed (``Runbook.step``). The
+``dry_run`` keyword the commands pass is unused: ``rb.dry_run`` decides.
 """
 
 from __future__ import annotations
@@ -13,18 +15,20 @@ from opskit.redis import actions, checks, state
 from opskit.redis.config import Instance, Topology
 from opskit.redis.state import MASTER, REPLICA, TopologyState
 from opskit.runner.hostpool import HostPool
-from opskit.runner.runbook import Runbook
+from opskit.runner.runbook import Runbook, Step
 from opskit.transport.errors import CommandFailed
 
 
 def _gather(topo: Topology, pool: HostPool, rb: Runbook, title: str) -> TopologyState:
-    with rb.step(title, *sorted({i.host.name for i in topo.instances})) as st:
+    def ask(st: Step) -> TopologyState:
         fs = state.gather(topo, pool)
         st.detail = "; ".join(f"{x.name} {x.role}"
                               + (f" of {x.master} link {x.link} offset {x.offset}"
                                  if x.role == REPLICA else f" offset {x.offset}" if x.up else "")
                               for x in fs.instances)
-    return fs
+        return fs
+
+    return rb.check(title, *sorted({i.host.name for i in topo.instances}), run=ask)
 
 
 def _repoint_others(topo: Topology, pool: HostPool, rb: Runbook, fs: TopologyState,
@@ -33,12 +37,18 @@ def _repoint_others(topo: Topology, pool: HostPool, rb: Runbook, fs: TopologySta
               if x.up and x.name != new.name and x.name not in skip]
     if not others:
         return
-    with rb.step(f"point the other replicas at {new.name} and wait for their link",
-                 *[o.host.name for o in others]) as st:
+
+    def repoint(st: Step) -> None:
         pool.each([o.host for o in others],
                   lambda s: [actions.replicate(s, o, new) for o in others
                              if o.host.name == s.host.name], strict=True)
         st.detail = ", ".join(o.name for o in others) + f" replicate from {new.name}, link up"
+
+    rb.step(f"point the other replicas at {new.name} and wait for their link",
+            *[o.host.name for o in others],
+            does=f"{', '.join(o.name for o in others)}: MULTI; REPLICAOF {new.address} "
+                 f"{new.port}; CONFIG REWRITE; EXEC; wait for master_link_status:up",
+            run=repoint)
 
 
 def _publish(topo: Topology, pool: HostPool, rb: Runbook, hosts: list[Host],
@@ -46,14 +56,18 @@ def _publish(topo: Topology, pool: HostPool, rb: Runbook, hosts: list[Host],
     pub = topo.publish
     if pub is None or not hosts:
         return
-    with rb.step(f"publish the new master to the apps ({pub.file}, then reload)",
-                 *[h.name for h in hosts]) as st:
+
+    def publish(st: Step) -> None:
         res = pool.each(hosts, lambda s: actions.publish(s, s.host, pub, new), strict=True)
         st.detail = "; ".join(str(v) for v in res.values())
 
+    rb.step(f"publish the new master to the apps ({pub.file}, then reload)",
+            *[h.name for h in hosts], does=f"{pub.file} <- {new.endpoint}; {pub.reload}",
+            run=publish)
+
 
 def promote(topo: Topology, pool: HostPool, rb: Runbook, *, to: str | None, force: bool,
-            dry_run: bool, publish_hosts: list[Host]) -> dict[str, Any]:
+            dry_run: bool | None = None, publish_hosts: list[Host]) -> dict[str, Any]:
     fs = _gather(topo, pool, rb, "preflight: INFO from every instance")
     limit = min(i.max_link_down_seconds for i in topo.instances)
     d = checks.decide_promote(fs, to, limit)
@@ -66,26 +80,18 @@ def promote(topo: Topology, pool: HostPool, rb: Runbook, *, to: str | None, forc
     new = topo.find(d.target.name)
     if d.refusals:
         rb.env.note("FORCED past: " + "; ".join(d.refusals))
-    others = [x.name for x in fs.instances if x.up and x.name != new.name]
-    if dry_run:
-        rb.plan(f"promote {new.name}", new.host.name,
-                detail=f"MULTI; REPLICAOF NO ONE; CONFIG REWRITE; EXEC (offset {d.target.offset}, "
-                       f"priority {d.target.priority}); wait for role:master"
-                       + (f"; {'; '.join(d.notes)}" if d.notes else ""))
-        if others:
-            rb.plan(f"point {', '.join(others)} at {new.name}",
-                    detail=f"REPLICAOF {new.address} {new.port}; CONFIG REWRITE; wait for "
-                           "master_link_status:up")
-        if topo.publish and publish_hosts:
-            rb.plan("publish the new master", *[h.name for h in publish_hosts],
-                    detail=f"{topo.publish.file} <- {new.endpoint}; {topo.publish.reload}")
-        return {"target": new.name, "old_master": d.old, "forced": bool(d.refusals)}
+    offset, notes = d.target.offset, f"; {'; '.join(d.notes)}" if d.notes else ""
+
+    def make_master(st: Step) -> None:
+        actions.make_master(pool.get(new.host), new)
+        st.detail = f"role:master (was offset {offset})" + notes
+
     try:
-        with rb.step(f"promote {new.name} (REPLICAOF NO ONE + CONFIG REWRITE in MULTI/EXEC)",
-                     new.host.name) as st:
-            actions.make_master(pool.get(new.host), new)
-            st.detail = f"role:master (was offset {d.target.offset})" + (
-                f"; {'; '.join(d.notes)}" if d.notes else "")
+        rb.step(f"promote {new.name} (REPLICAOF NO ONE + CONFIG REWRITE in MULTI/EXEC)",
+                new.host.name,
+                does=f"MULTI; REPLICAOF NO ONE; CONFIG REWRITE; EXEC (offset "
+                     f"{offset}, priority {d.target.priority}); wait for "
+                     "role:master" + notes, run=make_master)
         _repoint_others(topo, pool, rb, fs, new, skip=set())
         _publish(topo, pool, rb, publish_hosts, new)
     except CommandFailed as exc:
@@ -94,8 +100,9 @@ def promote(topo: Topology, pool: HostPool, rb: Runbook, *, to: str | None, forc
     return {"target": new.name, "old_master": d.old, "forced": bool(d.refusals)}
 
 
-def switchover(topo: Topology, pool: HostPool, rb: Runbook, *, to: str, dry_run: bool,
-               timeout_ms: int, publish_hosts: list[Host]) -> dict[str, Any]:
+def switchover(topo: Topology, pool: HostPool, rb: Runbook, *, to: str,
+               dry_run: bool | None = None, timeout_ms: int,
+               publish_hosts: list[Host]) -> dict[str, Any]:
     fs = _gather(topo, pool, rb, "preflight: INFO from every instance")
     target = topo.find(to)
     masters = fs.masters
@@ -112,20 +119,18 @@ def switchover(topo: Topology, pool: HostPool, rb: Runbook, *, to: str, dry_run:
         raise SafetyError("refusing to switch over: " + "; ".join(refusals),
                           hint="`opskit redis status`")
     old = topo.find(masters[0].name)
-    if dry_run:
-        rb.plan(f"FAILOVER TO {target.address} {target.port} TIMEOUT {timeout_ms} on {old.name}",
-                old.host.name, detail="writes paused until the target has every acknowledged "
-                                      "write; roles swap; then CONFIG REWRITE on both")
-        rb.plan("point the other replicas at the new master")
-        if topo.publish and publish_hosts:
-            rb.plan("publish the new master", *[h.name for h in publish_hosts])
-        return {"target": target.name, "old_master": old.name}
+
+    def failover(st: Step) -> None:
+        actions.failover_to(pool.get(old.host), old, target, timeout_ms)
+        actions.persist(pool.get(target.host), target)
+        st.detail = f"{target.name} is master, {old.name} its replica (configs rewritten)"
+
     try:
-        with rb.step(f"FAILOVER TO {target.name} on {old.name} (no acknowledged write lost)",
-                     old.host.name, target.host.name) as st:
-            actions.failover_to(pool.get(old.host), old, target, timeout_ms)
-            actions.persist(pool.get(target.host), target)
-            st.detail = f"{target.name} is master, {old.name} its replica (configs rewritten)"
+        rb.step(f"FAILOVER TO {target.name} on {old.name} (no acknowledged write lost)",
+                old.host.name, target.host.name,
+                does=f"FAILOVER TO {target.address} {target.port} TIMEOUT {timeout_ms} on "
+                     f"{old.name}: writes paused until the target has every acknowledged "
+                     "write; roles swap; then CONFIG REWRITE on both", run=failover)
         _repoint_others(topo, pool, rb, fs, target, skip={old.name})
         _publish(topo, pool, rb, publish_hosts, target)
     except CommandFailed as exc:
@@ -134,7 +139,7 @@ def switchover(topo: Topology, pool: HostPool, rb: Runbook, *, to: str, dry_run:
 
 
 def rejoin(topo: Topology, pool: HostPool, rb: Runbook, *, spec: str,
-           dry_run: bool) -> dict[str, Any]:
+           dry_run: bool | None = None) -> dict[str, Any]:
     node = topo.find(spec)
     fs = _gather(topo, pool, rb, "preflight: INFO from every instance")
     me = fs.get(node.name)
@@ -155,45 +160,46 @@ def rejoin(topo: Topology, pool: HostPool, rb: Runbook, *, spec: str,
     master = topo.find(current.name)
     if me.role == REPLICA and me.master == master.endpoint and me.link == "up":
         return {"node": node.name, "master": master.name, "changed": False}
-    if dry_run:
-        rb.plan(f"{node.name} becomes a replica of {master.name}", node.host.name,
-                detail=f"MULTI; REPLICAOF {master.address} {master.port}; CONFIG REWRITE; EXEC; "
-                       "wait for master_link_status:up (its own data is replaced)")
-        return {"node": node.name, "master": master.name, "changed": False}
+
+    def replicate(st: Step) -> None:
+        actions.replicate(pool.get(node.host), node, master)
+        st.detail = f"was {me.role}; now replicating, link up"
+
     try:
-        with rb.step(f"{node.name} becomes a replica of {master.name}", node.host.name) as st:
-            actions.replicate(pool.get(node.host), node, master)
-            st.detail = f"was {me.role}; now replicating, link up"
+        rb.step(f"{node.name} becomes a replica of {master.name}", node.host.name,
+                does=f"MULTI; REPLICAOF {master.address} {master.port}; CONFIG REWRITE; EXEC; "
+                     "wait for master_link_status:up (its own data is replaced)",
+                run=replicate)
     except CommandFailed as exc:
         raise StepError(f"rejoin stopped: {exc}", hint="`opskit redis status`") from None
-    return {"node": node.name, "master": master.name, "changed": True}
+    return {"node": node.name, "master": master.name, "changed": not rb.dry_run}
 
 
 def backup(topo: Topology, pool: HostPool, rb: Runbook, *, allow_master: bool,
-           dry_run: bool) -> dict[str, Any]:
+           dry_run: bool | None = None) -> dict[str, Any]:
     fs = _gather(topo, pool, rb, "preflight: INFO from every instance")
     chosen = [x for x in fs.instances if x.role == REPLICA or (allow_master and x.role == MASTER)]
     skipped = [x.name for x in fs.instances if x not in chosen]
     if not chosen:
         raise SafetyError("no replica to save from (BGSAVE on a master forks the busiest "
                           "process)", hint="add --allow-master to save on a master anyway")
-    if dry_run:
-        for x in chosen:
-            rb.plan(f"BGSAVE on {x.name}", x.name.split(":")[0],
-                    detail="wait until LASTSAVE moves and rdb_last_bgsave_status:ok")
-        return {"saved": [], "skipped": skipped}
-    saved = []
+    saved: list[dict[str, Any]] = []
     insts = [topo.find(x.name) for x in chosen]
-    with rb.step("BGSAVE on " + ", ".join(i.name for i in insts) + " and wait for LASTSAVE",
-                 *sorted({i.host.name for i in insts})) as st:
+
+    def bgsave(st: Step) -> None:
         res = pool.each(list({i.host.name: i.host for i in insts}.values()),
                         lambda s: [actions.bgsave(s, i) for i in insts
                                    if i.host.name == s.host.name])
         bad = {k: v for k, v in res.items() if isinstance(v, Exception)}
         for v in res.values():
             if isinstance(v, list):
-                saved += v
+                saved.extend(v)
         st.detail = "; ".join(f"{r['instance']}: {r['rdb']} {r['bytes']} bytes" for r in saved)
         if bad:
             raise StepError("BGSAVE failed: " + "; ".join(f"{k}: {v}" for k, v in bad.items()))
+
+    rb.step("BGSAVE on " + ", ".join(i.name for i in insts) + " and wait for LASTSAVE",
+            *sorted({i.host.name for i in insts}),
+            does="BGSAVE SCHEDULE; wait until LASTSAVE moves and rdb_last_bgsave_status:ok",
+            run=bgsave)
     return {"saved": saved, "skipped": skipped}

@@ -1,17 +1,37 @@
 """A runbook being executed: numbered steps, each printed as it starts and ends, timed, and
 journaled as it finishes -- so a failover cut short still leaves its trail in the journal.
+
+The plan (``--dry-run``) and the run are one piece of code. A runbook declares each step once:
+
+    rb.check(title, *hosts, run=fn)               read-only: runs in both modes, returns fn's value
+    rb.step(title, *hosts, does="...", run=fn)    acts: a dry run prints title, hosts and ``does``
+                                                  as a planned step; a real run calls ``fn(step)``
+    with rb.always(title, *hosts, does=..., run=fn):   a step that ends the block however it
+        ...                                       ends (RESUME after PAUSE): planned last in a
+                                                  dry run, run in ``finally`` in a real one
+
+``fn`` gets the live :class:`Step` to set ``detail`` or a ``warning`` status; state passes
+between steps through the runbook's own closures (or a small progress object). Why callables and
+not ``with rb.step(...)`` blocks: a with-block's body cannot be skipped, so a dry run would need
+its own branch -- the second copy of the runbook this replaces. The one rule that keeps plan and
+run equal: which steps come, and their titles and hosts, may depend on ``check`` results (the
+preflight), never on what a ``step``'s ``fn`` did, since in a dry run it did nothing. Recovery
+steps that only happen after a failure (guarded by flags the ``fn`` set) are thus never planned,
+which is right: the plan is of a run that succeeds.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from opskit import journal
 from opskit.output import Environment
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -36,12 +56,37 @@ class Runbook:
     steps: list[Step] = field(default_factory=list)
     t0: float = field(default_factory=time.monotonic)
 
+    def check(self, title: str, *hosts: str, run: Callable[[Step], T]) -> T:
+        """A read-only step (a preflight): run in a dry run too, since the plan depends on it."""
+        with self._running(title, hosts) as st:
+            return run(st)
+
+    def step(self, title: str, *hosts: str, does: str, run: Callable[[Step], object]) -> None:
+        """A step that changes something: planned (``does`` shown) in a dry run, else run."""
+        if self.dry_run:
+            self._plan(title, hosts, does)
+            return
+        with self._running(title, hosts) as st:
+            run(st)
+
     @contextmanager
-    def step(self, title: str, *hosts: str) -> Iterator[Step]:
+    def always(self, title: str, *hosts: str, does: str,
+               run: Callable[[Step], object]) -> Iterator[None]:
+        """The block's steps, then this one whether they succeeded or not (planned last in a
+        dry run). Its failure does not hide the block's own error: that one is raised."""
+        try:
+            yield
+        except BaseException:
+            with suppress(Exception):  # journaled as failed; the block's error is the news
+                self.step(title, *hosts, does=does, run=run)
+            raise
+        self.step(title, *hosts, does=does, run=run)
+
+    @contextmanager
+    def _running(self, title: str, hosts: Sequence[str]) -> Iterator[Step]:
         st = Step(len(self.steps) + 1, title, list(hosts))
         self.steps.append(st)
-        where = f" [{', '.join(hosts)}]" if hosts else ""
-        self.env.line(f"{st.n:>2}. {title}{where} ...")
+        self.env.line(f"{st.n:>2}. {title}{_where(hosts)} ...")
         t = time.monotonic()
         try:
             yield st
@@ -57,12 +102,11 @@ class Runbook:
             self.env.line(f"    {st.status} in {st.seconds:.2f}s{tail}", style=style)
             self._journal(st)
 
-    def plan(self, title: str, *hosts: str, detail: str = "") -> None:
-        """A step --dry-run would take (printed, not journaled one by one)."""
-        st = Step(len(self.steps) + 1, title, list(hosts), "planned", 0.0, detail)
+    def _plan(self, title: str, hosts: Sequence[str], does: str) -> None:
+        """A step a dry run would take: printed, and in the final entry (not one by one)."""
+        st = Step(len(self.steps) + 1, title, list(hosts), "planned", 0.0, does)
         self.steps.append(st)
-        where = f" [{', '.join(hosts)}]" if hosts else ""
-        self.env.line(f"{st.n:>2}. {title}{where}" + (f"\n    {detail}" if detail else ""))
+        self.env.line(f"{st.n:>2}. {title}{_where(hosts)}" + (f"\n    {does}" if does else ""))
 
     def _journal(self, st: Step) -> None:
         outcome = {"status": st.status, "exit_status": None,
@@ -85,3 +129,7 @@ class Runbook:
                        duration=doc["seconds"], exit_code=exit_code, dry_run=self.dry_run,
                        details={"steps": doc["steps"], **details})
         return doc
+
+
+def _where(hosts: Sequence[str]) -> str:
+    return f" [{', '.join(hosts)}]" if hosts else ""

@@ -88,7 +88,7 @@ Exit status: 0 done, 2 a step failed, 4 refused by a preflight check.
 def failover_cmd(app: AppContext, change: Change, to: str | None, force: bool) -> int:
     """Primary down (or must go now): check, fence the old primary, promote a standby, make
     the others follow, re-point PgBouncer, verify a write."""
-    opts = failover.FailoverOptions(to=to, force=force, yes=change.yes, dry_run=change.dry_run)
+    opts = failover.FailoverOptions(to=to, force=force, yes=change.yes)
     return runbook_cmd.runbook(change, VIEW,
                                "Fail over now (stop the old primary, promote a standby)?",
                                lambda c, p, rb: failover.run(c, p, rb, opts))
@@ -108,8 +108,7 @@ def switchover_cmd(app: AppContext, change: Change, to: str) -> int:
     """Planned change of primary: PAUSE PgBouncer, clean stop, promote, old primary rejoins,
     re-point, RESUME (always)."""
     return runbook_cmd.runbook(change, VIEW, f"Switch the primary over to {to}?",
-                               lambda c, p, rb: switchover.run(c, p, rb, to,
-                                                               dry_run=change.dry_run))
+                               lambda c, p, rb: switchover.run(c, p, rb, to))
 
 
 @command.command("rejoin", epilog="""\b
@@ -125,5 +124,4 @@ def rejoin_cmd(app: AppContext, change: Change, node: str) -> int:
     pg_rewind when its history forked)."""
     return runbook_cmd.runbook(change, VIEW,
                                f"Rejoin {node} as a standby (its postgres is restarted)?",
-                               lambda c, p, rb: rejoin.run(c, p, rb, node,
-                                                           dry_run=change.dry_run))
+                               lambda c, p, rb: rejoin.run(c, p, rb, node))

@@ -95,10 +95,9 @@ Exit status: 0 done, 2 a step failed, 4 refused (master up, no fresh replica).
 @shared_options
 def promote(app: AppContext, change: Change, to: str | None, force: bool) -> int:
     """Master down: promote the best replica, point the others at it, publish it."""
-    dry_run = change.dry_run
     return runbook_cmd.runbook(
         change, VIEW, "Promote a replica to master?",
-        lambda f, p, rb: runbooks.promote(f, p, rb, to=to, force=force, dry_run=dry_run,
+        lambda f, p, rb: runbooks.promote(f, p, rb, to=to, force=force,
                                           publish_hosts=_publish_hosts(app, f)))
 
 
@@ -117,10 +116,9 @@ Examples:
 def switchover(app: AppContext, change: Change, to: str, timeout_ms: int) -> int:
     """Master alive: Redis FAILOVER TO the replica (no acknowledged write lost), re-point the
     other replicas, publish; the old master ends as a replica."""
-    dry_run = change.dry_run
     return runbook_cmd.runbook(
         change, VIEW, f"Switch the master over to {to}?",
-        lambda f, p, rb: runbooks.switchover(f, p, rb, to=to, dry_run=dry_run,
+        lambda f, p, rb: runbooks.switchover(f, p, rb, to=to,
                                              timeout_ms=timeout_ms,
                                              publish_hosts=_publish_hosts(app, f)))
 
@@ -134,10 +132,9 @@ Examples:
 @shared_options
 def rejoin(app: AppContext, change: Change, instance: str) -> int:
     """Make a returned old master a replica of the current master (never two masters)."""
-    dry_run = change.dry_run
     return runbook_cmd.runbook(
         change, VIEW, f"Make {instance} a replica (its data is replaced)?",
-        lambda f, p, rb: runbooks.rejoin(f, p, rb, spec=instance, dry_run=dry_run))
+        lambda f, p, rb: runbooks.rejoin(f, p, rb, spec=instance))
 
 
 @command.command("backup", epilog="""\b
@@ -152,7 +149,6 @@ Examples:
 def backup(app: AppContext, change: Change, allow_master: bool) -> int:
     """BGSAVE on the replicas (never a master unless --allow-master); waits until LASTSAVE
     moves and the save is ok; reports each RDB file and its size."""
-    dry_run = change.dry_run
     return runbook_cmd.runbook(
         change, VIEW, "BGSAVE on the replicas?",
-        lambda f, p, rb: runbooks.backup(f, p, rb, allow_master=allow_master, dry_run=dry_run))
+        lambda f, p, rb: runbooks.backup(f, p, rb, allow_master=allow_master))

@@ -24,7 +24,6 @@ class FailoverOptions:
     to: str | None = None
     force: bool = False
     yes: bool = False
-    dry_run: bool = False  # unused: the Runbook's dry_run decides (kept for the command layer)
 
 
 def _bouncer_targets(st: state.ClusterState) -> dict[str, str]:

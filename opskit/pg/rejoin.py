@@ -41,9 +41,7 @@ def rejoin_node(s: Session, node: PgNode, primary: PgNode, ps: Session) -> str:
     return f"streaming from {primary.name}" + (" (after pg_rewind)" if rewind else "")
 
 
-def run(cluster: Cluster, pool: HostPool, rb: Runbook, name: str, *,
-        dry_run: bool | None = None) -> dict[str, Any]:
-    """``dry_run`` is unused (``rb.dry_run`` decides); kept for the command layer."""
+def run(cluster: Cluster, pool: HostPool, rb: Runbook, name: str) -> dict[str, Any]:
     node = cluster.node(name)
 
     def ask(st: Step) -> tuple[state.NodeState, PgNode, bool]:

@@ -65,9 +65,7 @@ class _Progress:
     promoted: bool = False
 
 
-def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str, *,
-        dry_run: bool | None = None) -> dict[str, Any]:
-    """``dry_run`` is unused (``rb.dry_run`` decides); kept for the command layer."""
+def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str) -> dict[str, Any]:
     target = cluster.node(to)
 
     def ask(st: Step) -> tuple[state.ClusterState, list[str]]:

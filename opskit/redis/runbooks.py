@@ -1,8 +1,7 @@
 """The Redis runbooks: promote (master down), switchover (master alive), rejoin, backup.
 
 Each prints and journals its steps through ``opskit.runner.runbook`` and ends with the topology;
-a ``--dry-run`` is the same code with only the preflight executed (``Runbook.step``). The
-``dry_run`` keyword the commands pass is unused: ``rb.dry_run`` decides.
+a ``--dry-run`` is the same code with only the preflight executed (``Runbook.step``).
 """
 
 from __future__ import annotations
@@ -67,7 +66,7 @@ def _publish(topo: Topology, pool: HostPool, rb: Runbook, hosts: list[Host],
 
 
 def promote(topo: Topology, pool: HostPool, rb: Runbook, *, to: str | None, force: bool,
-            dry_run: bool | None = None, publish_hosts: list[Host]) -> dict[str, Any]:
+            publish_hosts: list[Host]) -> dict[str, Any]:
     fs = _gather(topo, pool, rb, "preflight: INFO from every instance")
     limit = min(i.max_link_down_seconds for i in topo.instances)
     d = checks.decide_promote(fs, to, limit)
@@ -100,8 +99,7 @@ def promote(topo: Topology, pool: HostPool, rb: Runbook, *, to: str | None, forc
     return {"target": new.name, "old_master": d.old, "forced": bool(d.refusals)}
 
 
-def switchover(topo: Topology, pool: HostPool, rb: Runbook, *, to: str,
-               dry_run: bool | None = None, timeout_ms: int,
+def switchover(topo: Topology, pool: HostPool, rb: Runbook, *, to: str, timeout_ms: int,
                publish_hosts: list[Host]) -> dict[str, Any]:
     fs = _gather(topo, pool, rb, "preflight: INFO from every instance")
     target = topo.find(to)
@@ -138,8 +136,7 @@ def switchover(topo: Topology, pool: HostPool, rb: Runbook, *, to: str,
     return {"target": target.name, "old_master": old.name}
 
 
-def rejoin(topo: Topology, pool: HostPool, rb: Runbook, *, spec: str,
-           dry_run: bool | None = None) -> dict[str, Any]:
+def rejoin(topo: Topology, pool: HostPool, rb: Runbook, *, spec: str) -> dict[str, Any]:
     node = topo.find(spec)
     fs = _gather(topo, pool, rb, "preflight: INFO from every instance")
     me = fs.get(node.name)
@@ -175,8 +172,7 @@ def rejoin(topo: Topology, pool: HostPool, rb: Runbook, *, spec: str,
     return {"node": node.name, "master": master.name, "changed": not rb.dry_run}
 
 
-def backup(topo: Topology, pool: HostPool, rb: Runbook, *, allow_master: bool,
-           dry_run: bool | None = None) -> dict[str, Any]:
+def backup(topo: Topology, pool: HostPool, rb: Runbook, *, allow_master: bool) -> dict[str, Any]:
     fs = _gather(topo, pool, rb, "preflight: INFO from every instance")
     chosen = [x for x in fs.instances if x.role == REPLICA or (allow_master and x.role == MASTER)]
     skipped = [x.name for x in fs.instances if x not in chosen]

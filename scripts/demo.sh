@@ -93,7 +93,8 @@ step opskit top -l app            # not a TTY here: one table instead of the liv
 echo "== The same commands as Fabric tasks: same options, journal records and exit codes =="
 step fab --list
 step fab snapshot.create --limit db1 --yes
-step fab pg.switchover --limit db --to db2 --dry-run
+step fab pg.status --limit db
+step fab redis.backup --limit redis --dry-run
 step opskit journal --last 10
 echo
 echo "The lab is still running; stop it with: .venv/bin/opskit lab down --yes"

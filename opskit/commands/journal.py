@@ -49,6 +49,8 @@ def command(app: AppContext, last: int | None, run_id: str | None) -> int:
             counts[o.get("status", "?")] = counts.get(o.get("status", "?"), 0) + 1
         summary = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
         argv = " ".join(e.get("argv", [])) or e.get("command", "")
+        if e.get("via") == "fab":  # run through a Fabric task: say so
+            argv = f"[fab] {argv}"
         rows.append((e.get("time", "?"), e.get("user", "?"), argv, len(e.get("hosts", [])),
                      summary, e.get("exit_code", "")))
     env.table(("time", "user", "command", "hosts", "outcome", "exit"), rows)

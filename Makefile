@@ -16,6 +16,12 @@ APT_NEEDS := sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client \
              redis-server:redis-server redis-cli:redis-tools vmtouch:vmtouch \
              tmux:tmux
 LAB_HOSTS ?= 10
+# Tests run in a random order (pytest-randomly), seeded: every run prints its seed, and
+# `make test SEED=N` repeats that order. (-q hides pytest's header, where randomly says it.)
+SEED ?=
+PYTEST = seed=$(SEED); seed=$${seed:-$$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')}; \
+	echo "test order: --randomly-seed=$$seed (repeat with: make $@ SEED=$$seed)"; \
+	$(BIN)/pytest -q -p randomly --randomly-seed=$$seed
 
 .PHONY: help demo test unit lab-test lint bench apt-deps venv clean lab-down
 
@@ -57,13 +63,13 @@ lint: venv
 	$(BIN)/lint-imports
 
 unit: venv
-	$(BIN)/pytest -q tests/unit
+	@$(PYTEST) tests/unit || { echo "failed with seed $$seed: make $@ SEED=$$seed"; exit 1; }
 
 lab-test: venv
-	$(BIN)/pytest -q tests/lab
+	@$(PYTEST) tests/lab || { echo "failed with seed $$seed: make $@ SEED=$$seed"; exit 1; }
 
 test: venv lint
-	$(BIN)/pytest -q tests/unit tests/lab
+	@$(PYTEST) tests/unit tests/lab || { echo "failed with seed $$seed: make $@ SEED=$$seed"; exit 1; }
 
 demo: venv
 	@PATH="$(CURDIR)/$(BIN):$$PATH" LAB_HOSTS=$(LAB_HOSTS) bash scripts/demo.sh

@@ -8,15 +8,21 @@ clients are thread-safe and the runner calls AWS from many threads, while sessio
 not, so session use is serialised by a lock.
 
 boto3 is imported lazily: it costs ~0.3 s and most commands never talk to AWS.
+
+Every AWS call goes through :func:`call` or :func:`errors`: the one place a botocore error
+becomes a one-line message plus a hint (:func:`explain`), raised as the caller's exception class.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
-from opskit.errors import ConfigError
+from opskit.errors import ConfigError, OpskitError
+
+T = TypeVar("T")
 
 _lock = threading.Lock()
 _sessions: dict[tuple[str | None, str | None], Any] = {}
@@ -43,15 +49,10 @@ def client(service: str, aws_vars: Mapping[str, Any] | None, region: str | None 
         cached = _clients.get(key)
         if cached is not None:
             return cached
-        try:
+        with errors():
             made = _session(profile, key_id, aws_vars.get("secret_access_key")).client(
                 service, region_name=region, endpoint_url=endpoint, config=_config()
             )
-        except Exception as exc:
-            if not is_boto_error(exc):
-                raise
-            message, hint = explain(exc)
-            raise ConfigError(message, hint=hint) from exc
         _clients[key] = made
         return made
 
@@ -82,15 +83,34 @@ def _config() -> Any:
     )
 
 
-def call(fn: Callable[[], Any]) -> Any:
-    """``fn()``, with botocore errors turned into one-line ConfigErrors with a hint."""
-    try:
+def call(fn: Callable[[], T], what: str | None = None, *,
+         error: type[Exception] = ConfigError, hint: str | None = None) -> T:
+    """``fn()``, a botocore error raised as ``error`` (see :func:`errors`)."""
+    with errors(what, error=error, hint=hint):
         return fn()
+
+
+@contextmanager
+def errors(what: str | None = None, *, error: type[Exception] = ConfigError,
+           hint: str | None = None) -> Iterator[None]:
+    """Turn a botocore error inside the block into ``error("what: message", hint)``.
+
+    The message and hint come from :func:`explain`; ``hint`` replaces the explained one. An
+    ``error`` that is no OpskitError (e.g. a host step's CommandFailed) gets the message only,
+    as it has no hint to show. Other exceptions pass through untouched. The botocore error
+    stays the ``__cause__``, so ``-v`` shows its traceback.
+    """
+    try:
+        yield
     except Exception as exc:
         if not is_boto_error(exc):
             raise
-        message, hint = explain(exc)
-        raise ConfigError(message, hint=hint) from None
+        message, explained = explain(exc)
+        if what:
+            message = f"{what}: {message}"
+        if issubclass(error, OpskitError):
+            raise error(message, hint or explained) from exc
+        raise error(message) from exc
 
 
 def is_boto_error(exc: BaseException) -> bool:

@@ -34,7 +34,22 @@ class PageMap:
         res = sum(rg.count(f["resident"]) for f in self.files.values())
         return {"files": len(self.files), "pages": pages, "resident_pages": res,
                 "bytes": sum(f["size"] for f in self.files.values()),
-                "resident_bytes": res * self.page_size}
+                "resident_bytes": sum(resident_bytes(f, self.page_size)
+                                      for f in self.files.values())}
+
+
+def resident_bytes(f: dict[str, Any], page_size: int) -> int:
+    """Bytes of the file in the page cache: at most its size.
+
+    A file's last page is mostly past its end; counting it whole made a fully resident set
+    read more than 100 % of its size.
+    """
+    pages, size = f["pages"], f["size"]
+    resident = rg.clamp(f["resident"], pages)
+    total = rg.count(resident) * page_size
+    if pages and any(a <= pages - 1 < a + n for a, n in resident):
+        total -= pages * page_size - size
+    return max(0, min(total, size))
 
 
 @dataclass

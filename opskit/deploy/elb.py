@@ -43,16 +43,6 @@ def target_for(host: Host, cfg: DeployConfig) -> Target | None:
     return Target(cfg.target_group_arn, instance, aws.client("elbv2", cfg.aws))
 
 
-def _call(fn: Callable[[], Any], what: str) -> Any:
-    try:
-        return fn()
-    except Exception as exc:
-        if not aws.is_boto_error(exc):
-            raise
-        message, _hint = aws.explain(exc)
-        raise CommandFailed(f"{what}: {message}") from None
-
-
 def _wait(t: Target, done: Callable[[str], bool], timeout: float) -> tuple[str, float]:
     """The target's state once ``done`` (or at the deadline: callers report it, not fail)."""
     start = time.monotonic()
@@ -70,22 +60,22 @@ def _wait(t: Target, done: Callable[[str], bool], timeout: float) -> tuple[str, 
 
 
 def deregister(t: Target, drain_timeout: float, note: Callable[[str], None]) -> dict[str, Any]:
-    _call(lambda: t.client.deregister_targets(TargetGroupArn=t.arn,
-                                              Targets=[{"Id": t.instance_id}]),
-          "deregister from target group")
+    aws.call(lambda: t.client.deregister_targets(TargetGroupArn=t.arn,
+                                                 Targets=[{"Id": t.instance_id}]),
+             "deregister from target group", error=CommandFailed)
     note(f"draining {t.instance_id} (up to {drain_timeout:g}s)")
-    state, waited = _call(lambda: _wait(t, lambda s: s == "unused", drain_timeout),
-                          "wait for draining")
+    state, waited = aws.call(lambda: _wait(t, lambda s: s == "unused", drain_timeout),
+                             "wait for draining", error=CommandFailed)
     return {"deregistered": True, "drain_state": state, "drain_seconds": round(waited, 3)}
 
 
 def register(t: Target, healthy_timeout: float, note: Callable[[str], None]) -> dict[str, Any]:
-    _call(lambda: t.client.register_targets(TargetGroupArn=t.arn,
-                                            Targets=[{"Id": t.instance_id}]),
-          "register in target group")
+    aws.call(lambda: t.client.register_targets(TargetGroupArn=t.arn,
+                                               Targets=[{"Id": t.instance_id}]),
+             "register in target group", error=CommandFailed)
     note(f"waiting for {t.instance_id} to be healthy (up to {healthy_timeout:g}s)")
-    state, waited = _call(lambda: _wait(t, lambda s: s == "healthy", healthy_timeout),
-                          "wait for healthy")
+    state, waited = aws.call(lambda: _wait(t, lambda s: s == "healthy", healthy_timeout),
+                             "wait for healthy", error=CommandFailed)
     if state != "healthy":
         raise CommandFailed(f"target {t.instance_id} is {state}, not healthy, after "
                          f"{healthy_timeout:g}s in the target group")

@@ -195,8 +195,12 @@ def _describe(config: Ec2Config, region: str, source: str) -> Iterator[dict[str,
     """Every instance matching the filters in ``region``; AWS errors become InventoryError."""
     from opskit import aws
 
+    what = f"{source}: EC2 discovery in {region}"
     try:
         ec2 = aws.client("ec2", config.aws, region=region)
+    except OpskitError as exc:  # e.g. an unknown profile: explained already, give it our context
+        raise InventoryError(f"{what}: {exc.message}", exc.hint) from exc
+    with aws.errors(what, error=InventoryError):
         pages = ec2.get_paginator("describe_instances").paginate(Filters=config.filters)
         instances = [
             inst
@@ -204,15 +208,6 @@ def _describe(config: Ec2Config, region: str, source: str) -> Iterator[dict[str,
             for res in page.get("Reservations", [])
             for inst in res["Instances"]
         ]
-    except OpskitError as exc:
-        raise InventoryError(
-            f"{source}: EC2 discovery in {region}: {exc.message}", exc.hint
-        ) from exc
-    except Exception as exc:
-        if not aws.is_boto_error(exc):
-            raise
-        message, hint = aws.explain(exc)
-        raise InventoryError(f"{source}: EC2 discovery in {region}: {message}", hint) from exc
     yield from instances
 
 

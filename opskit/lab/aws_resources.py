@@ -116,23 +116,16 @@ def clients(endpoint_url: str) -> tuple[Any, Any]:
 
 def provision(endpoint_url: str, state_dir: pathlib.Path, specs: Sequence[HostSpec]) -> AwsLab:
     """Make the server hold exactly this lab's resources; returns their ids."""
-    try:
+    from opskit import aws
+
+    with aws.errors("setting up the lab's AWS resources failed", error=LabError,
+                    hint=f"see {state_dir / 'aws' / 'moto_server.log'}; `opskit lab down` then up"):
         ec2, elbv2 = clients(endpoint_url)
         found = AwsLab(endpoint_url)
         _ensure_instances(ec2, found, str(state_dir), specs)
         _ensure_volumes(ec2, found, str(state_dir), specs)
         _ensure_target_groups(ec2, elbv2, found, specs)
         return found
-    except Exception as exc:
-        from opskit.aws import explain, is_boto_error
-
-        if not is_boto_error(exc):
-            raise
-        message, _ = explain(exc)
-        raise LabError(
-            f"setting up the lab's AWS resources failed: {message}",
-            hint=f"see {state_dir / 'aws' / 'moto_server.log'}; `opskit lab down` then up",
-        ) from exc
 
 
 def _ensure_instances(ec2: Any, found: AwsLab, lab_id: str, specs: Sequence[HostSpec]) -> None:

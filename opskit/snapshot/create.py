@@ -87,16 +87,6 @@ def _snapshot_call(ec2: Any, instance_id: str, layout: discovery.Layout, exclude
     return "CreateSnapshot per volume", made
 
 
-def _aws_step(what: str, fn: Any) -> Any:
-    try:
-        return fn()
-    except Exception as exc:
-        if not aws.is_boto_error(exc):
-            raise
-        message, _ = aws.explain(exc)
-        raise CommandFailed(f"{what}: {message}") from None
-
-
 class _CreateOnHost:
     def __init__(self, cfgs: dict[str, SnapshotConfig], extra_tags: dict[str, str]) -> None:
         self.cfgs, self.extra_tags = cfgs, extra_tags
@@ -107,8 +97,8 @@ class _CreateOnHost:
             raise SafetyError(f"{s.host.name}: no aws.instance_id in the inventory",
                               hint="the EC2 inventory source sets it; or add aws.instance_id")
         ec2 = aws.client("ec2", cfg.aws)
-        boot, attached = _aws_step("describe the instance",
-                                   lambda: _instance_volumes(ec2, cfg.instance_id))
+        boot, attached = aws.call(lambda: _instance_volumes(ec2, cfg.instance_id),
+                                  "describe the instance", error=CommandFailed)
         layout = discovery.discover(s, cfg, attached)
         unknown = [v for v in layout.volumes if v not in attached.values()]
         if unknown:
@@ -122,8 +112,8 @@ class _CreateOnHost:
         tags = _tags(cfg, s.host.name, layout, sid, now, self.extra_tags)
         t0 = time.monotonic()
         with frozen(s, cfg.mount, cfg.freeze_timeout) as window:
-            method, made = _aws_step("snapshot", lambda: _snapshot_call(
-                ec2, cfg.instance_id, layout, exclude, tags))
+            method, made = aws.call(lambda: _snapshot_call(
+                ec2, cfg.instance_id, layout, exclude, tags), "snapshot", error=CommandFailed)
         call_ms = (time.monotonic() - t0) * 1000
         return self._finish(s, ec2, layout, sid, method, made, window.ms, call_ms)
 
@@ -133,19 +123,20 @@ class _CreateOnHost:
         stray = [snap for vol, snap in made.items() if vol not in layout.volumes]
         missing = [v for v in layout.volumes if v not in made]
         for snap in stray:  # e.g. a data volume the API did not exclude
-            _aws_step("delete a non-member snapshot", lambda snap=snap: ec2.delete_snapshot(
-                SnapshotId=snap))
+            aws.call(lambda snap=snap: ec2.delete_snapshot(SnapshotId=snap),
+                     "delete a non-member snapshot", error=CommandFailed)
         if missing:
             for vol in layout.volumes:
                 if vol in made:
-                    _aws_step("delete a partial set", lambda v=vol: ec2.delete_snapshot(
-                        SnapshotId=made[v]))
+                    aws.call(lambda v=vol: ec2.delete_snapshot(SnapshotId=made[v]),
+                             "delete a partial set", error=CommandFailed)
             raise CommandFailed(f"no snapshot came back for {', '.join(missing)}; partial set "
                              f"{sid} deleted")
         for i, vol in enumerate(layout.volumes):
-            _aws_step("tag member", lambda i=i, vol=vol: ec2.create_tags(
+            aws.call(lambda i=i, vol=vol: ec2.create_tags(
                 Resources=[made[vol]], Tags=[{"Key": f"{TAG}member", "Value": str(i)},
-                                             {"Key": f"{TAG}volume", "Value": vol}]))
+                                             {"Key": f"{TAG}volume", "Value": vol}]),
+                     "tag member", error=CommandFailed)
         return {"set_id": sid, "method": method, "freeze_ms": window_ms,
                 "call_ms": round(call_ms, 1), "layout": layout.to_dict(),
                 "snapshots": [made[v] for v in layout.volumes]}

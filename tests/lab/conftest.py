@@ -8,6 +8,7 @@
   only dead hosts restart); it also runs after the test if a host was left dead.
 * ``lab_ssh`` (function): ``lab_ssh(host_name, command) -> CompletedProcess`` over the
   system ssh client with the lab's key and strict known_hosts checking.
+* (autouse, session) OPSKIT_JOURNAL and OPSKIT_LOCK_DIR point into the session's tmp dir.
 
 Not root → every lab test fails with "lab tests need root" (never skipped, never exits).
 """
@@ -38,6 +39,18 @@ def _need_root() -> None:
 @pytest.fixture(autouse=True)
 def _lab_tests_need_root() -> None:
     _need_root()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_journal_and_locks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The session's journal and lock dir, not the operator's ~/.local/state/opskit: no test
+    reads entries another run wrote or waits on a lock another one holds (tests that look at
+    the journal still point OPSKIT_JOURNAL at their own file)."""
+    base = tmp_path_factory.mktemp("opskit-state")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPSKIT_JOURNAL", str(base / "journal.jsonl"))
+        mp.setenv("OPSKIT_LOCK_DIR", str(base / "locks"))
+        yield
 
 
 @pytest.fixture(scope="session")

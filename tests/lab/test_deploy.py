@@ -45,17 +45,56 @@ def deploy(inv: Path, ref: str, *args: str) -> tuple[int, dict]:
     return run_json(inv, "deploy", "--ref", ref, "--yes", *args)
 
 
+def wipe(inv: Path) -> None:
+    """No gunicorn and no /srv/sample on any app host (what a host had before any deploy)."""
+    # Wait (up to 10 s) for the master to exit: the next deploy's gunicorn needs its port.
+    opskit(inv, "exec", "-l", "app", "--yes", "--",
+           "p=$(cat /srv/sample/shared/pids/gunicorn.pid 2>/dev/null) && kill $p 2>/dev/null"
+           " && for i in $(seq 100); do kill -0 $p 2>/dev/null || break; sleep 0.1; done;"
+           " rm -rf /srv/sample")
+
+
 @pytest.fixture(scope="module")
 def fleet(lab: LabStatus, lab_params: dict) -> Iterator[LabStatus]:
     grown = labmod.up(**{**lab_params, "hosts": DEPLOY_HOSTS})
     try:
         yield grown
     finally:
-        inv = Path(lab_params["inventory_path"])
-        opskit(inv, "exec", "-l", "app", "--yes", "--",
-               "kill $(cat /srv/sample/shared/pids/gunicorn.pid 2>/dev/null) 2>/dev/null;"
-               " rm -rf /srv/sample")
+        wipe(Path(lab_params["inventory_path"]))
         labmod.up(**lab_params)
+
+
+@pytest.fixture()
+def fresh(fleet: LabStatus) -> LabStatus:
+    """App hosts never deployed to, whatever ran before: the first deploy starts gunicorn."""
+    wipe(fleet.inventory_path)
+    return fleet
+
+
+@pytest.fixture()
+def released(fleet: LabStatus) -> LabStatus:
+    """Every app host serving one release, with an older one to roll back to, and healthy in
+    the target group; deployed (v1, then v2) only when an earlier test left anything else."""
+    if not _released(fleet):
+        wipe(fleet.inventory_path)
+        for ref in ("v1", "v2"):
+            code, doc = deploy(fleet.inventory_path, ref, "--batch", "100%")
+            assert code == 0, doc
+        assert _released(fleet)
+    return fleet
+
+
+def _released(fleet: LabStatus) -> bool:
+    code, doc = run_json(fleet.inventory_path, "exec", "-l", "app", "--yes", "--",
+                         "kill -0 $(cat /srv/sample/shared/pids/gunicorn.pid)"
+                         " && [ $(ls /srv/sample/releases | wc -l) -ge 2 ]"
+                         " && readlink /srv/sample/current")
+    if code != 0 or len({h["stdout"] for h in doc["hosts"]}) != 1:
+        return False
+    client, tg, ids = _elb(fleet.inventory_path)
+    health = client.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]
+    states = {t["Target"]["Id"]: t["TargetHealth"]["State"] for t in health}
+    return all(states.get(ids[h.name]) == "healthy" for h in app_hosts(fleet))
 
 
 @pytest.fixture()
@@ -87,9 +126,9 @@ def host_state(inv: Path) -> dict[str, dict[str, str]]:
     return out
 
 
-def test_deploy_to_8_app_hosts_then_hup_reload(fleet: LabStatus, journal: Path) -> None:
-    inv = fleet.inventory_path
-    apps = app_hosts(fleet)
+def test_deploy_to_8_app_hosts_then_hup_reload(fresh: LabStatus, journal: Path) -> None:
+    inv = fresh.inventory_path
+    apps = app_hosts(fresh)
     assert len(apps) == 8
     code, first = deploy(inv, "v1", "--batch", "100%")
     assert code == 0, first
@@ -116,8 +155,8 @@ def test_deploy_to_8_app_hosts_then_hup_reload(fleet: LabStatus, journal: Path) 
     assert deploys[1]["details"]["release"] == r2 and len(deploys[1]["outcomes"]) == 8
 
 
-def test_broken_release_stops_at_canary_and_rolls_it_back(fleet: LabStatus) -> None:
-    inv = fleet.inventory_path
+def test_broken_release_stops_at_canary_and_rolls_it_back(released: LabStatus) -> None:
+    inv = released.inventory_path
     good = host_state(inv)
     code, doc = deploy(inv, "broken", "--batch", "1,100%")
     assert code == 2 and doc["stopped_after_batch"] == 1
@@ -129,29 +168,29 @@ def test_broken_release_stops_at_canary_and_rolls_it_back(fleet: LabStatus) -> N
     assert all(by_host[n]["status"] == "skipped" for n in doc["batches"][1])
     bad_release = doc["artifact"]["release"]
     now = host_state(inv)
-    for h in app_hosts(fleet):
+    for h in app_hosts(released):
         assert now[h.name]["current"] == good[h.name]["current"] != bad_release
         assert served(h.address)["release"] == good[h.name]["current"]
     code, out = run_json(inv, "exec", "-l", canary, "--yes", "--", "ls /srv/sample/releases")
     assert bad_release not in out["hosts"][0]["stdout"]
 
 
-def test_failing_install_leaves_current_untouched(fleet: LabStatus, tmp_path: Path) -> None:
-    data = yaml.safe_load(fleet.inventory_path.read_text())
+def test_failing_install_leaves_current_untouched(released: LabStatus, tmp_path: Path) -> None:
+    data = yaml.safe_load(released.inventory_path.read_text())
     app_group = data["all"]["children"]["app"]
     app_group["vars"]["deploy"]["install"] = "echo 'wheel missing' >&2; exit 4"
     inv = tmp_path / "install-fails.yml"
     inv.write_text(yaml.safe_dump(data))
-    target = app_hosts(fleet)[1].name
-    before = host_state(fleet.inventory_path)[target]
+    target = app_hosts(released)[1].name
+    before = host_state(released.inventory_path)[target]
     code, doc = deploy(inv, "v1", "-l", target)
     assert code == 2 and "install step failed" in doc["hosts"][0]["error"]
     assert "wheel missing" in doc["hosts"][0]["stderr"]
-    assert host_state(fleet.inventory_path)[target] == before
+    assert host_state(released.inventory_path)[target] == before
 
 
-def test_dry_run_changes_nothing(fleet: LabStatus) -> None:
-    inv = fleet.inventory_path
+def test_dry_run_changes_nothing(released: LabStatus) -> None:
+    inv = released.inventory_path
     listing = "find /srv/sample -printf '%p %y %l %T@\\n' | sort"
 
     def tree() -> dict[str, str]:
@@ -176,11 +215,11 @@ def _elb(inv: Path) -> tuple[object, str, dict[str, str]]:
     return client, tg, {n: v["instance_id"] for n, v in aws.items()}
 
 
-def test_elb_deregistered_during_deploy_and_registered_after(fleet: LabStatus,
+def test_elb_deregistered_during_deploy_and_registered_after(released: LabStatus,
                                                              tmp_path: Path) -> None:
-    client, tg, ids = _elb(fleet.inventory_path)
-    target = app_hosts(fleet)[2].name
-    data = yaml.safe_load(fleet.inventory_path.read_text())
+    client, tg, ids = _elb(released.inventory_path)
+    target = app_hosts(released)[2].name
+    data = yaml.safe_load(released.inventory_path.read_text())
     # A slow reload keeps the host out of the group long enough to be seen there (the upload,
     # unpack and install happen before it leaves; the switch, reload and check after).
     settings = data["all"]["children"]["app"]["vars"]["deploy"]
@@ -240,9 +279,9 @@ def test_unreachable_host_is_reported_and_others_finish(fleet: LabStatus, lab_pa
         labmod.up(**{**lab_params, "hosts": DEPLOY_HOSTS})
 
 
-def test_rollback_and_releases_drift(fleet: LabStatus, journal: Path) -> None:
-    inv = fleet.inventory_path
-    apps = app_hosts(fleet)
+def test_rollback_and_releases_drift(released: LabStatus, journal: Path) -> None:
+    inv = released.inventory_path
+    apps = app_hosts(released)
     state = host_state(inv)
     releases_doc = run_json(inv, "releases")[1]
     majority, drift_before = releases_doc["majority"], releases_doc["drift"]
@@ -251,17 +290,17 @@ def test_rollback_and_releases_drift(fleet: LabStatus, journal: Path) -> None:
     assert code == 0, doc
     went_to = doc["hosts"][0]["value"]["to"]
     assert went_to != state[one]["current"]
-    assert served(fleet.host(one).address)["release"] == went_to
+    assert served(released.host(one).address)["release"] == went_to
     code, doc = run_json(inv, "releases")
     # (a host that was unreachable during an earlier deploy is drift already)
     assert doc["majority"] == majority and set(doc["drift"]) == {one, *drift_before}
     assert json.loads(journal.read_text().splitlines()[-1])["command"] == "rollback"
 
 
-def test_fab_tasks_call_the_same_library(fleet: LabStatus, journal: Path) -> None:
+def test_fab_tasks_call_the_same_library(released: LabStatus, journal: Path) -> None:
     fab = str(Path(sys.executable).parent / "fab")
-    inv = str(fleet.inventory_path)
-    target = app_hosts(fleet)[4].name
+    inv = str(released.inventory_path)
+    target = app_hosts(released)[4].name
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([fab, *args], capture_output=True, text=True, cwd=ROOT,
@@ -273,11 +312,11 @@ def test_fab_tasks_call_the_same_library(fleet: LabStatus, journal: Path) -> Non
     assert (entry["command"], entry["via"]) == ("deploy", "fab")
     assert entry["outcomes"][target]["status"] == "ok"
     release = entry["details"]["release"]
-    assert served(fleet.host(target).address)["release"] == release
+    assert served(released.host(target).address)["release"] == release
     proc = run("releases", "--inventory", inv, "--limit", target)
     assert proc.returncode == 0 and release in proc.stdout
     proc = run("rollback", "--inventory", inv, "--limit", target, "--yes")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert served(fleet.host(target).address)["release"] != release
+    assert served(released.host(target).address)["release"] != release
     entry = json.loads(journal.read_text().splitlines()[-1])
     assert (entry["command"], entry["via"]) == ("rollback", "fab")

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from opskit.cache import ranges as rg
-from opskit.cache.pagemap import PageMap, compare, plan_warm
+from opskit.cache.pagemap import PageMap, compare, plan_warm, resident_bytes
 
 
 def to_ranges(pages: set[int]) -> rg.Ranges:
@@ -67,3 +67,24 @@ def test_compare_is_jaccard_of_resident_pages() -> None:
     b = pmap("b", {"f": (10, {2, 3, 4, 5})})
     rows, total = compare(a, b)
     assert rows[0].both == 2 and abs(total.jaccard - 2 / 6) < 1e-9
+
+
+def test_fully_resident_files_of_unaligned_sizes_are_100_percent() -> None:
+    # The last page of a 10_000-byte file holds 1_808 bytes, not 4_096.
+    pm = PageMap.from_doc("a", {"root": "/data", "page_size": 4096, "files": {
+        "base/1": {"size": 10_000, "pages": 3, "resident": [[0, 3]]},
+        "base/2": {"size": 1, "pages": 1, "resident": [[0, 1]]},
+        "base/3": {"size": 0, "pages": 0, "resident": []}}})
+    t = pm.totals()
+    assert t["resident_bytes"] == t["bytes"] == 10_001
+    assert t["resident_pages"] == t["pages"] == 4
+
+
+@given(st.integers(0, 40_000), page_sets)
+def test_resident_bytes_are_the_resident_pages_bytes_within_the_file(size: int,
+                                                                       res: set[int]) -> None:
+    page = 4096
+    pages = -(-size // page)
+    f = {"size": size, "pages": pages, "resident": to_ranges(res)}
+    expected = sum(min(size, (p + 1) * page) - p * page for p in res if p < pages)
+    assert resident_bytes(f, page) == expected

@@ -80,8 +80,9 @@ def run(args: list[str], *, via: str = "opskit") -> int:
         except CommandTimedOut as exc:
             raise errors.StepError(f"a remote step timed out: {exc}") from exc
         except CommandFailed as exc:  # a remote step outside the fleet runner's per-host report
-            raise errors.StepError(str(exc), hint="-v shows where it failed; the host's own "
-                                   "message is above") from exc
+            hint = getattr(exc, "hint", None) or ("-v shows where it failed; the host's own "
+                                                  "message is above")
+            raise errors.StepError(str(exc), hint=hint) from exc
     except errors.OpskitError as exc:
         if app.verbose:
             traceback.print_exc()

@@ -13,9 +13,11 @@ from opskit.lab import app_service  # noqa: F401 -- registers the built-in app s
 from opskit.lab import pg_service  # noqa: F401 -- registers postgres (after data-xfs)
 from opskit.lab import pgbouncer_service  # noqa: F401 -- registers pgbouncer (after postgres)
 from opskit.lab import redis_service  # noqa: F401 -- registers redis (redis1-3)
+from opskit.lab.accounts import DEV_USER, OPS_USER
 from opskit.lab.api import down, host_pid, lab_mounts, run_in_host, status, up
 from opskit.lab.app_service import http_port as app_port
 from opskit.lab.aws_resources import AwsLab
+from opskit.lab.inventory_file import ops_path as ops_inventory_path
 from opskit.lab.layout import HostSpec, plan
 from opskit.lab.models import AwsStatus, LabHost, LabStatus
 from opskit.lab.services import (
@@ -30,6 +32,8 @@ from opskit.lab.state import DEFAULT_STATE_DIR, state_dir_from_env
 
 __all__ = [
     "DEFAULT_STATE_DIR",
+    "DEV_USER",
+    "OPS_USER",
     "AwsLab",
     "AwsStatus",
     "app_port",
@@ -42,6 +46,7 @@ __all__ = [
     "down",
     "host_pid",
     "lab_mounts",
+    "ops_inventory_path",
     "plan",
     "register",
     "registered",

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from opskit.errors import LabError
 from opskit.lab import (
+    accounts,
     aws_resources,
     data_fs,
     ebs_fixture,
@@ -185,7 +186,10 @@ def _up_locked(
         ctx.aws = aws_job.result()
     _write_fixtures(sd, ctx.aws)
     save_state(sd, state)  # now with the moto server's pid
-    inventory_file.write(inventory, specs, port=port, state_dir=sd, extra=_lab_vars(ctx))
+    lab_vars = _lab_vars(ctx)
+    inventory_file.write(inventory, specs, port=port, state_dir=sd, extra=lab_vars)
+    inventory_file.write(inventory_file.ops_path(inventory), specs, port=port, state_dir=sd,
+                         extra=lab_vars, user=accounts.OPS_USER)
     services.start_all(ctx)
 
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 
 from opskit.errors import LabError
-from opskit.lab import keys, procs
+from opskit.lab import accounts, keys, procs
 from opskit.lab.state import HostRecord
 from opskit.runner import wait
 
@@ -100,6 +100,7 @@ def render_sshd_config(state_dir: pathlib.Path, rec: HostRecord) -> str:
         "X11Forwarding no",
         "AcceptEnv LANG LC_*",
         "Subsystem sftp internal-sftp",  # Fabric's put()/get() need sftp
+        *accounts.sshd_config_lines(),  # a Match block: must stay last
     ]
     return "\n".join(lines) + "\n"
 
@@ -111,6 +112,7 @@ def prepare_host(state_dir: pathlib.Path, rec: HostRecord) -> bool:
         (hdir / sub).mkdir(parents=True, exist_ok=True, mode=0o755)
     (hdir / "etc" / procs.HOST_MARKER).write_text(rec.host_id + "\n")
     (hdir / ROOT_BASHRC).write_text(STOCK_BASHRC)
+    accounts.prepare(hdir, keys.authorized_keys(state_dir).read_text())
     cfg = config_path(state_dir, rec.name)
     text = render_sshd_config(state_dir, rec)
     old = cfg.read_text() if cfg.exists() else None
@@ -127,7 +129,7 @@ def _fresh_namespace_script(state_dir: pathlib.Path, rec: HostRecord) -> list[st
     # (here: pyenv init, ~0.2 CPU-s per command) must not make every lab step that slow.
     mounts.append(f"if [ -f /root/.bashrc ]; then mount --bind {q(str(hdir / ROOT_BASHRC))} "
                   "/root/.bashrc; fi")
-    return [*mounts, f"hostname {q(rec.name)}"]
+    return [*mounts, *accounts.mount_script(hdir), f"hostname {q(rec.name)}"]
 
 
 def launch(state_dir: pathlib.Path, rec: HostRecord, *, join_pid: int | None = None) -> None:
@@ -146,6 +148,8 @@ def launch(state_dir: pathlib.Path, rec: HostRecord, *, join_pid: int | None = N
         steps += _fresh_namespace_script(state_dir, rec)
         enter = ["unshare", "--mount", "--uts", "--propagation", "private"]
     else:
+        # A namespace made before the lab had its own accounts gets them now.
+        steps += accounts.mount_script(hdir)
         enter = ["nsenter", "-t", str(join_pid), "-m", "-u"]
     # -e: log to stderr (our log file); there may be no syslog daemon on a lab machine.
     steps.append(f"exec {q(sshd_binary())} -D -e -f {q(str(cfg))}")

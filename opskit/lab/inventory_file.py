@@ -10,6 +10,9 @@ Vars beyond the connection ones come from the lab (each host's ``aws:``) and its
 ``all.hosts.<name>`` (every mention's vars are merged), so the group sections keep only
 addresses. ``all.hosts`` lists hosts in the groups' order, since a host's first mention sets
 its place in the inventory.
+
+A second file beside it (``ops_path``: lab-ops.yml) holds the same with ``ansible_user: ops``,
+the lab's sudo-ing operator account, so a test picks root or ops by the file it passes to -i.
 """
 
 from __future__ import annotations
@@ -21,9 +24,16 @@ from typing import Any
 
 import yaml
 
-from opskit.lab import keys
+from opskit.lab import accounts, keys
 from opskit.lab.layout import CLUSTER_GROUPS, ROLES, SUBGROUPS, HostSpec
 from opskit.lab.services import InventoryVars
+
+
+def ops_path(path: pathlib.Path) -> pathlib.Path:
+    """The second inventory beside ``path`` (lab.yml -> lab-ops.yml): the same hosts and vars,
+    reached as the non-root ``ops`` user (accounts.py) instead of root."""
+    return path.with_name(f"{path.stem}-{accounts.OPS_USER}{path.suffix}")
+
 
 HEADER = "# Written by `opskit lab up` -- the local lab fleet. Do not edit; it is regenerated.\n"
 
@@ -34,11 +44,12 @@ def render(
     port: int,
     state_dir: pathlib.Path,
     extra: InventoryVars | None = None,
+    user: str = "root",
 ) -> dict[str, Any]:
     extra = extra or InventoryVars()
     known = keys.known_hosts(state_dir)
     all_vars = {
-        "ansible_user": "root",
+        "ansible_user": user,
         "ansible_port": port,
         "ansible_ssh_private_key_file": str(keys.client_key(state_dir)),
         "opskit_known_hosts": str(known),
@@ -92,10 +103,11 @@ def write(
     port: int,
     state_dir: pathlib.Path,
     extra: InventoryVars | None = None,
+    user: str = "root",
 ) -> pathlib.Path:
     """Write the inventory atomically (readers never see half a file); returns its path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = render(specs, port=port, state_dir=state_dir, extra=extra)
+    data = render(specs, port=port, state_dir=state_dir, extra=extra, user=user)
     body = yaml.safe_dump(data, sort_keys=False, width=1000)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(HEADER + body)

@@ -29,9 +29,8 @@ from opskit.transport.session import Session
 
 def checkpoint_lsn(s: Session, node: PgNode) -> int:
     """The old primary's last checkpoint (its shutdown checkpoint, once stopped)."""
-    out = s.run(tools.as_user(s, node.os_user, [node.bin("pg_controldata"),
-                                                 node.data_directory]),
-                env={"LC_ALL": "C"})
+    out = tools.run_as(s, node.os_user, [node.bin("pg_controldata"), node.data_directory],
+                       env={"LC_ALL": "C"})
     for line in out.stdout.splitlines():
         if line.startswith("Latest checkpoint location:"):
             value = lsn.parse(line.split(":", 1)[1].strip())

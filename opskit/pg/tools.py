@@ -7,18 +7,17 @@ the operator): ``psql`` on the local socket, ``repmgr`` with the node's repmgr.c
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
+from typing import Any
 
 from opskit.pg.config import BouncerNode, PgNode
 from opskit.transport.errors import CommandFailed
-from opskit.transport.session import Session
+from opskit.transport.session import Session, StepOutput
 
 
-def as_user(s: Session, user: str, argv: Sequence[str]) -> str:
-    """``argv`` run as ``user``: runuser when logged in as root, else sudo without a prompt."""
-    prefix = ["runuser", "-u", user, "--"] if s.is_root else ["sudo", "-n", "-u", user, "--"]
-    return shlex.join([*prefix, *argv])
+def run_as(s: Session, user: str, argv: Sequence[str], **kwargs: Any) -> StepOutput:
+    """``argv`` run as ``user`` (the session switches: runuser as root, else ``sudo -n``)."""
+    return s.run_argv(argv, as_user=user, **kwargs)
 
 
 def _rows(stdout: str) -> list[list[str]]:
@@ -31,7 +30,7 @@ def psql(s: Session, node: PgNode, sql: str, *, db: str | None = None,
     argv = [node.bin("psql"), "-X", "-A", "-t", "-q", "-F", "\t", "-v", "ON_ERROR_STOP=1",
             "-h", node.socket_dir, "-p", str(node.port), "-d", db or node.repmgr_db,
             "-U", node.repmgr_user, "-c", sql]
-    out = s.run(as_user(s, node.os_user, argv), check=False, timeout=timeout)
+    out = run_as(s, node.os_user, argv, check=False, timeout=timeout)
     if out.exit_status != 0 and check:
         raise CommandFailed(_last_line(out.stderr) or f"psql exit status {out.exit_status}",
                          out.exit_status, out.stderr)
@@ -42,7 +41,7 @@ def repmgr(s: Session, node: PgNode, *args: str, timeout: float = 120.0,
            check: bool = True) -> str:
     """Run ``repmgr -f CONF ARGS`` on the node; its stdout (stderr carries repmgr's log)."""
     argv = [node.bin("repmgr"), "-f", node.repmgr_conf, *args]
-    out = s.run(as_user(s, node.os_user, argv), check=False, timeout=timeout)
+    out = run_as(s, node.os_user, argv, check=False, timeout=timeout)
     if out.exit_status != 0 and check:
         raise CommandFailed(f"repmgr {' '.join(args[:2])} failed: "
                          f"{repmgr_error(out.stderr + out.stdout)}", out.exit_status,
@@ -54,7 +53,7 @@ def pg_ctl(s: Session, node: PgNode, action: str, *extra: str, timeout: float = 
            check: bool = True) -> int:
     argv = [node.bin("pg_ctl"), "-D", node.data_directory, "-w", "-t", str(int(timeout)),
             *extra, action]
-    out = s.run(as_user(s, node.os_user, argv), check=False, timeout=timeout + 10)
+    out = run_as(s, node.os_user, argv, check=False, timeout=timeout + 10)
     if out.exit_status != 0 and check:
         raise CommandFailed(f"pg_ctl {action} failed: {_last_line(out.stderr or out.stdout)}",
                          out.exit_status, out.stderr)
@@ -64,7 +63,7 @@ def pg_ctl(s: Session, node: PgNode, action: str, *extra: str, timeout: float = 
 def is_running(s: Session, node: PgNode) -> bool:
     """pg_ctl status: 0 when a postmaster runs on the data directory."""
     argv = [node.bin("pg_ctl"), "-D", node.data_directory, "status"]
-    return s.run(as_user(s, node.os_user, argv), check=False, timeout=15).exit_status == 0
+    return run_as(s, node.os_user, argv, check=False, timeout=15).exit_status == 0
 
 
 def admin(s: Session, b: BouncerNode, command: str, *, timeout: float = 15.0,
@@ -73,7 +72,7 @@ def admin(s: Session, b: BouncerNode, command: str, *, timeout: float = 15.0,
     of a SHOW by column name (columns move between PgBouncer versions)."""
     argv = [b.psql, "-X", "-A", "-q", "-P", "footer=off", "-F", "\t", "-h", b.host.address,
             "-p", str(b.port), "-U", b.admin_user, "-d", "pgbouncer", "-c", command]
-    out = s.run(as_user(s, b.os_user, argv), check=False, timeout=timeout)
+    out = run_as(s, b.os_user, argv, check=False, timeout=timeout)
     if out.exit_status != 0 and check:
         raise CommandFailed(f"PgBouncer {command.split()[0]} failed: "
                          f"{_last_line(out.stderr) or out.exit_status}", out.exit_status,
@@ -90,7 +89,7 @@ def through_bouncer(s: Session, b: BouncerNode, db: str, user: str, sql: str, *,
     """Run ``sql`` as an application client would: through PgBouncer's listener."""
     argv = [b.psql, "-X", "-A", "-t", "-q", "-F", "\t", "-v", "ON_ERROR_STOP=1",
             "-h", b.host.address, "-p", str(b.port), "-U", user, "-d", db, "-c", sql]
-    out = s.run(as_user(s, b.os_user, argv), check=False, timeout=timeout)
+    out = run_as(s, b.os_user, argv, check=False, timeout=timeout)
     if out.exit_status != 0:
         raise CommandFailed(f"through PgBouncer {b.name}:{b.port}/{db}: "
                          f"{_last_line(out.stderr) or out.exit_status}", out.exit_status,

@@ -172,6 +172,7 @@ def _attempt(
     except CommandFailed as exc:
         res.status, res.error = FAILED, str(exc)
         res.exit_status = exc.exit_status
+        res.hint = getattr(exc, "hint", None)  # e.g. SudoRefused: how to let sudo run
     except errors.SafetyError as exc:
         res.status, res.error, res.hint = REFUSED, exc.message, exc.hint
     except CommandTimedOut as exc:

@@ -31,3 +31,12 @@ class ProcessTimeout(Exception):
 
 class Interrupted(Exception):
     """The operator pressed Ctrl-C; no further steps are started."""
+
+
+class SudoRefused(CommandFailed):
+    """sudo would not run a step (it wants a password, or is not there): nothing ran."""
+
+    def __init__(self, message: str, exit_status: int | None = None, stderr: str = "",
+                 *, hint: str | None = None) -> None:
+        super().__init__(message, exit_status, stderr)
+        self.hint = hint

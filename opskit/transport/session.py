@@ -2,7 +2,8 @@
 
 Every step goes through :meth:`Session.run` so that output is captured for the host's result,
 the command timeout applies, an interrupt stops the operation between steps, and the
-environment is exported with quoted values (Fabric's own ``env=`` does not quote).
+environment is exported with quoted values (Fabric's own ``env=`` does not quote). A step run
+as another user (``sudo=True``, ``as_user=``) is wrapped here, whole: see :func:`elevated`.
 """
 
 from __future__ import annotations
@@ -26,11 +27,56 @@ from invoke.exceptions import UnexpectedExit
 
 from opskit.inventory import Host
 from opskit.transport import process
-from opskit.transport.errors import CommandFailed, CommandTimedOut, Interrupted
+from opskit.transport.errors import CommandFailed, CommandTimedOut, Interrupted, SudoRefused
 from opskit.transport.process import HostProcess
 
 TAIL_CHARS = 4000
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Exit statuses that may be sudo's own refusal (1) or a missing sudo (127, from the shell);
+# only then is sudo asked again, with a no-op, to tell its refusal from the command's failure.
+_SUDO_MAYBE_REFUSED = (1, 127)
+_PROBE_TIMEOUT = 15.0
+
+
+def elevated(command: str, *, login_user: str, as_user: str = "root") -> str:
+    """Shell text that runs ``command`` (shell text) as ``as_user`` when logged in as
+    ``login_user``: the whole command as one quoted word of ``sh -c``.
+
+    Invoke's ``Connection.sudo`` puts sudo before the first word only, so ``export X=1; cmd``
+    or ``a && b`` ran ``cmd`` / ``b`` unprivileged; here every part of it, its exported
+    environment included, runs as ``as_user``. ``-n``: sudo never prompts, a sudo that wants
+    a password fails at once. Root switches with ``runuser`` (no sudoers needed).
+    """
+    if as_user == login_user:
+        return command
+    if login_user == "root":
+        return shlex.join(["runuser", "-u", as_user, "--", "sh", "-c", command])
+    return shlex.join([*_sudo(as_user), "sh", "-c", command])
+
+
+def sudo_probe(as_user: str = "root") -> str:
+    """The no-op that shows whether sudo lets this login run a shell as ``as_user``."""
+    return shlex.join([*_sudo(as_user), "sh", "-c", ":"])
+
+
+def _sudo(as_user: str) -> list[str]:
+    return ["sudo", "-n", *([] if as_user == "root" else ["-u", as_user]), "--"]
+
+
+def sudo_refusal(host: str, login_user: str, as_user: str, exit_status: int,
+                 stderr: str) -> SudoRefused:
+    """The one-line error for a sudo that would not run (wants a password, not installed)."""
+    lines = [x.strip() for x in stderr.splitlines() if x.strip()]
+    said = lines[-1] if lines else f"exit status {exit_status}"
+    if exit_status == 127:
+        hint = (f"install sudo on {host} (apt-get install sudo), or log in as root "
+                "(ansible_user: root)")
+    else:
+        hint = (f"opskit runs sudo -n (never a prompt): give {login_user} passwordless sudo "
+                f"to {as_user} on {host} (NOPASSWD in sudoers), or log in as root; "
+                "sudo passwords are not supported yet")
+    return SudoRefused(f"sudo refused to run as {as_user} on {host}: {said}", exit_status,
+                       stderr, hint=hint)
 
 
 @dataclass
@@ -73,11 +119,18 @@ class Session:
         command: str,
         *,
         sudo: bool = False,
+        as_user: str | None = None,
         check: bool = True,
         timeout: float | None = None,
         env: Mapping[str, str] | None = None,
     ) -> StepOutput:
-        """Run one shell command on the host. The caller has quoted every value in it."""
+        """Run one shell command on the host. The caller has quoted every value in it.
+
+        ``sudo``: as root; ``as_user``: as that user (e.g. postgres). Either wraps the whole
+        command, ``env`` included (:func:`elevated`); a no-op for the login user itself. A
+        sudo that will not run (wants a password, not installed) raises :class:`SudoRefused`
+        whatever ``check`` says: the command never ran.
+        """
         self._check_stop()
         if env:
             bad = [k for k in env if not _ENV_NAME.match(k)]
@@ -85,6 +138,11 @@ class Session:
                 raise ValueError(f"not an environment variable name: {bad[0]!r}")
             exports = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in sorted(env.items()))
             command = f"export {exports}; {command}"
+        target = as_user or ("root" if sudo else None)
+        login = "root" if self.is_root else self.user
+        shell = command if target is None else elevated(command, login_user=login,
+                                                        as_user=target)
+        via_sudo = shell != command and login != "root"
         kwargs: dict[str, Any] = {
             "hide": True,
             "warn": True,
@@ -94,20 +152,27 @@ class Session:
         if self.out_stream is not None:
             kwargs.update(hide=False, out_stream=self.out_stream, err_stream=self.err_stream)
         try:
-            if sudo and not self.is_root:
-                result = self.conn.sudo(command, **kwargs)
-            else:
-                result = self.conn.run(command, **kwargs)
+            result = self.conn.run(shell, **kwargs)
         except InvokeTimedOut as exc:
             self._capture(exc.result.stdout, exc.result.stderr, None)
             raise CommandTimedOut(f"timed out after {exc.timeout:g}s") from None
-        except UnexpectedExit as exc:  # only raised with warn=False; kept for sudo prompts
+        except UnexpectedExit as exc:  # only raised with warn=False
             result = exc.result
         self._capture(result.stdout, result.stderr, result.exited)
-        out = StepOutput(command, result.stdout, result.stderr, result.exited)
+        if via_sudo and result.exited in _SUDO_MAYBE_REFUSED:
+            self._check_sudo(str(target))
+        out = StepOutput(shell, result.stdout, result.stderr, result.exited)
         if check and result.exited != 0:
             raise CommandFailed(f"exit status {result.exited}", result.exited, result.stderr)
         return out
+
+    def _check_sudo(self, as_user: str) -> None:
+        """After a sudo step failed: raise SudoRefused if sudo itself refuses (a no-op under
+        the same sudo fails too), so its refusal is not mistaken for the command's failure."""
+        probe = self.conn.run(sudo_probe(as_user), hide=True, warn=True, in_stream=False,
+                              timeout=_PROBE_TIMEOUT)
+        if probe.exited != 0:
+            raise sudo_refusal(self.host.name, self.user, as_user, probe.exited, probe.stderr)
 
     def run_argv(self, argv: Sequence[str], **kwargs: Any) -> StepOutput:
         """Run a program with arguments; every argument is shell-quoted."""

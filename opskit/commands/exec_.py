@@ -24,8 +24,9 @@ Examples:
 """,
 )
 @click.argument("command", nargs=-1, required=True)
-@click.option("--sudo", is_flag=True, help="Run the command with sudo (no-op when the SSH user "
-              "is root). Example: --sudo")
+@click.option("--sudo", is_flag=True, help="Run the whole command as root, under one `sudo -n "
+              "-- sh -c` (a no-op when the SSH user is root; a sudo that wants a password "
+              "fails the host at once). Example: --sudo")
 @click.option("-t", "--timeout", type=float, metavar="S",
               help="Fail a host whose command runs longer than S seconds (status 'timeout'). "
               "Example: --timeout 30")

@@ -47,6 +47,8 @@ def _render(env: Environment, status: lab_mod.LabStatus) -> None:
     env.table(("host", "address", "hostname", "pid", "groups", "answers"), rows,
               styles=[None if h.answering else "bold red" for h in status.hosts])
     env.line(f"state: {status.state_dir}   inventory: {status.inventory_path}")
+    if status.inventory_path is not None:  # the same hosts, logged in as the sudo-ing ops user
+        env.line(f"as ops (sudo): {lab_mod.ops_inventory_path(status.inventory_path)}")
 
 
 @command.command("up", epilog="Example: sudo opskit lab up --hosts 8")

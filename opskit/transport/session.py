@@ -69,12 +69,12 @@ def sudo_refusal(host: str, login_user: str, as_user: str, exit_status: int,
     lines = [x.strip() for x in stderr.splitlines() if x.strip()]
     said = lines[-1] if lines else f"exit status {exit_status}"
     if exit_status == 127:
-        hint = (f"install sudo on {host} (apt-get install sudo), or log in as root "
-                "(ansible_user: root)")
-    else:
-        hint = (f"opskit runs sudo -n (never a prompt): give {login_user} passwordless sudo "
-                f"to {as_user} on {host} (NOPASSWD in sudoers), or log in as root; "
-                "sudo passwords are not supported yet")
+        return SudoRefused(f"no sudo on {host} to run as {as_user}: {said}", exit_status, stderr,
+                           hint=f"install sudo on {host} (apt-get install sudo), or log in as "
+                           "root (ansible_user: root)")
+    hint = (f"opskit runs sudo -n (never a prompt): give {login_user} passwordless sudo "
+            f"to {as_user} on {host} (NOPASSWD in sudoers), or log in as root; "
+            "sudo passwords are not supported yet")
     return SudoRefused(f"sudo refused to run as {as_user} on {host}: {said}", exit_status,
                        stderr, hint=hint)
 

@@ -82,6 +82,7 @@ def test_refusal_message_is_one_line_with_a_hint() -> None:
     assert "\n" not in str(exc)
     assert exc.hint and "NOPASSWD" in exc.hint and "dev" in exc.hint
     missing = sudo_refusal("db1", "ops", "root", 127, "bash: sudo: command not found\n")
+    assert str(missing) == "no sudo on db1 to run as root: bash: sudo: command not found"
     assert missing.hint and "apt-get install sudo" in missing.hint
 
 

@@ -3,9 +3,10 @@
 The launch chain is ``setsid -f unshare --mount --uts --propagation private -- sh -ec SCRIPT``:
 ``setsid -f`` forks and returns at once, so sshd is an orphan in its own session (no zombie
 or fd of ours), and unshare/sh ``exec`` without forking, so the pid the script writes
-(``$$``) *is* the sshd pid. The script bind-mounts the host's private dirs, sets the hostname
-and execs sshd. A host whose sshd died while other processes still live in its namespace
-gets its new sshd started in that same namespace (``nsenter``), so services survive.
+(``$$``) *is* the sshd pid. The script bind-mounts the host's private dirs and its own
+account files (the ops and dev users, accounts.py), sets the hostname and execs sshd. A
+host whose sshd died while other processes still live in its namespace gets its new sshd
+started in that same namespace (``nsenter``), so services survive.
 """
 
 from __future__ import annotations

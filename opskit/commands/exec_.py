@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from opskit.commands.mutating import Change, mutating
-from opskit.commands.options import AppContext, shared_options
+from opskit.commands.options import SECONDS, AppContext, shared_options
 from opskit.commands.render import render_fleet_result, render_host_block
 from opskit.errors import UsageError
 from opskit.runner import adhoc
@@ -26,7 +26,7 @@ Examples:
 @click.argument("command", nargs=-1, required=True)
 @click.option("--sudo", is_flag=True, help="Run the command with sudo (no-op when the SSH user "
               "is root). Example: --sudo")
-@click.option("-t", "--timeout", type=float, metavar="S",
+@click.option("-t", "--timeout", type=SECONDS, metavar="S",
               help="Fail a host whose command runs longer than S seconds (status 'timeout'). "
               "Example: --timeout 30")
 @click.option("--stream", is_flag=True,

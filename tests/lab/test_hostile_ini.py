@@ -18,6 +18,7 @@ import yaml
 from helpers import run_opskit
 
 import opskit.lab as labmod
+from opskit import inventory
 from opskit.lab import LabStatus, pg_service
 
 pytestmark = pytest.mark.lab
@@ -32,21 +33,7 @@ def in_lb1(lab: LabStatus, *argv: str) -> subprocess.CompletedProcess[str]:
 
 
 def ini_path(lab: LabStatus) -> str:
-    data = yaml.safe_load(lab.inventory_path.read_text())
-    found = _find(data["all"], "lb1")
-    return str(found["pgbouncer"]["ini"])
-
-
-def _find(group: dict, host: str, inherited: dict | None = None) -> dict:
-    merged = {**(inherited or {}), **(group.get("vars") or {})}
-    hosts = group.get("hosts") or {}
-    if host in hosts:
-        return {**merged, **(hosts[host] or {})}
-    for child in (group.get("children") or {}).values():
-        found = _find(child or {}, host, merged)
-        if found:
-            return found
-    return {}
+    return str(inventory.load(lab.inventory_path).hosts["lb1"].domain("pgbouncer")["ini"])
 
 
 def bouncer_target(lab: LabStatus) -> str | None:
@@ -101,6 +88,7 @@ def test_a_newline_in_a_host_value_is_refused_and_the_ini_untouched(
     _set_host_var(data["all"], "db2", "ansible_host", hostile)
     inv = tmp_path / "hostile.yml"
     inv.write_text(yaml.safe_dump(data))
+    assert inventory.load(inv).hosts["db2"].address == hostile
     journal = tmp_path / "journal.jsonl"
     proc = run_opskit(inv, "pg", "switchover", "-l", "db", "--to", "db2", "--yes",
                       journal=journal)
@@ -114,13 +102,13 @@ def test_a_newline_in_a_host_value_is_refused_and_the_ini_untouched(
     assert not journal.exists()
 
 
-def _set_host_var(group: dict, host: str, key: str, value: str) -> bool:
+def _set_host_var(group: dict, host: str, key: str, value: str) -> None:
+    """Set it on every mention of the host (a later mention's vars would win)."""
     hosts = group.get("hosts") or {}
     if host in hosts:
         hosts[host] = {**(hosts[host] or {}), key: value}
-        return True
-    return any(_set_host_var(child or {}, host, key, value)
-               for child in (group.get("children") or {}).values())
+    for child in (group.get("children") or {}).values():
+        _set_host_var(child or {}, host, key, value)
 
 
 def test_a_symlink_at_the_old_temp_name_is_not_written_through(initial: LabStatus) -> None:
@@ -156,3 +144,10 @@ def test_a_real_repoint_keeps_the_owner_and_mode_of_the_ini(initial: LabStatus) 
         assert stat_in_lb1(initial, ini) == before == f"{uid}:{gid}:604:regular file"
     finally:
         in_lb1(initial, "chmod", original.split(":")[2], ini)
+
+
+def test_a_sub_second_connect_timeout_connects(lab: LabStatus) -> None:
+    # Fabric made 0.5 an int (0): a non-blocking socket, "unreachable: BlockingIOError".
+    proc = run_opskit(lab.inventory_path, "--connect-timeout", "0.5", "exec", "-l", "lb1",
+                      "--yes", "--", "true")
+    assert proc.returncode == 0, proc.stdout + proc.stderr

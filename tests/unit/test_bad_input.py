@@ -154,6 +154,10 @@ CASES: list[tuple[str, str | None, list[str], list[str]]] = [
     ("bouncer database with a newline", pg(dbs='["app\\n[pgbouncer]"]'),
      ["pg", "failover", "-l", "db", "--yes"], ["host lb1", "pgbouncer.databases"]),
     # --limit and the inventory itself
+    ("limit range of 10**8", base(), ["-l", "app[1:100000000]", "exec", "--yes", "--", "true"],
+     ["limit of 100,000"]),
+    ("connect-timeout empty", base(), ["--connect-timeout", "", "exec", "--yes", "--", "true"],
+     ["not a number"]),
     ("limit matches nothing", base(), ["-l", "nosuch", "exec", "--yes", "--", "true"],
      ["nosuch"]),
     ("no inventory", None, ["exec", "--yes", "--", "true"], ["no inventory"]),
@@ -178,6 +182,14 @@ def test_fabric_does_not_truncate_a_sub_second_connect_timeout() -> None:
 
     conn = QuickConnection("127.0.0.1", connect_timeout=0.5)
     assert conn.connect_timeout == 0.5
+
+
+def test_a_merge_key_is_not_a_duplicate(tmp_path: Path) -> None:
+    inv = ("all:\n  children:\n    g1:\n      vars: &a {x: 1, y: 1}\n    g2:\n      vars:\n"
+           "        <<: *a\n        y: 2\n      hosts:\n        h1:\n")
+    proc = cli(tmp_path, inv, "inventory", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["hosts"]["h1"]["vars"] == {"x": 1, "y": 2}
 
 
 def test_a_range_of_100000_hosts_loads(tmp_path: Path) -> None:

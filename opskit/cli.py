@@ -10,6 +10,7 @@ import click
 
 from opskit import __version__, errors
 from opskit.commands.options import AppContext, shared_options
+from opskit.redact import mask_text
 from opskit.transport.errors import CommandFailed, CommandTimedOut, ConnectFailed
 
 # Command name -> module under opskit.commands. Imported only when the command runs (or for
@@ -58,7 +59,7 @@ def cli(ctx: click.Context) -> None:
 def _usage_error(exc: click.ClickException) -> None:
     ctx = getattr(exc, "ctx", None)
     where = ctx.command_path if ctx is not None else "opskit"
-    print(f"error: {exc.format_message()}", file=sys.stderr)
+    print(mask_text(f"error: {exc.format_message()}"), file=sys.stderr)
     print(f"hint: see '{where} --help'", file=sys.stderr)
 
 

@@ -3,8 +3,9 @@
 One line per command run (and per runbook step): time, user, command line, hosts, per-host
 outcome, duration, and the run id of the invocation it belongs to -- so a failover's step
 records and its final record can be read together (``opskit journal --run ID``).
-Secrets never reach it: option values whose name looks secret are masked, and host output
-is not recorded (only status, exit status and the error line).
+Secrets never reach it: argv, details and error lines go through ``opskit.redact`` (values
+whose name looks secret, URL passwords), and host output is not recorded (only status, exit
+status and the error line).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import fcntl
 import getpass
 import json
 import os
-import re
 import socket
 import uuid
 from collections.abc import Sequence
@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+from opskit import redact
 from opskit.errors import ConfigError
 
 
@@ -33,8 +34,7 @@ class FleetOutcome(Protocol):
     exit_code: int
 
 DEFAULT_PATH = "~/.local/state/opskit/journal.jsonl"
-SECRET_WORDS = re.compile(r"pass|secret|token|key|credential", re.IGNORECASE)
-MASK = "***"
+MASK = redact.MASK
 
 # One invocation of a mutating command at a time per process (the CLI, or one Fabric task):
 # its run id and front end, set by ``begin_run`` and stamped on every record until the next.
@@ -60,24 +60,8 @@ def journal_path() -> Path:
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:
-    """Mask the value of any ``--secret-ish VALUE`` / ``--secret-ish=VALUE`` / ``K=V`` argument."""
-    out: list[str] = []
-    mask_next = False
-    for arg in argv:
-        if mask_next:
-            out.append(MASK)
-            mask_next = False
-        elif arg.startswith("--") and SECRET_WORDS.search(arg.split("=", 1)[0]):
-            if "=" in arg:
-                out.append(arg.split("=", 1)[0] + "=" + MASK)
-            else:
-                out.append(arg)
-                mask_next = True
-        elif "=" in arg and SECRET_WORDS.search(arg.split("=", 1)[0]):
-            out.append(arg.split("=", 1)[0] + "=" + MASK)
-        else:
-            out.append(arg)
-    return out
+    """``argv`` with secret values masked (``opskit.redact.mask_argv``, the one masker)."""
+    return redact.mask_argv(argv)
 
 
 def record(
@@ -98,14 +82,15 @@ def record(
         "command": command,
         "argv": redact_argv(argv),
         "hosts": list(outcomes),
-        "outcomes": outcomes,
+        # Error lines and details can carry a command's text (exec's PGPASSWORD=...).
+        "outcomes": redact.mask_data(outcomes),
         "exit_code": exit_code,
         "duration": round(duration, 3),
         "dry_run": dry_run,
         **current_run(),
     }
     if details:
-        entry["details"] = details
+        entry["details"] = redact.mask_data(details)
     path = journal_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

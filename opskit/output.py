@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, TextIO
 
 from opskit.errors import OpskitError
+from opskit.redact import mask_data, mask_text
 
 # Rich is imported on first use (a terminal to draw on): a piped or --json run -- cron,
 # scripts, `exec` across the fleet -- does not pay its import time.
@@ -72,9 +73,10 @@ class Environment:
 
     # -- plain lines -------------------------------------------------------
     def line(self, text: str = "", style: str | None = None) -> None:
-        """A line of human output on stdout (suppressed with --json)."""
+        """A line of human output on stdout (suppressed with --json); secrets masked."""
         if self.json:
             return
+        text = mask_text(text)
         with self._lock:
             if self.stdout_isatty:
                 self.out.print(escape(text), style=style)
@@ -83,6 +85,7 @@ class Environment:
 
     def note(self, text: str) -> None:
         """A side remark on stderr (progress notes, warnings)."""
+        text = mask_text(text)
         with self._lock:
             if self.stderr_isatty:
                 self.err.print(escape(text), style="dim")
@@ -90,8 +93,9 @@ class Environment:
                 print(text, file=self.stderr, flush=True)
 
     def error(self, exc: OpskitError) -> None:
-        msg = f"error: {exc.message}"
-        hint = f"hint: {exc.hint}" if exc.hint else None
+        # An error may quote a command or a config value: the secrets in it are masked.
+        msg = mask_text(f"error: {exc.message}")
+        hint = mask_text(f"hint: {exc.hint}") if exc.hint else None
         if self.stderr_isatty:
             self.err.print(escape(msg), style="bold red")
             if hint:
@@ -102,7 +106,8 @@ class Environment:
                 print(hint, file=self.stderr)
 
     def emit_json(self, doc: Any) -> None:
-        print(json.dumps(doc, indent=2, default=str), file=self.stdout, flush=True)
+        """The --json document, with secrets masked (``opskit.redact``)."""
+        print(json.dumps(mask_data(doc), indent=2, default=str), file=self.stdout, flush=True)
 
     # -- tables ------------------------------------------------------------
     def table(
@@ -116,7 +121,7 @@ class Environment:
         """A Rich table on a TTY; aligned plain columns when piped."""
         if self.json:
             return
-        cells = [["" if v is None else str(v) for v in row] for row in rows]
+        cells = [["" if v is None else mask_text(str(v)) for v in row] for row in rows]
         if self.stdout_isatty:
             from rich.table import Table
 

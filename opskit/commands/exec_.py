@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from opskit.commands.mutating import Change, mutating
-from opskit.commands.options import AppContext, shared_options
+from opskit.commands.options import SECONDS, AppContext, shared_options
 from opskit.commands.render import render_fleet_result, render_host_block
 from opskit.errors import UsageError
 from opskit.runner import adhoc
@@ -27,7 +27,7 @@ Examples:
 @click.option("--sudo", is_flag=True, help="Run the whole command as root, under one `sudo -n "
               "-- sh -c` (a no-op when the SSH user is root; a sudo that wants a password "
               "fails the host at once). Example: --sudo")
-@click.option("-t", "--timeout", type=float, metavar="S",
+@click.option("-t", "--timeout", type=SECONDS, metavar="S",
               help="Fail a host whose command runs longer than S seconds (status 'timeout'). "
               "Example: --timeout 30")
 @click.option("--stream", is_flag=True,
@@ -51,8 +51,6 @@ def command(
     text = " ".join(command).strip()
     if not text:
         raise UsageError("the command is empty", hint="opskit exec -- uptime")
-    if timeout is not None and timeout <= 0:
-        raise UsageError(f"--timeout must be positive, got {timeout:g}", hint="--timeout 30")
     hosts = app.select()
     env = app.env
     if change.dry_run:

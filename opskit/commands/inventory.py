@@ -8,6 +8,7 @@ import click
 
 from opskit.commands.options import AppContext, pass_app, shared_options
 from opskit.output import Environment
+from opskit.redact import mask_data
 
 
 @click.command(
@@ -41,7 +42,7 @@ def command(app: AppContext, graph: bool, show_vars: bool) -> int:
             "sources": inv.sources,
             "hosts": {h.name: {"address": h.address, "port": h.port, "user": h.user,
                                "connection": h.connection, "groups": list(h.groups),
-                               "vars": h.vars} for h in hosts},
+                               "vars": mask_data(h.vars)} for h in hosts},
         })
         return 0
     rows = []
@@ -49,7 +50,9 @@ def command(app: AppContext, graph: bool, show_vars: bool) -> int:
         groups = ",".join(g for g in h.groups if g not in ("all", "ungrouped"))
         row: list[Any] = [h.name, h.address, h.port or 22, h.user or "", groups]
         if show_vars:
-            row.append(" ".join(f"{k}={v}" for k, v in sorted(h.vars.items())))
+            # aws.secret_access_key and the like are nested: mask by key, not by text.
+            shown = mask_data(h.vars)
+            row.append(" ".join(f"{k}={v}" for k, v in sorted(shown.items())))
         rows.append(row)
     columns = ["host", "address", "port", "user", "groups"] + (["vars"] if show_vars else [])
     env.table(columns, rows)

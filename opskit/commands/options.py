@@ -7,6 +7,7 @@ shared options; whichever is given last wins.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,6 +90,32 @@ def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> None:
     _store(param.name or "")(ctx, param, value)
 
 
+class Seconds(click.ParamType):
+    """A duration in seconds: a positive, finite number (0.5 is fine).
+
+    0 would mean a non-blocking socket, a negative or NaN timeout an error deep in paramiko
+    reported as "unreachable", inf a wait for ever: all refused here, as bad input (exit 1).
+    """
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            number = value
+        else:
+            try:
+                number = float(str(value).strip())
+            except ValueError:
+                self.fail(f"{value!r} is not a number of seconds (e.g. 3 or 0.5)", param, ctx)
+        if not math.isfinite(number) or number <= 0:
+            self.fail(f"must be a positive, finite number of seconds, got {value!r}", param, ctx)
+        return number
+
+
+SECONDS = Seconds()
+
+
 SHARED = [
     click.option(
         "-i", "--inventory", "inventory_path", envvar="OPSKIT_INVENTORY", metavar="PATH",
@@ -106,7 +133,7 @@ SHARED = [
         help=f"At most N hosts in flight at once (default {DEFAULT_FORKS}). Example: -f 10",
     ),
     click.option(
-        "--connect-timeout", type=float, metavar="S", expose_value=False,
+        "--connect-timeout", type=SECONDS, metavar="S", expose_value=False,
         callback=_store("connect_timeout"),
         help="Seconds to wait for each SSH connection (default 10). Example: --connect-timeout 3",
     ),

@@ -9,7 +9,7 @@ import click
 
 from opskit import aws, lock
 from opskit.commands.mutating import Change, mutating
-from opskit.commands.options import AppContext, pass_app, shared_options
+from opskit.commands.options import SECONDS, AppContext, pass_app, shared_options
 from opskit.commands.render import render_fleet_result
 from opskit.errors import EXIT_FAILED, EXIT_OK, SafetyError, UsageError
 from opskit.output import STATUS_STYLE, Environment
@@ -49,7 +49,7 @@ Examples:
               "snapshot.mount). Example: --mount /data")
 @click.option("--tag", "tags", multiple=True, metavar="K=V",
               help="Extra tag on every snapshot of the set. Example: --tag reason=pre-upgrade")
-@click.option("--freeze-timeout", type=float, metavar="S",
+@click.option("--freeze-timeout", type=SECONDS, metavar="S",
               help="Thaw after S seconds whatever happens (default 30). Example: "
               "--freeze-timeout 20")
 @click.option("--retention", metavar="CLASS", help="Retention class tag (default: the host's "

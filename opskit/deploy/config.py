@@ -123,11 +123,11 @@ def load(host: Host) -> DeployConfig:
         pid_file=d.get("pid_file"),
         start=_fill(d.get("start"), host),
         health_url=_fill(d.get("health_url"), host),
-        health_timeout=float(d.get("health_timeout", 10)),
+        health_timeout=host.seconds("deploy", "health_timeout", 10),
         expect_release=bool(d.get("expect_release", True)),
         target_group_arn=d.get("target_group_arn"),
-        drain_timeout=float(d.get("drain_timeout", 30)),
-        healthy_timeout=float(d.get("healthy_timeout", 60)),
+        drain_timeout=host.seconds("deploy", "drain_timeout", 30),
+        healthy_timeout=host.seconds("deploy", "healthy_timeout", 60),
         aws=dict(host.domain("aws")),
     )
 

@@ -13,6 +13,11 @@ from __future__ import annotations
 import itertools
 import string
 
+# The most names one range (all its brackets multiplied) may expand to: far above any real
+# fleet, and checked before anything is allocated, so app[1:100000000] is a one-line error
+# instead of a MemoryError.
+MAX_HOSTS = 100_000
+
 
 class RangeError(ValueError):
     """A malformed host range; the message names the offending name."""
@@ -41,6 +46,11 @@ def expand(name: str, *, keep_classes: bool = False) -> list[str]:
     if "[" not in name and "]" not in name:
         return [name]
     parts = _split(name, keep_classes)
+    total = 1
+    for alternatives in parts:
+        total *= len(alternatives)
+    if total > MAX_HOSTS:
+        raise _too_many(name, total)
     return ["".join(combo) for combo in itertools.product(*parts)]
 
 
@@ -113,7 +123,15 @@ def _numbers(name: str, begin: str, end: str, stride: int) -> list[str]:
             f"bad host range '{name}': zero-padded begin '{begin}' and end '{end}' "
             "must have the same width"
         )
+    count = (hi - lo) // stride + 1
+    if count > MAX_HOSTS:
+        raise _too_many(name, count)
     return [str(n).zfill(width) for n in range(lo, hi + 1, stride)]
+
+
+def _too_many(name: str, count: int) -> RangeError:
+    return RangeError(f"host range '{name}' expands to {count:,} names, more than the "
+                      f"limit of {MAX_HOSTS:,}")
 
 
 def _is_letter(text: str) -> bool:

@@ -93,11 +93,100 @@ class _Marked(dict):  # type: ignore[type-arg]
     key_lines: dict[Any, int]
 
 
-class _Loader(yaml.SafeLoader):
+# How many nodes aliases may add when the document is expanded (every *alias counts as a
+# copy of what its anchor holds). Real inventories share a few vars blocks; a billion-laughs
+# set of anchors would expand to 10**9 nodes and a self-referencing alias forever.
+ALIAS_BUDGET = 1_000_000
+
+
+class _RefusedYAML(yaml.constructor.ConstructorError):
+    """A document opskit refuses to expand (alias loop or bomb, duplicate key), with a hint."""
+
+    def __init__(self, problem: str, mark: Any, hint: str) -> None:
+        super().__init__(None, None, problem, mark)
+        self.hint = hint
+
+
+_ALIAS_HINT = "an alias (*name) may not point into its own anchor, and aliases may not nest " \
+    "into a huge document: write the values out"
+
+
+class _Bounded:
+    """Checks a composed document's alias expansion before anything is constructed."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_aliases(node)
+        return super().construct_document(node)  # type: ignore[misc]
+
+
+def _check_aliases(root: yaml.Node) -> None:
+    """Refuse an alias cycle and an expansion over ALIAS_BUDGET, in time linear in the nodes.
+
+    Aliases make the node tree a graph in which one node may be reached many times; its
+    expanded size is counted once per node (memoised), iteratively so depth costs no stack.
+    """
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        kids = _children(node)
+        if done:
+            on_path.discard(key)
+            size[key] = 1 + sum(size[id(k)] for k in kids)
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise _RefusedYAML("a YAML alias refers to a node that contains it (an alias loop)",
+                               node.start_mark, _ALIAS_HINT)
+        on_path.add(key)
+        stack.append((node, True))
+        for kid in kids:
+            if id(kid) in on_path:
+                raise _RefusedYAML("a YAML alias refers to a node that contains it (an alias "
+                                   "loop)", kid.start_mark, _ALIAS_HINT)
+            if id(kid) not in size:
+                stack.append((kid, False))
+    expanded = size[id(root)]
+    if expanded - len(size) > ALIAS_BUDGET:
+        raise _RefusedYAML(f"YAML aliases expand this document to {expanded:,} nodes, more "
+                           f"than {ALIAS_BUDGET:,} beyond its own (an alias bomb?)",
+                           root.start_mark, _ALIAS_HINT)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+class _Loader(_Bounded, yaml.SafeLoader):
     """Pure-Python safe loader: its error messages are the ones users see."""
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 def _construct_map(loader: Any, node: yaml.MappingNode) -> Any:
+    # A duplicate key would silently replace the first one (PyYAML's default): refuse it.
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == _MERGE_TAG:
+            continue
+        try:
+            key = loader.construct_object(key_node)
+            hash(key)
+        except TypeError:
+            continue  # an unhashable key; construct_mapping complains about it
+        if key in seen:
+            raise _RefusedYAML(f"duplicate key {key!r} (first on line {seen[key]})",
+                               key_node.start_mark, "a key may appear once in a mapping: "
+                               "remove one, or merge their values")
+        seen[key] = key_node.start_mark.line + 1
     data = _Marked()
     data.line = node.start_mark.line + 1
     data.key_lines = {}
@@ -114,7 +203,7 @@ _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 
 if hasattr(yaml, "CSafeLoader"):
 
-    class _FastLoader(yaml.CSafeLoader):  # type: ignore[misc, name-defined]
+    class _FastLoader(_Bounded, yaml.CSafeLoader):  # type: ignore[misc, name-defined]
         """libyaml parsing, same constructors; used first because it is ~10x faster."""
 
     _FastLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
@@ -136,10 +225,9 @@ def _parse_yaml(text: str, source: str) -> Any:
         where = f"{source} line {mark.line + 1}" if mark else source
         problem = exc.problem or exc.context or "invalid YAML"
         column = f" column {mark.column + 1}" if mark else ""
-        raise InventoryError(
-            f"{where}: {problem}",
-            hint=f"fix the YAML near{column or ' there'}: check indentation, ':' and quotes",
-        ) from None
+        hint = getattr(exc, "hint", None) or \
+            f"fix the YAML near{column or ' there'}: check indentation, ':' and quotes"
+        raise InventoryError(f"{where}: {problem}", hint=hint) from None
     except yaml.YAMLError as exc:
         raise InventoryError(f"{source}: invalid YAML: {exc}", hint="fix the YAML syntax") from None
 
@@ -152,6 +240,8 @@ class _RawGroup:
     hosts: list[str] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
     vars: dict[str, Any] = field(default_factory=dict)
+    # hosts as a set: "already a member?" was a list scan, quadratic for app[1:100000].
+    host_set: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -167,9 +257,10 @@ class _Collector:
 
     def add_host(self, name: str, group: str, host_vars: Mapping[str, Any]) -> None:
         self.host_vars.setdefault(name, {}).update(host_vars)  # later mention wins
-        members = self.group(group).hosts
-        if name not in members:
-            members.append(name)
+        raw = self.group(group)
+        if name not in raw.host_set:
+            raw.host_set.add(name)
+            raw.hosts.append(name)
 
     def add_child(self, parent: str, child: str, where: str) -> None:
         self.group(child)

@@ -1,20 +1,27 @@
 """Run on a PgBouncer host (stdlib only): point [databases] entries at a new host and port.
 
 argv: INI HOST PORT DB [DB ...]
-Rewrites ``host=`` and ``port=`` in each named entry's connection string, keeps everything
-else (comments, other entries, other parameters), writes a temporary file next to the ini with
-the same mode and owner and renames it over the original (readers never see half a file).
-Prints one JSON line: {"changed": {db: [old, new]}, "missing": [db, ...]}; exit 1 if an entry
-is missing (nothing written).
+Computes the ini with ``host=`` and ``port=`` rewritten in each named entry's connection
+string, keeping everything else (comments, other entries, other parameters). It writes
+nothing: the caller hands the text to ``replace_file.py`` (with the digest of what was read
+here), the one helper that replaces files on hosts.
+Prints one JSON line: {"changed": {db: [old, new]}, "missing": [db, ...], "text": NEW_INI,
+"sha256": DIGEST_OF_THE_INI_READ}; exit 1 if an entry is missing or a value is malformed.
+HOST and PORT are checked again here (a host name, an IP literal; 1-65535): a newline or a
+space in them would add lines or parameters to the ini.
 """
 
+import hashlib
+import ipaddress
 import json
-import os
 import re
 import sys
 
 SECTION = re.compile(r"^\s*\[([^\]]+)\]\s*$")
 ENTRY = re.compile(r"^(\s*)([^=;#\s][^=]*?)(\s*=\s*)(.*?)(\s*)$")
+LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOSTNAME = re.compile(r"(?=.{1,253}\Z)" + LABEL + r"(?:\." + LABEL + r")*\.?\Z")
+DBNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}\Z")
 PARAM = re.compile(r"(\b(?:host|port)\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s']+)")
 
 
@@ -34,10 +41,26 @@ def repoint(value, host, port):
     return out.strip()
 
 
+def valid_host(host):
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(HOSTNAME.match(host))
+
+
 def main():
-    ini, host, port, dbs = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
-    with open(ini) as fh:
-        lines = fh.read().splitlines(keepends=True)
+    ini, host, port, dbs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+    bad = ([f"host {host!r}"] if not valid_host(host) else []) + \
+        ([f"port {port!r}"] if not (port.isdigit() and 1 <= int(port) <= 65535) else []) + \
+        [f"database {d!r}" for d in dbs if not DBNAME.match(d)]
+    if bad:
+        print(json.dumps({"error": "malformed " + ", ".join(bad)}))
+        return 1
+    port = int(port)
+    with open(ini, "rb") as fh:
+        raw = fh.read()
+    lines = raw.decode().splitlines(keepends=True)
     section, changed = None, {}
     for i, line in enumerate(lines):
         m = SECTION.match(line)
@@ -54,17 +77,8 @@ def main():
         changed[name] = [e.group(4), new]
         lines[i] = e.group(1) + e.group(2) + e.group(3) + new + "\n"
     missing = [d for d in dbs if d not in changed]
-    if not missing:
-        st = os.stat(ini)
-        tmp = ini + ".opskit-tmp"
-        with open(tmp, "w") as fh:
-            fh.writelines(lines)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, st.st_mode & 0o7777)
-        os.chown(tmp, st.st_uid, st.st_gid)
-        os.rename(tmp, ini)
-    print(json.dumps({"changed": changed, "missing": missing}))
+    print(json.dumps({"changed": changed, "missing": missing, "text": "".join(lines),
+                      "sha256": hashlib.sha256(raw).hexdigest()}))
     return 1 if missing else 0
 
 

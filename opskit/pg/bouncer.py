@@ -14,9 +14,11 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
+from opskit.errors import InventoryError
 from opskit.onhost import script
 from opskit.pg import tools
-from opskit.pg.config import BouncerNode, Cluster, PgNode
+from opskit.pg.config import BouncerNode, Cluster, PgNode, is_host_address
+from opskit.runner import remote_file
 from opskit.runner.hostpool import HostPool
 from opskit.transport.errors import CommandFailed
 from opskit.transport.session import Session
@@ -53,7 +55,18 @@ def release(s: Session, b: BouncerNode) -> list[str]:
 
 
 def repoint(s: Session, b: BouncerNode, target: PgNode) -> dict[str, list[str]]:
-    """Point the databases at ``target`` in the ini, then RELOAD; the {db: [old, new]} map."""
+    """Point the databases at ``target`` in the ini, then RELOAD; the {db: [old, new]} map.
+
+    The new ini is computed on the host (``onhost/pgbouncer_repoint.py``, nothing written)
+    and put in place by ``onhost/replace_file.py`` only if the ini is still what was read.
+    """
+    # Checked at config load already (pg.config); again here, as this is what reaches the ini.
+    if not is_host_address(target.address):
+        raise InventoryError(f"host {target.name}: ansible_host {target.address!r} is not a "
+                             "host name or an IP address", hint="nothing was written")
+    if not 1 <= target.port <= 65535:
+        raise InventoryError(f"host {target.name}: postgres.port must be 1-65535, got "
+                             f"{target.port!r}", hint="nothing was written")
     argv = ["python3", "-I", "-S", "-c", script("pgbouncer_repoint"), b.ini, target.address,
             str(target.port), *b.databases]
     out = s.run(shlex.join(argv), check=False, sudo=True)
@@ -62,8 +75,11 @@ def repoint(s: Session, b: BouncerNode, target: PgNode) -> dict[str, list[str]]:
     except (ValueError, IndexError):
         raise CommandFailed(f"could not rewrite {b.ini}: {out.stderr.strip()[-200:]}",
                          out.exit_status, out.stderr) from None
+    if doc.get("error"):
+        raise CommandFailed(f"{b.name}: {b.ini} not rewritten: {doc['error']}")
     if doc.get("missing"):
         raise CommandFailed(f"{b.ini} has no [databases] entry for {', '.join(doc['missing'])}")
+    remote_file.replace(s, b.ini, doc["text"].encode(), expect_sha256=doc["sha256"])
     tools.admin(s, b, "RELOAD")
     return doc["changed"]
 

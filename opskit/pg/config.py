@@ -7,6 +7,7 @@ inventory pattern in ``postgres.pgbouncer``; each has ``pgbouncer`` vars.
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
 from collections.abc import Sequence
@@ -16,7 +17,30 @@ from typing import Any
 from opskit.errors import InventoryError
 from opskit.inventory import Host, Inventory
 
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+# \Z, not $: "$" also matches before a final newline, and a newline in a value written into
+# pgbouncer.ini would start a line (a section, a setting) of its own.
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}\Z")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\.?\Z")
+
+
+def is_host_address(value: object) -> bool:
+    """A DNS host name (RFC 1123) or an IPv4/IPv6 literal: nothing else reaches an ini."""
+    if not isinstance(value, str):
+        return False
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return bool(_HOSTNAME.match(value))
+
+
+def _address(host: Host) -> str:
+    if not is_host_address(host.address):
+        raise InventoryError(f"host {host.name}: ansible_host {host.address!r} is not a host "
+                             "name or an IP address",
+                             hint="e.g. ansible_host: 10.0.1.12 or db1.internal")
+    return host.address
 
 
 @dataclass(frozen=True)
@@ -79,6 +103,9 @@ def _get(host: Host, section: dict[str, Any], key: str, kind: type, default: Any
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise InventoryError(f"host {host.name}: {where}.{key} must be a number, "
                                  f"got {value!r}")
+        if key == "port" and not 1 <= value <= 65535:
+            raise InventoryError(f"host {host.name}: {where}.port must be 1-65535, "
+                                 f"got {value!r}", hint="e.g. port: 5432")
         return value
     if kind is str and not isinstance(value, str):
         raise InventoryError(f"host {host.name}: {where}.{key} must be a string, got {value!r}")
@@ -97,6 +124,11 @@ def node(host: Host) -> PgNode:
     if not _NAME.match(name):
         raise InventoryError(f"host {host.name}: postgres.node_name {name!r} is not a plain name")
     bindir = _get(host, pg, "bindir", str, "/usr/lib/postgresql/15/bin")
+    _address(host)  # it is written into pgbouncer.ini at a failover: refuse it now
+    dbname = _get(host, pg, "dbname", str, "postgres")
+    if not _NAME.match(dbname):
+        raise InventoryError(f"host {host.name}: postgres.dbname {dbname!r} is not a plain "
+                             "name", hint="letters, digits, _ . - (e.g. dbname: app)")
     return PgNode(
         host=host, node_name=name,
         port=_get(host, pg, "port", int, 5432),
@@ -105,7 +137,7 @@ def node(host: Host) -> PgNode:
         repmgr_conf=_get(host, pg, "repmgr_conf", str, "/etc/repmgr.conf"),
         os_user=_get(host, pg, "os_user", str, "postgres"),
         socket_dir=_get(host, pg, "socket_dir", str, "/var/run/postgresql"),
-        dbname=_get(host, pg, "dbname", str, "postgres"),
+        dbname=dbname,
         app_user=_get(host, pg, "app_user", str, "postgres"),
         max_lag_bytes=_get(host, pg, "max_lag_bytes", int, 16 * 1024 * 1024),
         pgbouncer=pg.get("pgbouncer"),

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from opskit.inventory import Host
 from opskit.redis import info, tools
 from opskit.redis.config import Instance, Publish
-from opskit.runner import wait
+from opskit.runner import remote_file, wait
 from opskit.transport.errors import CommandFailed
 from opskit.transport.session import Session
 
@@ -91,9 +91,8 @@ def bgsave(s: Session, i: Instance, timeout: float = 300.0) -> dict[str, object]
 def publish(s: Session, host: Host, pub: Publish, master: Instance) -> str:
     """Write {"host", "port"} of the master to the apps' file (atomically), then reload."""
     doc = json.dumps({"host": master.address, "port": master.port, "name": master.name}) + "\n"
-    tmp = f"{pub.file}.opskit-tmp"
-    s.run_input(f"cat > {shlex.quote(tmp)} && mv -f {shlex.quote(tmp)} {shlex.quote(pub.file)}",
-                doc.encode())
+    # Not a fixed "<file>.opskit-tmp": a symlink planted there was written through.
+    remote_file.replace(s, pub.file, doc.encode(), sudo=False)
     if pub.reload:
         s.run(f"sh -c {shlex.quote(pub.reload)}")
     return f"{host.name}: {pub.file} -> {master.endpoint}"

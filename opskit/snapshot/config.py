@@ -38,8 +38,8 @@ def load(host: Host, mount: str | None, freeze_timeout: float | None,
     if posixpath.normpath(mount) == "/":
         raise UsageError("refusing to freeze /: it would block the whole host",
                          hint="snapshot a data mount such as /data")
-    timeout = float(freeze_timeout if freeze_timeout is not None
-                    else d.get("freeze_timeout", DEFAULT_FREEZE_TIMEOUT))
+    timeout = (freeze_timeout if freeze_timeout is not None
+               else host.seconds("snapshot", "freeze_timeout", DEFAULT_FREEZE_TIMEOUT))
     if not 0 < timeout <= 600:
         raise UsageError(f"--freeze-timeout must be in (0, 600] seconds, got {timeout:g}",
                          hint="the default is 30")

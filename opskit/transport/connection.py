@@ -150,6 +150,11 @@ class QuickConnection(Connection):
 
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
+        # Fabric truncates connect_timeout to an int: 0.5 became 0, a non-blocking socket
+        # (every host "unreachable: BlockingIOError"). Keep the float we were given.
+        given = kwargs.get("connect_timeout")
+        if given is not None:
+            self.connect_timeout = float(given)
         self.client = KeyCachingClient()
 
     def get_gateway(self):  # type: ignore[no-untyped-def]

@@ -56,3 +56,18 @@ def test_damaged_line_is_reported_not_fatal(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("OPSKIT_JOURNAL", str(path))
     entries = journal.read()
     assert entries[1]["command"] == "<unreadable line 2>"
+
+
+def test_record_masks_secrets_in_details_and_error_lines(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "j.jsonl"
+    monkeypatch.setenv("OPSKIT_JOURNAL", str(path))
+    journal.record("exec", ["opskit", "exec", "--", "PGPASSWORD=hunter2 psql"],
+                   {"a": {"status": "failed", "error": "psql --password=hunter2 exited 2"}},
+                   duration=0.1, exit_code=2,
+                   details={"command": "REDISCLI_AUTH=hunter2 redis-cli", "token": "hunter2"})
+    text = path.read_text()
+    assert "hunter2" not in text
+    entry = json.loads(text)
+    assert entry["argv"][-1] == "PGPASSWORD=*** psql"
+    assert entry["outcomes"]["a"]["error"] == "psql --password=*** exited 2"
+    assert entry["details"] == {"command": "REDISCLI_AUTH=*** redis-cli", "token": "***"}

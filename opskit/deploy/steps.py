@@ -179,25 +179,26 @@ def activate(s: Session, cfg: DeployConfig, release: str) -> dict[str, object]:
     """
     rel = cfg.release_dir(release)
     tmp = posixpath.join(cfg.root, f".current-{release}")
-    lines = [f"test -d {q(rel)} && ln -sfn {q(rel)} {q(tmp)} && mv -T {q(tmp)} {q(cfg.current)} "
-             f"|| {{ rm -f {q(tmp)}; echo {q(f'release {release} could not be made current')} "
-             f">&2; exit 1; }}",
-             "echo switched"]
+    # The pid file is read first: one that holds no valid pid stops everything, unswitched.
+    lines = [_read_pid_sh(cfg.pid_file)] if cfg.reload != "command" and cfg.pid_file else []
+    lines += [f"test -d {q(rel)} && ln -sfn {q(rel)} {q(tmp)} && mv -T {q(tmp)} {q(cfg.current)} "
+              f"|| {{ rm -f {q(tmp)}; echo {q(f'release {release} could not be made current')} "
+              f">&2; exit 1; }}",
+              "echo switched"]
     if cfg.reload == "command":
         lines.append(f"sh -c {q(cfg.reload_command or '')}")
     elif cfg.pid_file:
-        lines.append(_read_pid_sh(cfg.pid_file))
         if cfg.reload == "hup":
             lines.append('[ -z "$pid" ] || kill -HUP "$pid" || exit')
         lines.append('echo "master=$pid"')
     out = s.run("\n".join(lines), check=False)
     said = out.stdout.split()
+    if out.exit_status == _BAD_PID and said[:1] == [_BAD_PID_WORD]:
+        held = out.stdout.partition(f"{_BAD_PID_WORD}\n")[2]
+        raise NotSwitched(f"pid file {cfg.pid_file} holds {held!r}, not a process id > 1: no "
+                          f"signal sent, {cfg.current} not switched", out.exit_status, out.stderr)
     if "switched" not in said:
         raise NotSwitched(f"switch to {release} failed", out.exit_status, out.stderr)
-    if out.exit_status == _BAD_PID:
-        held = out.stdout.partition(f"{_BAD_PID_WORD}\n")[2]
-        raise CommandFailed(f"pid file {cfg.pid_file} holds {held!r}, not a process id > 1: "
-                            f"no signal sent (after the switch)", out.exit_status, out.stderr)
     if out.exit_status != 0:
         raise CommandFailed(f"reload ({cfg.reload}) failed after the switch (exit status "
                          f"{out.exit_status})", out.exit_status, out.stderr)

@@ -313,3 +313,44 @@ def test_device_files_are_refused(tmp_path: Path, rel: Path) -> None:
 def test_missing_shared_file(tmp_path: Path, rel: Path) -> None:
     code, err, _ = setup_release(tmp_path, shared_files=["settings.py"])
     assert code == 3 and "missing shared file" in err
+
+
+class LoggingKillSession:
+    """A Session stand-in that runs commands locally with ``kill`` replaced by a logger."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.host = Host("app1")
+
+    def run(self, command: str, *, check: bool = True, env: dict[str, str] | None = None,
+            **_kw: object) -> subprocess.CompletedProcess[str]:
+        prefix = f'kill() {{ echo "$*" >> {self.log}; }}\n'
+        proc = subprocess.run(["sh", "-c", prefix + command], capture_output=True, text=True,
+                              env={**os.environ, **(env or {})})
+        proc.exit_status = proc.returncode  # type: ignore[attr-defined]
+        return proc
+
+    def run_argv(self, argv: list[str], **kw: object) -> None:
+        with self.log.open("a") as fh:
+            fh.write(" ".join(argv) + "\n")
+
+
+@pytest.mark.parametrize("reload", ["hup", "usr2"])
+@pytest.mark.parametrize("content", ["-1", "0", "1", "abc"])
+def test_activate_with_a_bad_pid_file_fails_before_any_kill(tmp_path: Path, reload: str,
+                                                            content: str) -> None:
+    root = tmp_path / "app"
+    (root / "releases" / R1).mkdir(parents=True)
+    pf = tmp_path / "app.pid"
+    pf.write_text(content + "\n")
+    cfg = config.load(Host("app1", vars={"deploy": {"root": str(root), "reload": reload,
+                                                    "pid_file": str(pf), "start": "true"}}))
+    log = tmp_path / "kills"
+    log.write_text("")
+    with pytest.raises(steps.CommandFailed) as exc:
+        steps.activate(LoggingKillSession(log), cfg, R1)  # type: ignore[arg-type]
+    assert log.read_text() == ""
+    assert isinstance(exc.value, steps.NotSwitched)
+    assert str(exc.value) == (f"pid file {pf} holds {content!r}, not a process id > 1: no "
+                              f"signal sent, {root / 'current'} not switched")
+    assert not (root / "current").exists()

@@ -74,8 +74,10 @@ def _fill(template: str | None, host: Host, key: str, shell: bool = True) -> str
             )
         value = str(values[what])
         if not validate.is_host_word(value):
+            said = "its name" if what == "name" else f"its address {value!r}"
             raise InventoryError(
-                f"host {host.name!r}: its {what} {value!r} cannot be filled into deploy.{key}",
+                f"host {host.name!r}: {said} cannot be filled into deploy.{key} (not a plain "
+                f"host name or address)",
                 hint="letters, digits and . _ : - only (check the inventory or the EC2 Name "
                      "tag), or leave {" + what + "} out of the template",
             )

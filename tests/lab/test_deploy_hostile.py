@@ -158,7 +158,9 @@ def test_poisoned_release_name_is_ignored_by_rollback_releases_and_deploy(
     # "'" sorts before "-": right before current, i.e. what rollback would call "previous".
     poison = f"{current[:17]}';touch${{IFS}}{marker};'"
     newline = f"{current[:17]}\n;touch {marker}"
-    apps.sh(host, f"mkdir -p {shlex.quote(f'{RELEASES}/{poison}')} "
+    # Files, not dirs: the old activate reached its error branch (test -d), where the name
+    # was pasted into an echo.
+    apps.sh(host, f"touch {shlex.quote(f'{RELEASES}/{poison}')} "
                   f"{shlex.quote(f'{RELEASES}/{newline}')}")
     try:
         proc = opskit(apps.inv, "--json", "rollback", "-l", host, "--yes")

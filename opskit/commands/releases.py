@@ -27,7 +27,8 @@ def command(app: AppContext) -> int:
     env = app.env
     hosts = app.select(default="app")
     with env.progress(len(hosts), "releases") as observer:
-        result = deploy_mod.list_releases(hosts, app.run_options(), observer=observer)
+        result = deploy_mod.list_releases(hosts, app.run_options(), observer=observer,
+                                          note=env.note)
     majority, drifted = deploy_mod.drift(result)
     if env.json:
         env.emit_json({"majority": majority, "drift": drifted, **result.to_dict()})

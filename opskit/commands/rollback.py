@@ -32,6 +32,9 @@ def command(app: AppContext, change: Change, to: str | None) -> int:
     Exit status: 0 ok, 2 some host failed (e.g. no such release), 3 some unreachable.
     """
     env = app.env
+    if to is not None:
+        # Also in a dry run: the plan must not name what the run would refuse.
+        deploy_mod.check_release_name(to)
     hosts = app.select(default="app")
     deploy_mod.load_configs(hosts)
     target = to or "the previous release"
@@ -44,7 +47,8 @@ def command(app: AppContext, change: Change, to: str | None) -> int:
     change.confirm(f"Roll back {len(hosts)} hosts to {target}?")
     with env.progress(len(hosts), "rollback") as observer:
         observer.on_finish.append(lambda r: _render_host(env, r))
-        result = deploy_mod.rollback(hosts, to, app.run_options(), observer=observer)
+        result = deploy_mod.rollback(hosts, to, app.run_options(), observer=observer,
+                                     note=env.note)
     change.record_fleet(result, details={"to": to})
     render_fleet_result(env, result, extra={"to": to})
     return result.exit_code

@@ -4,12 +4,14 @@ See docs/deploy.md. The command modules and fabfile tasks call these functions.
 """
 
 from opskit.deploy.artifact import Artifact, build, from_git, from_tarball
+from opskit.deploy.config import check_release_name
 from opskit.deploy.releases import drift, list_releases, rollback
 from opskit.deploy.rollout import DeployOptions, DeployResult, deploy, load_configs, plan
 
 __all__ = [
     "Artifact",
     "build",
+    "check_release_name",
     "DeployOptions",
     "DeployResult",
     "deploy",

@@ -1,22 +1,25 @@
 """A host's ``deploy:`` settings, checked before anything runs.
 
-Placeholders ``{address}`` and ``{name}`` in ``health_url`` and ``start`` are filled with the
-host's address and inventory name (the lab binds each host's gunicorn to its own address).
+Placeholders ``{address}`` and ``{name}`` in ``health_url``, ``install``, ``start`` and a
+``reload`` command are filled with the host's address and inventory name (the lab binds each
+host's gunicorn to its own address): in the commands as quoted shell words, and only when the
+value is a plain host word (``validate.is_host_word``): with the EC2 source a name is a tag.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from opskit.errors import InventoryError, UsageError
+from opskit.deploy import validate
+from opskit.errors import InventoryError
 from opskit.inventory import Host
 
 RELOAD_METHODS = ("hup", "usr2")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 @dataclass(frozen=True)
@@ -52,21 +55,33 @@ class DeployConfig:
         return posixpath.join(self.root, "current")
 
     def release_dir(self, release: str) -> str:
-        return posixpath.join(self.releases_dir, release)
+        # Every path of a release is made here: the last guard against a name from a host.
+        return posixpath.join(self.releases_dir, validate.check_release_id(release))
 
 
-def _fill(template: str | None, host: Host) -> str | None:
+def _fill(template: str | None, host: Host, key: str, shell: bool = True) -> str | None:
+    """``template`` with its placeholders filled; ``shell``: as quoted shell words."""
     if template is None:
         return None
     values = {"address": host.address, "name": host.name}
 
     def sub(m: re.Match[str]) -> str:
-        if m.group(1) not in values:
+        what = m.group(1)
+        if what not in values:
             raise InventoryError(
-                f"host {host.name}: unknown placeholder {{{m.group(1)}}} in deploy settings",
+                f"host {host.name!r}: unknown placeholder {{{what}}} in deploy.{key}",
                 hint="only {address} and {name} are filled in",
             )
-        return values[m.group(1)]
+        value = str(values[what])
+        if not validate.is_host_word(value):
+            said = "its name" if what == "name" else f"its address {value!r}"
+            raise InventoryError(
+                f"host {host.name!r}: {said} cannot be filled into deploy.{key} (not a plain "
+                f"host name or address)",
+                hint="letters, digits and . _ : - only (check the inventory or the EC2 Name "
+                     "tag), or leave {" + what + "} out of the template",
+            )
+        return shlex.quote(value) if shell else value
 
     return _PLACEHOLDER.sub(sub, template)
 
@@ -77,10 +92,10 @@ def _rel_paths(host: Host, key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InventoryError(f"host {host.name}: deploy.{key} must be a list of relative paths")
     for v in value:
-        norm = posixpath.normpath(v)
-        if v.startswith("/") or norm.startswith("..") or norm == ".":
+        if not validate.is_inside_path(v):
             raise InventoryError(
-                f"host {host.name}: deploy.{key} entry {v!r} must be a path inside the release",
+                f"host {host.name}: deploy.{key} entry {v!r} must be a relative path without "
+                f"'..' (inside the release)",
                 hint="e.g. shared_dirs: [log, tmp/pids]",
             )
     return tuple(posixpath.normpath(v) for v in value)
@@ -117,12 +132,13 @@ def load(host: Host) -> DeployConfig:
         keep_releases=keep,
         shared_dirs=_rel_paths(host, "shared_dirs", d.get("shared_dirs")),
         shared_files=_rel_paths(host, "shared_files", d.get("shared_files")),
-        install=_fill(d.get("install"), host),
+        install=_fill(d.get("install"), host, "install"),
         reload=reload,
-        reload_command=_fill(reload_command, host),
+        reload_command=_fill(reload_command, host, "reload"),
         pid_file=d.get("pid_file"),
-        start=_fill(d.get("start"), host),
-        health_url=_fill(d.get("health_url"), host),
+        start=_fill(d.get("start"), host, "start"),
+        # An argument of the probe, not shell: no quotes in the URL.
+        health_url=_fill(d.get("health_url"), host, "health_url", shell=False),
         health_timeout=host.seconds("deploy", "health_timeout", 10),
         expect_release=bool(d.get("expect_release", True)),
         target_group_arn=d.get("target_group_arn"),
@@ -133,8 +149,5 @@ def load(host: Host) -> DeployConfig:
 
 
 def check_release_name(name: str) -> str:
-    """Release ids become directory names: refuse anything that could escape releases/."""
-    if not _SAFE_NAME.match(name) or name in (".", ".."):
-        raise UsageError(f"bad release name {name!r}", hint="release ids look like "
-                             "20261124034512123-abc1234")
-    return name
+    """Release ids become directory names and words of commands: only opskit's own grammar."""
+    return validate.check_release_id(name)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opskit.deploy import config, steps
@@ -13,15 +13,31 @@ from opskit.runner.fleet import OK, FleetResult, Observer, RunOptions
 from opskit.transport.errors import CommandFailed
 from opskit.transport.session import Session
 
+Note = Callable[[str], None]
+
+
+def _read(s: Session, cfg: config.DeployConfig, note: Note | None) -> steps.HostReleases:
+    """The host's releases; what is not ours is left out, with a warning (never run)."""
+    st = steps.read_releases(s, cfg)
+    for line in st.warnings(cfg):
+        if note:
+            note(f"{s.host.name}: warning: {line}")
+    return st
+
 
 def list_releases(hosts: Sequence[Host], run_options: RunOptions,
-                  observer: Observer | None = None) -> FleetResult:
+                  observer: Observer | None = None, note: Note | None = None) -> FleetResult:
     """Each host's current release and the releases it has (read only)."""
     cfgs = {h.name: config.load(h) for h in hosts}
 
     def on_host(s: Session) -> dict[str, Any]:
-        st = steps.read_releases(s, cfgs[s.host.name])
-        return {"current": st.current, "previous": st.previous, "releases": st.releases}
+        cfg = cfgs[s.host.name]
+        st = _read(s, cfg, note)
+        d: dict[str, Any] = {"current": st.current, "previous": st.previous,
+                             "releases": st.releases}
+        if st.warnings(cfg):
+            d["ignored"] = st.warnings(cfg)
+        return d
 
     return fleet.run(hosts, on_host, run_options, observer=observer)
 
@@ -36,7 +52,7 @@ def drift(result: FleetResult) -> tuple[str | None, list[str]]:
 
 
 def rollback(hosts: Sequence[Host], to: str | None, run_options: RunOptions,
-             observer: Observer | None = None) -> FleetResult:
+             observer: Observer | None = None, note: Note | None = None) -> FleetResult:
     """Switch ``current`` to ``to`` (default: the release before current), reload, check."""
     cfgs = {h.name: config.load(h) for h in hosts}
     if to is not None:
@@ -44,8 +60,11 @@ def rollback(hosts: Sequence[Host], to: str | None, run_options: RunOptions,
 
     def on_host(s: Session) -> dict[str, Any]:
         cfg = cfgs[s.host.name]
-        st = steps.read_releases(s, cfg)
+        st = _read(s, cfg, note)
         target = to or st.previous
+        if target is None and st.foreign_current is not None:
+            raise CommandFailed(f"current points at {st.foreign_current!r}, not a release "
+                                f"under {cfg.releases_dir}: give --to RELEASE")
         if target is None:
             raise CommandFailed(f"no release before {st.current} to roll back to")
         if target not in st.releases:
@@ -54,6 +73,8 @@ def rollback(hosts: Sequence[Host], to: str | None, run_options: RunOptions,
         if target == st.current:
             return {"from": st.current, "to": target, "changed": False}
         d: dict[str, Any] = {"from": st.current, "to": target, "changed": True}
+        if st.warnings(cfg):
+            d["ignored"] = st.warnings(cfg)
         d["reload"] = steps.activate(s, cfg, target)
         d["health"] = steps.health(s, cfg, target)
         return d

@@ -113,6 +113,7 @@ class _HostDeploy:
             # Everything that does not touch what serves happens before the host leaves
             # the load balancer: its time out of rotation is the switch, reload and check.
             before = steps.ship(s, cfg, self.art)
+            self._warn(s, cfg, d, before)
             previous = d["previous"] = before.current
             steps.install(s, cfg, self.art)
             if target:
@@ -134,6 +135,7 @@ class _HostDeploy:
             return d
         except steps.ShipFailed as exc:
             if exc.before is not None:
+                self._warn(s, cfg, d, exc.before)
                 previous = d["previous"] = exc.before.current
             if exc.already_current:
                 d["current"] = self.art.release
@@ -155,6 +157,15 @@ class _HostDeploy:
                 exc.args = (f"{exc}; {problems}",)
                 raise
             raise CommandFailed(f"{type(exc).__name__}: {exc}; {problems}") from exc
+
+    def _warn(self, s: Session, cfg: DeployConfig, d: dict[str, Any],
+              st: steps.HostReleases) -> None:
+        """What the host has that is not ours is left out of the state (never run): say so."""
+        lines = st.warnings(cfg)
+        if lines:
+            d["ignored"] = lines
+        for line in lines:
+            self.note(f"{s.host.name}: warning: {line}")
 
     def _note(self, s: Session) -> Note:
         return lambda msg: self.note(f"{s.host.name}: {msg}")

@@ -199,3 +199,57 @@ def test_bad_input_is_one_line(tmp_path: Path, repo: Path) -> None:
     proc = opskit(relative, "deploy", "--ref", "v1", "--yes")
     assert proc.returncode == 1 and "deploy.root must be an absolute path" in proc.stderr
     assert not any(root(tmp_path, i).exists() for i in (1, 2, 3))
+
+
+def tarball(path: Path, links: dict[str, str]) -> Path:
+    """A .tar.gz with app.py and the given symlinks (name -> target)."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        data = b"VERSION = 'evil'\n"
+        info = tarfile.TarInfo("app.py")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        for name, target in links.items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return path
+
+
+@pytest.mark.parametrize("links", [{"RELEASE": "VICTIM"}, {"tmp": "OUTSIDE"}])
+def test_hostile_artifact_is_refused_and_removed(tmp_path: Path, repo: Path,
+                                                 links: dict[str, str]) -> None:
+    victim = tmp_path / "outside" / "victim"
+    (victim.parent / "pids").mkdir(parents=True)
+    victim.write_text("precious\n")
+    links = {k: v.replace("VICTIM", str(victim)).replace("OUTSIDE", str(victim.parent))
+             for k, v in links.items()}
+    inv = make_inventory(tmp_path, repo, n=1, shared_dirs=["log", "tmp/pids"])
+    assert deploy(inv, "v1")[0] == 0
+    before = os.readlink(root(tmp_path, 1) / "current")
+    for auto in ([], ["--no-auto-rollback"]):
+        code, doc = run_artifact(inv, tarball(tmp_path / "evil.tar.gz", links), *auto)
+        assert code == 2, doc
+        error = doc["hosts"][0]["error"]
+        assert "artifact refused" in error and "outside the release" in error
+        assert victim.read_text() == "precious\n" and (victim.parent / "pids").is_dir()
+        assert os.readlink(root(tmp_path, 1) / "current") == before
+        assert [p.name for p in (root(tmp_path, 1) / "releases").iterdir()] == \
+            [os.path.basename(before)]  # the refused release is gone, also without rollback
+
+
+def run_artifact(inv: Path, path: Path, *args: str) -> tuple[int, dict]:
+    proc = opskit(inv, "deploy", "--artifact", str(path), "--json", "--yes", *args)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_rollback_to_a_bad_name_is_refused_in_a_dry_run_too(tmp_path: Path, repo: Path) -> None:
+    inv = make_inventory(tmp_path, repo)
+    for extra in (["--dry-run"], ["--yes"]):
+        proc = opskit(inv, "rollback", "--to", "../../etc", *extra)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert lines[0] == "error: bad release name '../../etc'" and lines[1].startswith("hint:")
+        assert len(lines) == 2 and "would switch" not in proc.stdout

@@ -83,6 +83,7 @@ bench: venv
 	$(BIN)/python bench/snapshot.py
 	$(BIN)/python bench/failover.py
 	$(BIN)/python bench/cache.py
+	$(BIN)/python bench/inventory_load.py
 
 lab-down: venv
 	$(BIN)/opskit lab down --yes

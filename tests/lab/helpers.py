@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +63,16 @@ def explain(doc: dict[str, Any]) -> str:
     steps = "\n".join(f"  {s['n']}. {s['title']}: {s['status']} {s['detail'][:400]}"
                       for s in doc.get("steps", []))
     return f"{doc.get('error')} ({doc.get('hint')})\n{steps}"
+
+
+def from_the_start(lab: LabStatus, is_initial: Callable[[], Any], reset: Callable[[], None],
+                   what: str) -> Iterator[LabStatus]:
+    """The body of a fixture that runs a test from a lab service's starting topology (db1
+    primary, redis1 master, ...): ``reset`` before the test when ``is_initial`` says it is not
+    there, and again after the test when the test changed it. Use as ``yield from``."""
+    if not is_initial():
+        reset()
+    assert wait_for(is_initial), f"{what}: the reset did not restore the starting topology"
+    yield lab
+    if not is_initial():
+        reset()

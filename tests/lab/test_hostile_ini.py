@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from helpers import run_opskit
+from helpers import from_the_start, run_opskit
 
 import opskit.lab as labmod
 from opskit import inventory
@@ -59,12 +59,8 @@ def primary_is_db1(lab: LabStatus) -> bool:
 
 @pytest.fixture
 def initial(lab: LabStatus) -> Iterator[LabStatus]:
-    if not primary_is_db1(lab):
-        pg_service.reset_cluster(lab.state_dir)
-    assert primary_is_db1(lab)
-    yield lab
-    if not primary_is_db1(lab):
-        pg_service.reset_cluster(lab.state_dir)
+    yield from from_the_start(lab, lambda: primary_is_db1(lab),
+                              lambda: pg_service.reset_cluster(lab.state_dir), "db1 primary")
 
 
 def stat_in_lb1(lab: LabStatus, path: str) -> str:

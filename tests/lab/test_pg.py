@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from helpers import explain, run_json, wait_for
+from helpers import explain, from_the_start, run_json, wait_for
 from helpers import run_opskit as opskit
 
 import opskit.lab as labmod
@@ -122,12 +122,8 @@ def snapshot(lab: LabStatus) -> dict[str, Any]:
 @pytest.fixture
 def cluster(lab: LabStatus) -> Iterator[LabStatus]:
     """The initial topology, restored before the test if needed and after it."""
-    if not _initial(lab):
-        pg_service.reset_cluster(lab.state_dir)
-    assert _initial(lab), "reset_cluster did not restore db1 -> db2, db3"
-    yield lab
-    if not _initial(lab):
-        pg_service.reset_cluster(lab.state_dir)
+    yield from from_the_start(lab, lambda: _initial(lab),
+                              lambda: pg_service.reset_cluster(lab.state_dir), "db1 -> db2, db3")
 
 
 def _initial(lab: LabStatus) -> bool:

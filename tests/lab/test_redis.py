@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import explain, run_json, wait_for
+from helpers import explain, from_the_start, run_json, wait_for
 from helpers import run_opskit as opskit
 
 from opskit.lab import LabStatus, redis_service
@@ -58,12 +58,9 @@ def initial(lab: LabStatus) -> bool:
 
 @pytest.fixture
 def redis(lab: LabStatus) -> Iterator[LabStatus]:
-    if not initial(lab):
-        redis_service.reset_redis(lab.state_dir)
-    assert wait_for(lambda: initial(lab)), "reset_redis did not restore redis1 -> redis2, redis3"
-    yield lab
-    if not initial(lab):
-        redis_service.reset_redis(lab.state_dir)
+    yield from from_the_start(lab, lambda: initial(lab),
+                              lambda: redis_service.reset_redis(lab.state_dir),
+                              "redis1 -> redis2, redis3")
 
 
 def kill_master(lab: LabStatus, name: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from helpers import explain, run_json, wait_for
+from helpers import explain, from_the_start, run_json, wait_for
 
 import opskit.lab as labmod
 from opskit.lab import LabStatus, pg_service, redis_service
@@ -107,12 +107,8 @@ def _pg_initial(lab: LabStatus) -> bool:
 @pytest.fixture
 def cluster(lab: LabStatus) -> Iterator[LabStatus]:
     """db1 primary, db2 and db3 streaming from it, PgBouncer on lb1 at db1; after the test too."""
-    if not _pg_initial(lab):
-        pg_service.reset_cluster(lab.state_dir)
-    assert wait_for(lambda: _pg_initial(lab)), "reset_cluster did not restore db1 -> db2, db3"
-    yield lab
-    if not _pg_initial(lab):
-        pg_service.reset_cluster(lab.state_dir)
+    yield from from_the_start(lab, lambda: _pg_initial(lab),
+                              lambda: pg_service.reset_cluster(lab.state_dir), "db1 -> db2, db3")
 
 
 def _stop_postgres(lab: LabStatus, name: str) -> None:
@@ -191,12 +187,8 @@ def _redis_initial(lab: LabStatus) -> bool:
 @pytest.fixture
 def redis(lab: LabStatus) -> Iterator[LabStatus]:
     """redis1 master, redis2 and redis3 linked replicas; after the test too."""
-    if not _redis_initial(lab):
-        redis_service.reset_redis(lab.state_dir)
-    assert wait_for(lambda: _redis_initial(lab)), "reset_redis did not restore redis1"
-    yield lab
-    if not _redis_initial(lab):
-        redis_service.reset_redis(lab.state_dir)
+    yield from from_the_start(lab, lambda: _redis_initial(lab),
+                              lambda: redis_service.reset_redis(lab.state_dir), "redis1")
 
 
 def _kill(lab: LabStatus, name: str) -> None:

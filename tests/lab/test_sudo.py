@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+from helpers import from_the_start
 
 import opskit.lab as labmod
 from opskit.lab import LabStatus, pg_service
@@ -210,12 +211,8 @@ def _initial(lab: LabStatus) -> bool:
 @pytest.fixture
 def cluster(lab: LabStatus) -> Iterator[LabStatus]:
     """db1 primary, db2 and db3 streaming from it, PgBouncer on db1: before and after."""
-    if not _initial(lab):
-        pg_service.reset_cluster(lab.state_dir)
-    assert _initial(lab)
-    yield lab
-    if not _initial(lab):
-        pg_service.reset_cluster(lab.state_dir)
+    yield from from_the_start(lab, lambda: _initial(lab),
+                              lambda: pg_service.reset_cluster(lab.state_dir), "db1 -> db2, db3")
 
 
 def test_pg_status_as_ops_goes_through_sudo_to_postgres(cluster: LabStatus,

@@ -117,13 +117,9 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, opts: FailoverOptions) ->
         st.detail = f"{target.name} is out of recovery"
 
     def follow(st: Step) -> None:
-        res = pool.each([n.host for n in standbys],
-                        lambda s: steps.follow(s, cluster.node(s.host.name), target))
-        bad = {k: v for k, v in res.items() if isinstance(v, Exception)}
+        bad = steps.follow_all(pool, cluster, standbys, target)
         if bad:
-            st.status = "warning"
-            st.detail = "; ".join(f"{k}: {v}" for k, v in bad.items()) + \
-                " (run `opskit pg rejoin` for them)"
+            st.status, st.detail = "warning", f"{bad} (run `opskit pg rejoin` for them)"
 
     def repoint(st: Step) -> None:
         changed = bouncer.each(cluster, pool, lambda s, b: bouncer.repoint(s, b, target))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from opskit.pg import tools
 from opskit.pg.config import BouncerNode, Cluster, PgNode
 from opskit.runner import wait
+from opskit.runner.hostpool import HostPool
 from opskit.transport.errors import CommandFailed
 from opskit.transport.session import Session
 
@@ -41,6 +44,15 @@ def follow(s: Session, node: PgNode, upstream: PgNode) -> None:
     """Make a standby stream from ``upstream`` (repmgr restarts it with the new conninfo)."""
     tools.repmgr(s, node, "standby", "follow", "--verbose")
     wait_streaming(s, node, upstream)
+
+
+def follow_all(pool: HostPool, cluster: Cluster, standbys: Sequence[PgNode],
+               upstream: PgNode) -> str:
+    """Make every standby follow ``upstream``, in parallel; "" when all did, else one line
+    naming each that did not (the step goes on: they can be rejoined later)."""
+    res = pool.each([n.host for n in standbys],
+                    lambda s: follow(s, cluster.node(s.host.name), upstream))
+    return "; ".join(f"{k}: {v}" for k, v in res.items() if isinstance(v, Exception))
 
 
 def wait_streaming(s: Session, node: PgNode, upstream: PgNode, timeout: float = 30.0) -> None:

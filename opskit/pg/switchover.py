@@ -118,12 +118,9 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str) -> dict[str, Any
         st.detail = rejoin_node(pool.get(old.host), old, target, pool.get(target.host))
 
     def follow(st: Step) -> None:
-        res = pool.each([n.host for n in siblings],
-                        lambda s: steps.follow(s, cluster.node(s.host.name), target))
-        bad = {k: v for k, v in res.items() if isinstance(v, Exception)}
+        bad = steps.follow_all(pool, cluster, siblings, target)
         if bad:
-            st.status = "warning"
-            st.detail = "; ".join(f"{k}: {v}" for k, v in bad.items())
+            st.status, st.detail = "warning", bad
 
     def repoint(st: Step) -> None:
         changed = bouncer.each(cluster, pool, lambda s, b: bouncer.repoint(s, b, target))

@@ -1,15 +1,18 @@
-"""What the lab tests share: waiting for a condition, stopping a host's sshd, and running the
-`opskit` CLI as a user does (a real process, --json parsed, runbook steps explained)."""
+"""What the lab tests share: waiting for a condition, stopping a host's sshd, running the
+`opskit` CLI as a user does (a real process, --json parsed, runbook steps explained), and a
+moto server of a test module's own."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +79,42 @@ def from_the_start(lab: LabStatus, is_initial: Callable[[], Any], reset: Callabl
     yield lab
     if not is_initial():
         reset()
+
+
+# Fake credentials and no config files: boto3 must never reach a real account or wait for an
+# instance role off EC2.
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def private_moto() -> Iterator[str]:
+    """A moto server on 127.0.0.1 of the caller's own (the lab's serves its ELB), with
+    AWS_ENV set meanwhile: its endpoint URL."""
+    import pytest
+    from moto.server import ThreadedMotoServer
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in AWS_ENV.items():
+            mp.setenv(key, value)
+        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            mp.delenv(key, raising=False)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+        server.start()
+        try:
+            host, port = server.get_host_and_port()
+            yield f"http://{host}:{port}"
+        finally:
+            server.stop()

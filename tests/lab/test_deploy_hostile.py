@@ -20,7 +20,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -33,7 +32,7 @@ from typing import Any
 import boto3
 import pytest
 import yaml
-from moto.server import ThreadedMotoServer
+from helpers import AWS_ENV, private_moto
 
 import opskit.lab as labmod
 from opskit.lab import LabStatus
@@ -331,31 +330,11 @@ def test_hostile_inventory_name_is_a_config_error(apps: Apps, unchanged: Any, tm
         unchanged(h)
 
 
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_CONFIG_FILE": "/nonexistent/aws-config",
-    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
-
-
 @pytest.fixture(scope="module")
 def moto() -> Iterator[str]:
     """A moto server of this module's own (the lab's serves its ELB): its endpoint."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in AWS_ENV.items():
-            mp.setenv(key, value)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.stop()
+    with private_moto() as endpoint:
+        yield endpoint
 
 
 @pytest.mark.parametrize("via", ["name", "address"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 import yaml
-from moto.server import ThreadedMotoServer
+from helpers import AWS_ENV, free_port, private_moto
 
 from opskit import aws, inventory
 from opskit.errors import InventoryError
@@ -18,38 +17,11 @@ from opskit.errors import InventoryError
 AMI = "ami-12c6146b"  # ships with moto
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_CONFIG_FILE": "/nonexistent/aws-config",
-    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
-    "AWS_EC2_METADATA_DISABLED": "true",  # never wait for an instance role off EC2
-}
-
-
 @pytest.fixture(scope="module")
 def moto() -> Iterator[dict[str, Any]]:
     """A moto server with a small tagged fleet; yields the endpoint and instance ids."""
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in AWS_ENV.items():
-            mp.setenv(key, value)
-        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-            mp.delenv(key, raising=False)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-        server.start()
-        try:
-            host, port = server.get_host_and_port()
-            endpoint = f"http://{host}:{port}"
-            yield {"endpoint": endpoint, "ids": _make_fleet(endpoint)}
-        finally:
-            server.stop()
+    with private_moto() as endpoint:
+        yield {"endpoint": endpoint, "ids": _make_fleet(endpoint)}
 
 
 def _make_fleet(endpoint: str) -> dict[str, str]:

@@ -23,8 +23,7 @@ def replace(s: Session, path: str, data: bytes, *, expect_sha256: str | None = N
     argv = ["python3", "-I", "-S", "-c", script("replace_file"), path,
             *([expect_sha256] if expect_sha256 else [])]
     # On stdin, not argv: an ini's connection strings may hold passwords (ps shows argv).
-    command = ("sudo -n " if sudo and not s.is_root else "") + shlex.join(argv)
-    out = s.run_input(command, data, check=False)
+    out = s.run_input(shlex.join(argv), data, sudo=sudo, check=False)
     if out.exit_status != 0:
         raise CommandFailed(f"{s.host.name}: could not replace {path}: "
                             f"{out.stderr.strip()[-200:]}", out.exit_status, out.stderr)

@@ -138,11 +138,7 @@ class Session:
                 raise ValueError(f"not an environment variable name: {bad[0]!r}")
             exports = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in sorted(env.items()))
             command = f"export {exports}; {command}"
-        target = as_user or ("root" if sudo else None)
-        login = "root" if self.is_root else self.user
-        shell = command if target is None else elevated(command, login_user=login,
-                                                        as_user=target)
-        via_sudo = shell != command and login != "root"
+        shell, target, via_sudo = self._as(command, sudo, as_user)
         kwargs: dict[str, Any] = {
             "hide": True,
             "warn": True,
@@ -160,11 +156,19 @@ class Session:
             result = exc.result
         self._capture(result.stdout, result.stderr, result.exited)
         if via_sudo and result.exited in _SUDO_MAYBE_REFUSED:
-            self._check_sudo(str(target))
+            self._check_sudo(target)
         out = StepOutput(shell, result.stdout, result.stderr, result.exited)
         if check and result.exited != 0:
             raise CommandFailed(f"exit status {result.exited}", result.exited, result.stderr)
         return out
+
+    def _as(self, command: str, sudo: bool, as_user: str | None) -> tuple[str, str, bool]:
+        """The shell text that runs ``command`` as root (``sudo``) or ``as_user``, whom it
+        runs as, and whether sudo is in the way (so that its refusal must be told apart)."""
+        login = "root" if self.is_root else self.user
+        target = as_user or ("root" if sudo else login)
+        shell = elevated(command, login_user=login, as_user=target)
+        return shell, target, shell != command and login != "root"
 
     def _check_sudo(self, as_user: str) -> None:
         """After a sudo step failed: raise SudoRefused if sudo itself refuses (a no-op under
@@ -178,10 +182,13 @@ class Session:
         """Run a program with arguments; every argument is shell-quoted."""
         return self.run(shlex.join(str(a) for a in argv), **kwargs)
 
-    def run_input(self, command: str, data: bytes, *, check: bool = True,
+    def run_input(self, command: str, data: bytes, *, sudo: bool = False,
+                  as_user: str | None = None, check: bool = True,
                   timeout: float | None = None) -> StepOutput:
-        """Run one shell command with ``data`` on its stdin (e.g. an artifact to unpack)."""
+        """Run one shell command with ``data`` on its stdin (e.g. an artifact to unpack);
+        ``sudo`` / ``as_user`` wrap it as in :meth:`run`."""
         self._check_stop()
+        command, target, via_sudo = self._as(command, sudo, as_user)
         try:
             out, err, status = process.run_with_input(
                 self.conn, command, data,
@@ -190,6 +197,8 @@ class Session:
             self._capture("", "", None)
             raise CommandTimedOut(f"timed out: {exc}") from None
         self._capture(out, err, status)
+        if via_sudo and status in _SUDO_MAYBE_REFUSED:
+            self._check_sudo(target)
         result = StepOutput(command, out, err, status)
         if check and status != 0:
             raise CommandFailed(f"exit status {status}", status, err)

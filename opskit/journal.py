@@ -1,8 +1,11 @@
-"""Append-only JSONL audit of every mutating action.
+"""Append-only JSONL audit of every mutating action, written ahead of the change.
 
-One line per command run (and per runbook step): time, user, command line, hosts, per-host
-outcome, duration, and the run id of the invocation it belongs to -- so a failover's step
-records and its final record can be read together (``opskit journal --run ID``).
+A run (one invocation, one run id) writes: a ``started`` record before its first change (who,
+where, masked argv, targets, plan, pid) -- and if that cannot be written the run does not
+start; a ``step`` record as each step ends (a runbook step, a snapshot deletion); and an ``end``
+record with the outcome. A run killed with SIGKILL leaves ``started`` without ``end``, which
+``runs()`` reports as interrupted. Each record carries time, user, command line, hosts,
+per-host outcome, duration and the run id (``opskit journal show RUN``).
 Secrets never reach it: argv, details and error lines go through ``opskit.redact`` (values
 whose name looks secret, URL passwords), and host output is not recorded (only status, exit
 status and the error line).
@@ -21,8 +24,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+import psutil
+
 from opskit import redact
-from opskit.errors import ConfigError
+from opskit.errors import EXIT_INTERRUPTED, ConfigError
 
 
 class FleetOutcome(Protocol):
@@ -73,9 +78,14 @@ def record(
     exit_code: int,
     details: dict[str, Any] | None = None,
     dry_run: bool = False,
+    phase: str = "end",
 ) -> dict[str, Any]:
-    """Append one entry; ``outcomes`` maps host name to {status, exit_status, error}."""
+    """Append one entry; ``outcomes`` maps host name to {status, exit_status, error}.
+
+    ``phase``: ``end`` (a run's outcome), ``step`` (one step of it, as it ended).
+    """
     entry = {
+        "phase": phase,
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "user": getpass.getuser(),
         "operator_host": socket.gethostname(),
@@ -91,6 +101,33 @@ def record(
     }
     if details:
         entry["details"] = redact.mask_data(details)
+    return _append(entry)
+
+
+def start(command: str, argv: Sequence[str], *, targets: Sequence[str],
+          plan: Any = None) -> dict[str, Any]:
+    """The write-ahead record of a run, before its first change: raises ConfigError (exit 1)
+    when it cannot be written, so that nothing is changed without a trace."""
+    entry = {
+        "phase": "started",
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "user": getpass.getuser(),
+        "operator_host": socket.gethostname(),
+        "pid": os.getpid(),
+        "command": command,
+        "argv": redact_argv(argv),
+        "hosts": list(targets),
+        "dry_run": False,
+        **current_run(),
+    }
+    if plan is not None:
+        entry["plan"] = redact.mask_data(plan)
+    return _append(entry, sync=True)
+
+
+def _append(entry: dict[str, Any], *, sync: bool = False) -> dict[str, Any]:
+    """One line, appended whole; ``sync``: on disk before returning (the write-ahead record
+    must survive the operator's machine crashing right after the change begins)."""
     path = journal_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +137,9 @@ def record(
         with os.fdopen(fd, "a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             fh.write(line)
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
     except OSError as exc:
         raise ConfigError(
             f"cannot write the journal {path}: {exc.strerror}",
@@ -148,3 +188,67 @@ def read(last: int | None = None) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 entries.append({"time": "?", "command": f"<unreadable line {n}>", "hosts": []})
     return entries[-last:] if last else entries
+
+
+# What ``runs`` says of a run, from its records.
+OK, FAILED, DRY_RUN, RUNNING, INTERRUPTED = "ok", "failed", "dry run", "running", "interrupted"
+
+
+def runs(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One summary per run, oldest first: its command, who, when, hosts, steps and status.
+
+    A run with a ``started`` record and no ``end`` is ``running`` while its process lives on
+    this operator host, else ``interrupted`` (killed, or its machine died). Records from
+    before the write-ahead journal (no phase) are runs of their own.
+    """
+    by_id: dict[str, dict[str, Any]] = {}
+    for n, e in enumerate(entries):
+        rid = e.get("run_id") or f"line-{n + 1}"
+        run = by_id.setdefault(rid, {"run_id": rid, "command": e.get("command", "?"),
+                                     "time": e.get("time", "?"), "user": e.get("user", "?"),
+                                     "operator_host": e.get("operator_host", "?"),
+                                     "via": e.get("via", "opskit"), "argv": e.get("argv", []),
+                                     "hosts": [], "steps": 0, "started": None, "end": None})
+        # Before run ids, each record stood alone: a step record then is not a run without end.
+        phase = e.get("phase", "end" if not e.get("run_id") else
+                      "step" if str(e.get("command", "")).endswith(" step") else "end")
+        if phase == "started":
+            run.update(started=e, command=e.get("command", "?"), time=e.get("time", "?"),
+                       argv=e.get("argv", []))
+        elif phase == "step":
+            run["steps"] += 1
+        else:
+            run["end"] = e
+            run["command"] = e.get("command", run["command"])
+        for h in e.get("hosts", []):
+            if h not in run["hosts"] and h != "-":
+                run["hosts"].append(h)
+    return [_summary(r) for r in by_id.values()]
+
+
+def _summary(run: dict[str, Any]) -> dict[str, Any]:
+    started, end = run.pop("started"), run.pop("end")
+    if end is not None:
+        run["exit_code"] = end.get("exit_code")
+        code = end.get("exit_code")
+        run["status"] = (DRY_RUN if end.get("dry_run") else OK if code == 0 else
+                         INTERRUPTED if code == EXIT_INTERRUPTED else FAILED)
+        run["duration"] = end.get("duration")
+    else:
+        run["exit_code"] = None
+        run["status"] = RUNNING if started and _alive(started) else INTERRUPTED
+        run["duration"] = None
+    return run
+
+
+def _alive(started: dict[str, Any]) -> bool:
+    """Is the run's process still running here? (Same host, same pid, started no later than
+    the record: a reused pid is a younger process.)"""
+    if started.get("operator_host") != socket.gethostname() or not started.get("pid"):
+        return False
+    try:
+        proc = psutil.Process(int(started["pid"]))
+        when = datetime.fromisoformat(started["time"]).timestamp()
+        return proc.create_time() <= when + 1 and proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.Error, ValueError, KeyError):
+        return False

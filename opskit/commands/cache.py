@@ -137,7 +137,8 @@ def warm_cmd(app: AppContext, change: Change, src: str | None, dst: str, path: s
             doc = warm.report(prep, None, None, dry_run=True)
             return change.planned(doc, lambda: _show_warm(app, doc, prep.source, prep.before),
                                   [to.name])
-        change.confirm(f"Read {human_bytes(prep.summary['to_read_bytes'])} on {to.name}?")
+        change.begin(f"Read {human_bytes(prep.summary['to_read_bytes'])} on {to.name}?",
+                     targets=[to.name], plan=prep.summary)
         result, after = _warm(app, pool, to, dst_root, prep, bps)
     doc = warm.report(prep, after, result, dry_run=False)
     change.record({to.name: {"status": "ok", "exit_status": None, "error": None}},
@@ -249,7 +250,8 @@ def evict_cmd(app: AppContext, change: Change, host: str, path: str) -> int:
         return change.planned({"dry_run": True, "host": h.name, "path": path},
                               lambda: app.env.line(f"dry run: would evict {path} from the page "
                                                    f"cache of {h.name}"), [h.name])
-    change.confirm(f"Evict {path} from the page cache of {h.name}?")
+    change.begin(f"Evict {path} from the page cache of {h.name}?", targets=[h.name],
+                 plan={"path": path})
     with hostpool.pool(app.run_options()) as pool:
         said = tools.evict(pool.get(h), path)
     change.record({h.name: {"status": "ok", "exit_status": 0, "error": None}},

@@ -63,8 +63,10 @@ def command(app: AppContext, change: Change, ref: str | None, artifact_path: str
             plan = deploy_mod.plan(hosts, art, options)
             return change.planned(plan, lambda: _print_plan(env, plan),
                                   [h.name for h in hosts])
-        change.confirm(f"Deploy {ref or Path(artifact_path or '').name} ({art.release}) to "
-                       f"{len(hosts)} hosts in batches {batch}?")
+        change.begin(f"Deploy {ref or Path(artifact_path or '').name} ({art.release}) to "
+                     f"{len(hosts)} hosts in batches {batch}?", targets=[h.name for h in hosts],
+                     plan={"release": art.release, "revision": art.revision,
+                           "sha256": art.sha256, "batch": batch})
         env.note(f"release {art.release}: {art.size} bytes, sha256 {art.sha256[:16]}...")
         with env.progress(len(hosts), "deploy") as observer:
             observer.on_finish.append(lambda r: _render_host(env, r))

@@ -62,7 +62,8 @@ def command(
 
         return change.planned({"command": text, "sudo": sudo, "hosts": names, "dry_run": True},
                               show, names)
-    change.confirm(f"Run {text!r} on {len(hosts)} hosts?")
+    change.begin(f"Run {text!r} on {len(hosts)} hosts?", targets=[h.name for h in hosts],
+                 plan={"command": text, "sudo": sudo})
 
     writers: list[PrefixWriter] = []
 

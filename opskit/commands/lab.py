@@ -73,7 +73,8 @@ def up(app: AppContext, change: Change, n_hosts: int, port: int, state_dir: str 
             lambda: app.env.line(f"dry run: would start {n_hosts} lab hosts on 127.10.0.1-"
                                  f"{n_hosts} port {port} (state {where}, inventory "
                                  f"{inventory_path})"))
-    change.confirm(f"Start a {n_hosts}-host lab on 127.10.0.1-{n_hosts}, port {port}?")
+    change.begin(f"Start a {n_hosts}-host lab on 127.10.0.1-{n_hosts}, port {port}?",
+                 targets=[], plan={"hosts": n_hosts, "port": port, "state_dir": str(where)})
     status = lab_mod.up(n_hosts, port=port, state_dir=where, inventory_path=Path(inventory_path))
     change.record({h.name: {"status": "ok" if h.answering else "failed"} for h in status.hosts},
                   exit_code=0)
@@ -105,7 +106,8 @@ def down(app: AppContext, change: Change, state_dir: str | None) -> int:
     if change.dry_run:
         return change.planned({"dry_run": True, "state_dir": str(where)}, lambda: app.env.line(
             f"dry run: would stop every process the lab in {where} started and unmount"))
-    change.confirm(f"Stop the lab in {where} (its hosts and their services)?")
+    change.begin(f"Stop the lab in {where} (its hosts and their services)?", targets=[],
+                 plan={"state_dir": str(where)})
     lines = lab_mod.down(state_dir=where)
     change.record({}, exit_code=0, details={"actions": lines})
     if app.env.json:
@@ -151,7 +153,8 @@ def _reset(change: Change, reset: Callable[[], None], said: str) -> int:
         return change.planned({"dry_run": True, "reset": change.name},
                               lambda: env.line(f"dry run: would {change.name} (its data is "
                                                "wiped)"))
-    change.confirm(f"{change.name}: rebuild from scratch (the lab's data is wiped)?")
+    change.begin(f"{change.name}: rebuild from scratch (the lab's data is wiped)?",
+                 targets=[])
     t0 = time.monotonic()
     reset()
     change.record({}, exit_code=EXIT_OK)
@@ -174,7 +177,8 @@ def cache_data_cmd(app: AppContext, change: Change, state_dir: str | None) -> in
                               lambda: app.env.line(
                                   f"dry run: would write {cache_data.ROOT} on {hosts}, evict "
                                   f"both, warm {cache_data.HOSTS[0]}"))
-    change.confirm(f"Write {cache_data.ROOT} on {hosts} and evict their page caches?")
+    change.begin(f"Write {cache_data.ROOT} on {hosts} and evict their page caches?",
+                 targets=list(cache_data.HOSTS), plan={"root": cache_data.ROOT})
     status = lab_mod.status(state_dir=_state_dir(state_dir))
     done = cache_data.prepare(Path(status.inventory_path))
     made, warmed = done["made"], done["warmed"]

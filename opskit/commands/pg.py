@@ -54,7 +54,7 @@ VIEW = runbook_cmd.View(
     unreachable=lambda cs: any(n.role == state.UNREACHABLE for n in cs.nodes),
     warnings=lambda c, cs: checks.warnings(cs, c.max_lag_bytes),
     healthy="healthy: one primary, every standby streaming on its timeline",
-    final_key="final_status")
+    final_key="final_status", lock=lambda c: (f"pg.{c.name}", c.lock_hosts))
 
 
 @command.command("status", epilog="""\b

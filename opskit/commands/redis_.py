@@ -62,7 +62,8 @@ VIEW = runbook_cmd.View(
     render=lambda env, _topo, fs: render(env, fs),
     unreachable=lambda fs: any(x.role == state.UNREACHABLE for x in fs.instances),
     warnings=lambda _topo, fs: checks.warnings(fs),
-    healthy="healthy: one master, every replica linked", final_key="final_topology")
+    healthy="healthy: one master, every replica linked", final_key="final_topology",
+    lock=lambda t: ("redis", t.lock_hosts))
 
 
 @command.command("status", epilog="""\b

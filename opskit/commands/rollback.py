@@ -44,7 +44,8 @@ def command(app: AppContext, change: Change, to: str | None) -> int:
             {"dry_run": True, "to": to, "hosts": names},
             lambda: env.line(f"dry run: would switch {len(hosts)} hosts to {target}, reload "
                              f"and health-check: {' '.join(names)}"), names)
-    change.confirm(f"Roll back {len(hosts)} hosts to {target}?")
+    change.begin(f"Roll back {len(hosts)} hosts to {target}?", targets=names,
+                 plan={"to": to})
     with env.progress(len(hosts), "rollback") as observer:
         observer.on_finish.append(lambda r: _render_host(env, r))
         result = deploy_mod.rollback(hosts, to, app.run_options(), observer=observer,

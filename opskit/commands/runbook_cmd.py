@@ -5,13 +5,14 @@ confirmation come from the mutating-command shape (``commands.mutating``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from opskit.commands.mutating import Change
 from opskit.commands.options import AppContext
 from opskit.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, OpskitError
+from opskit.inventory import Host
 from opskit.output import Environment
 from opskit.runner import hostpool
 from opskit.runner.runbook import Runbook
@@ -24,18 +25,18 @@ Body = Callable[[hostpool.HostPool, Runbook], dict[str, Any]]
 Final = Callable[[hostpool.HostPool], tuple[str, dict[str, Any], Callable[[], None]]]
 
 
-def run(change: Change, *, question: str | None, body: Body, final: Final | None) -> int:
+def run(change: Change, *, question: str | None, targets: Sequence[str], body: Body,
+        final: Final | None) -> int:
     app, env = change.app, change.app.env
     rb = Runbook(env, change.name, app.argv, dry_run=change.dry_run)
     env.line(f"{change.name}{' (dry run: nothing is changed)' if change.dry_run else ''}",
              style="bold")
-    if question is not None:
-        change.confirm(question)
+    change.begin(question, targets=targets, plan={"question": question})
     with hostpool.pool(app.run_options()) as pool:
         try:
             details = body(pool, rb)
         except OpskitError as exc:
-            doc = rb.finish(exc.exit_code, {"error": exc.message, "hint": exc.hint})
+            doc = _finish(change, rb, exc.exit_code, {"error": exc.message, "hint": exc.hint})
             if env.json:
                 env.emit_json(doc)
             raise
@@ -45,10 +46,18 @@ def run(change: Change, *, question: str | None, body: Body, final: Final | None
             if not env.json:
                 env.line("")
                 show()
-    doc = rb.finish(EXIT_OK, details)
+    doc = _finish(change, rb, EXIT_OK, details)
     if env.json:
         env.emit_json(doc)
     return EXIT_OK
+
+
+def _finish(change: Change, rb: Runbook, exit_code: int, details: dict[str, Any]) -> dict[str, Any]:
+    """The end record (a dry run's only one) and the JSON document: the same content."""
+    doc = rb.document(exit_code, details)
+    change.record(rb.outcomes(exit_code), exit_code=exit_code,
+                  details={"steps": doc["steps"], **details}, duration=doc["seconds"])
+    return doc
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,8 @@ class View(Generic[C, S]):
     warnings: Callable[[C, S], list[str]]
     healthy: str  # the line printed when there is no warning
     final_key: str  # where a runbook's JSON document puts the state after its steps
+    # What one operator at a time means for it: the lease's scope and the hosts it is held on.
+    lock: Callable[[C], tuple[str, list[Host]]]
 
 
 def status(app: AppContext, view: View[C, S]) -> int:
@@ -95,4 +106,6 @@ def runbook(change: Change, view: View[C, S], question: str | None,
         return (view.final_key, st.to_dict(),  # type: ignore[attr-defined]
                 lambda: view.render(change.app.env, cfg, st))
 
-    return run(change, question=question, body=lambda pool, rb: body(cfg, pool, rb), final=final)
+    _scope, lock_hosts = view.lock(cfg)
+    return run(change, question=question, targets=[h.name for h in lock_hosts],
+               body=lambda pool, rb: body(cfg, pool, rb), final=final)

@@ -11,13 +11,14 @@ from opskit import aws, lock
 from opskit.commands.mutating import Change, mutating
 from opskit.commands.options import SECONDS, AppContext, pass_app, shared_options
 from opskit.commands.render import render_fleet_result
-from opskit.errors import EXIT_FAILED, EXIT_OK, SafetyError, UsageError
+from opskit.errors import EXIT_FAILED, EXIT_OK, SafetyError, StepError, UsageError
 from opskit.output import STATUS_STYLE, Environment
 from opskit.runner.fleet import HostResult
 from opskit.snapshot import config as snap_config
 from opskit.snapshot import create as snap_create
 from opskit.snapshot import restore as snap_restore
 from opskit.snapshot import retention, store
+from opskit.snapshot.sets import SnapshotSet
 
 
 @click.group("snapshot", epilog="""\b
@@ -83,7 +84,9 @@ def create(app: AppContext, change: Change, mount: str | None, tags: tuple[str, 
                        for p in plan])
 
         return change.planned({"dry_run": True, "plan": plan}, show, [h.name for h in hosts])
-    change.confirm(f"Freeze and snapshot {len(hosts)} hosts?", assume_yes=cron)
+    change.begin(f"Freeze and snapshot {len(hosts)} hosts?", assume_yes=cron,
+                 targets=[h.name for h in hosts],
+                 plan=[{"host": h.name, "mount": cfgs[h.name].mount} for h in hosts])
     with contextlib.ExitStack() as stack:
         if cron:
             try:
@@ -198,8 +201,9 @@ def restore(app: AppContext, change: Change, set_id: str, instance_id: str,
         p = snap_restore.plan(found, aws.client("ec2", aws_vars), instance_id, az)
         return change.planned(p, lambda: _print_restore(env, p, "dry run: would create and "
                                                         "attach"))
-    change.confirm(f"Create {len(found.members)} volumes from {set_id} and attach them "
-                   f"to {instance_id}?")
+    change.begin(f"Create {len(found.members)} volumes from {set_id} and attach them "
+                 f"to {instance_id}?", targets=[],
+                 plan={"set_id": set_id, "instance_id": instance_id, "az": az})
     p = snap_restore.restore(found, aws_vars, instance_id, az)
     change.record({}, exit_code=EXIT_OK,
                   details={"set_id": set_id, "instance_id": instance_id,
@@ -265,10 +269,28 @@ def prune(app: AppContext, change: Change, keep_last: int | None, keep_hourly: i
         if change.dry_run:
             return change.planned(doc, lambda: _print_prune(env, plans, "dry run: would delete"))
         if doomed:
-            change.confirm(f"Delete {len(doomed)} snapshot sets?", assume_yes=cron)
-        deleted = store.delete_planned(plans)
-    change.record({}, exit_code=EXIT_OK, duration=0,
-                  details={"policy": policy.to_dict(), "deleted": deleted})
+            change.begin(f"Delete {len(doomed)} snapshot sets?", assume_yes=cron,
+                         targets=sorted({s.host for s in doomed}),
+                         plan={"policy": policy.to_dict(),
+                               "delete": {s.set_id: s.snapshot_ids for s in doomed}})
+
+        def journal_one(s: SnapshotSet, snap: str, error: str | None) -> None:
+            change.step(f"delete {snap} of {s.set_id}",
+                        {s.host: {"status": "failed" if error else "ok", "exit_status": None,
+                                  "error": error}},
+                        details={"set_id": s.set_id, "snapshot_id": snap}, ok=error is None)
+
+        out = store.delete_planned(plans, journal_one)
+    code = EXIT_FAILED if out.failed else EXIT_OK
+    change.record({}, exit_code=code, duration=0,
+                  details={"policy": policy.to_dict(), "deleted": out.deleted,
+                           "failed": out.failed})
+    if out.failed:
+        first = next(iter(out.failed.items()))
+        raise StepError(f"deleted {len(out.deleted)} snapshot sets, {len(out.failed)} failed "
+                        f"({first[0]}: {first[1]})",
+                        hint=f"`opskit journal show {change.run_id}` lists each deletion; "
+                             "run prune again once the cause is fixed")
     if cron and env.quiet_success:
         pass  # quiet on success, for cron
     elif env.json:

@@ -59,6 +59,8 @@ class PgNode:
     pgbouncer: str | None
     repmgr_user: str = "repmgr"
     repmgr_db: str = "repmgr"
+    cluster: str = "main"  # one operator at a time per cluster: the lease's name
+    witnesses: str | None = None  # inventory pattern: extra lock hosts (docs/postgres.md)
 
     @property
     def name(self) -> str:
@@ -143,7 +145,17 @@ def node(host: Host) -> PgNode:
         pgbouncer=pg.get("pgbouncer"),
         repmgr_user=_get(host, pg, "repmgr_user", str, "repmgr"),
         repmgr_db=_get(host, pg, "repmgr_db", str, "repmgr"),
+        cluster=_plain(host, pg, "cluster", "main"),
+        witnesses=pg.get("witnesses"),
     )  # fmt: skip
+
+
+def _plain(host: Host, section: dict[str, Any], key: str, default: str) -> str:
+    value = _get(host, section, key, str, default)
+    if not _NAME.match(value):
+        raise InventoryError(f"host {host.name}: postgres.{key} {value!r} is not a plain name",
+                             hint="letters, digits, _ . - (e.g. cluster: users)")
+    return str(value)
 
 
 def bouncer(host: Host) -> BouncerNode:
@@ -171,6 +183,21 @@ def bouncer(host: Host) -> BouncerNode:
 class Cluster:
     nodes: tuple[PgNode, ...]
     bouncers: tuple[BouncerNode, ...]
+    witnesses: tuple[Host, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.nodes[0].cluster
+
+    @property
+    def lock_hosts(self) -> list[Host]:
+        """Where the cluster's lease is held: its nodes, PgBouncer hosts and witnesses, so
+        that a two-node shard keeps a majority with its primary down."""
+        seen: dict[str, Host] = {}
+        for h in [*(n.host for n in self.nodes), *(b.host for b in self.bouncers),
+                  *self.witnesses]:
+            seen.setdefault(h.name, h)
+        return [seen[k] for k in sorted(seen)]
 
     def node(self, name: str) -> PgNode:
         for n in self.nodes:
@@ -190,10 +217,19 @@ def load(inventory: Inventory, hosts: Sequence[Host]) -> Cluster:
     if not nodes:
         raise InventoryError("none of the selected hosts has postgres settings",
                              hint="select the db hosts, e.g. -l db")
+    names = sorted({n.cluster for n in nodes})
+    if len(names) > 1:
+        raise InventoryError(f"the selected nodes belong to {len(names)} clusters: "
+                             f"{', '.join(names)}", hint="select one cluster's nodes, e.g. "
+                             f"-l {names[0]} (postgres.cluster names it)")
+    witnesses: dict[str, Host] = {}
+    for pattern in sorted({n.witnesses for n in nodes if n.witnesses}):
+        for h in inventory.select(str(pattern)):
+            witnesses.setdefault(h.name, h)
     patterns = sorted({n.pgbouncer for n in nodes if n.pgbouncer})
     bouncers: list[BouncerNode] = []
     for pattern in patterns:
         for h in inventory.select(pattern):
             if h.name not in {b.name for b in bouncers}:
                 bouncers.append(bouncer(h))
-    return Cluster(nodes, tuple(bouncers))
+    return Cluster(nodes, tuple(bouncers), tuple(witnesses.values()))

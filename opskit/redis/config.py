@@ -88,6 +88,12 @@ class Topology:
         return found[0]
 
     @property
+    def lock_hosts(self) -> list[Host]:
+        """Where a runbook's lease is held: every host of the selected instances."""
+        hosts = {i.host.name: i.host for i in self.instances}
+        return [hosts[k] for k in sorted(hosts)]
+
+    @property
     def publish(self) -> Publish | None:
         return next((i.publish for i in self.instances if i.publish), None)
 

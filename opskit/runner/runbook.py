@@ -1,5 +1,6 @@
 """A runbook being executed: numbered steps, each printed as it starts and ends, timed, and
-journaled as it finishes -- so a failover cut short still leaves its trail in the journal.
+journaled as it finishes -- so a failover cut short still leaves its trail in the journal (the
+run's started and end records are the command's: ``commands.mutating.Change``).
 
 The plan (``--dry-run``) and the run are one piece of code. A runbook declares each step once:
 
@@ -29,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from opskit import journal
+from opskit.errors import ConfigError
 from opskit.output import Environment
 
 T = TypeVar("T")
@@ -109,26 +111,30 @@ class Runbook:
         self.env.line(f"{st.n:>2}. {title}{_where(hosts)}" + (f"\n    {does}" if does else ""))
 
     def _journal(self, st: Step) -> None:
+        """The step's record, as it ends. A journal gone unwritable mid-run is warned about,
+        not fatal: the change is under way, stopping would leave it half-done."""
         outcome = {"status": st.status, "exit_status": None,
                    "error": st.detail if st.status == "failed" else None}
-        journal.record(f"{self.name} step", ["opskit", *self.argv],
-                       {h: outcome for h in st.hosts} or {"-": outcome},
-                       duration=st.seconds, exit_code=0 if st.status != "failed" else 2,
-                       details={"step": st.n, "title": st.title, "status": st.status,
-                                "detail": st.detail})
+        try:
+            journal.record(f"{self.name} step", ["opskit", *self.argv],
+                           {h: outcome for h in st.hosts} or {"-": outcome},
+                           duration=st.seconds, exit_code=0 if st.status != "failed" else 2,
+                           details={"step": st.n, "title": st.title, "status": st.status,
+                                    "detail": st.detail}, phase="step")
+        except ConfigError as exc:
+            self.env.note(f"WARNING: {exc.message}: step {st.n} is not in the journal")
 
-    def finish(self, exit_code: int, details: dict[str, Any]) -> dict[str, Any]:
-        """The final journal entry (also for dry runs) and the JSON document."""
-        hosts = sorted({h for s in self.steps for h in s.hosts})
+    def document(self, exit_code: int, details: dict[str, Any]) -> dict[str, Any]:
+        """The run's JSON document (and its end record's details): every step, the outcome."""
+        return {"command": self.name, "dry_run": self.dry_run, "exit_code": exit_code,
+                "seconds": round(time.monotonic() - self.t0, 3),
+                "steps": [s.to_dict() for s in self.steps], **details}
+
+    def outcomes(self, exit_code: int) -> dict[str, dict[str, Any]]:
+        """Per host touched by a step, the run's outcome (for the end record)."""
         outcome = {"status": "ok" if exit_code == 0 else "failed", "exit_status": None,
                    "error": None}
-        doc = {"command": self.name, "dry_run": self.dry_run, "exit_code": exit_code,
-               "seconds": round(time.monotonic() - self.t0, 3),
-               "steps": [s.to_dict() for s in self.steps], **details}
-        journal.record(self.name, ["opskit", *self.argv], {h: outcome for h in hosts},
-                       duration=doc["seconds"], exit_code=exit_code, dry_run=self.dry_run,
-                       details={"steps": doc["steps"], **details})
-        return doc
+        return {h: outcome for h in sorted({h for s in self.steps for h in s.hosts})}
 
 
 def _where(hosts: Sequence[str]) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from opskit import aws
-from opskit.errors import UsageError
+from opskit.errors import OpskitError, UsageError
 from opskit.inventory import Host
 from opskit.snapshot import sets as sets_mod
 from opskit.snapshot.retention import PrunePlan
@@ -66,11 +67,33 @@ def delete_set(aws_vars: Mapping[str, Any], s: SnapshotSet) -> list[str]:
     return s.snapshot_ids
 
 
-def delete_planned(plans: Sequence[tuple[Mapping[str, Any], PrunePlan]]) -> list[str]:
-    """Delete every set a prune plan marked, account by account; the set ids deleted."""
-    deleted = []
+@dataclass
+class PruneOutcome:
+    deleted: list[str] = field(default_factory=list)  # set ids, every snapshot gone
+    failed: dict[str, str] = field(default_factory=dict)  # set id -> the first error
+
+
+def delete_planned(plans: Sequence[tuple[Mapping[str, Any], PrunePlan]],
+                   on_snapshot: Callable[[SnapshotSet, str, str | None], None]) -> PruneOutcome:
+    """Delete every set a prune plan marked, account by account, snapshot by snapshot.
+
+    ``on_snapshot(set, snapshot_id, error)`` is called as each deletion ends (error None when
+    it is gone), so the journal holds each one as it happens. A failed deletion does not stop
+    the others: every doomed set is tried; those left with a snapshot are ``failed``.
+    """
+    out = PruneOutcome()
     for aws_vars, p in plans:
+        ec2 = aws.client("ec2", aws_vars) if p.delete else None
         for s in p.delete:
-            delete_set(aws_vars, s)
-            deleted.append(s.set_id)
-    return deleted
+            for snap in s.snapshot_ids:
+                try:
+                    aws.call(lambda ec2=ec2, snap=snap: ec2.delete_snapshot(SnapshotId=snap),
+                             f"delete {snap} of {s.set_id}")
+                except OpskitError as exc:
+                    out.failed.setdefault(s.set_id, exc.message)
+                    on_snapshot(s, snap, exc.message)
+                else:
+                    on_snapshot(s, snap, None)
+            if s.set_id not in out.failed:
+                out.deleted.append(s.set_id)
+    return out

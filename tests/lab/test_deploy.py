@@ -150,8 +150,9 @@ def test_deploy_to_8_app_hosts_then_hup_reload(fresh: LabStatus, journal: Path) 
                for r in reloads.values())
     assert len(second["batches"]) == 5 and second["batches"][0] == [apps[0].name]
     entries = [json.loads(x) for x in journal.read_text().splitlines()]
-    deploys = [e for e in entries if e["command"] == "deploy"]
-    assert len(deploys) == 2  # one entry per deploy (the exec entries are the test's reads)
+    deploys = [e for e in entries if e["command"] == "deploy" and e["phase"] == "end"]
+    assert len(deploys) == 2  # one end per deploy (the exec entries are the test's reads)
+    assert sum(e["command"] == "deploy" and e["phase"] == "started" for e in entries) == 2
     assert deploys[1]["details"]["release"] == r2 and len(deploys[1]["outcomes"]) == 8
 
 

@@ -49,9 +49,9 @@ def both(lab: LabStatus, tmp_path: Path, click_args: list[str], fab_args: list[s
 def comparable(entries: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """What must be equal: command, hosts and their statuses, exit code, dry run, step titles
     (timings, ids and free-text details naturally differ between two runs)."""
-    return [(e["command"], sorted(e["hosts"]),
-             sorted((h, o["status"]) for h, o in e["outcomes"].items()),
-             e["exit_code"], e["dry_run"], (e.get("details") or {}).get("title"))
+    return [(e["phase"], e["command"], sorted(e["hosts"]),
+             sorted((h, o["status"]) for h, o in e.get("outcomes", {}).items()),
+             e.get("exit_code"), e["dry_run"], (e.get("details") or {}).get("title"))
             for e in entries]
 
 
@@ -82,9 +82,10 @@ def test_fab_snapshot_create_journals_like_the_cli(lab: LabStatus, tmp_path: Pat
         lab, tmp_path, ["snapshot", "create", "-l", "db1", "--mount", "/data", "--yes"],
         ["snapshot.create", "--limit", "db1", "--mount", "/data", "--yes"], lambda: None)
     same_records(click_rec, fab_rec)
-    assert [e["command"] for e in fab_rec] == ["snapshot create"]
-    assert fab_rec[0]["outcomes"]["db1"]["status"] == "ok"
-    assert fab_rec[0]["details"]["sets"]["db1"] != click_rec[0]["details"]["sets"]["db1"]
+    assert [(e["phase"], e["command"]) for e in fab_rec] == [("started", "snapshot create"),
+                                                              ("end", "snapshot create")]
+    assert fab_rec[-1]["outcomes"]["db1"]["status"] == "ok"
+    assert fab_rec[-1]["details"]["sets"]["db1"] != click_rec[-1]["details"]["sets"]["db1"]
 
 
 def test_fab_pg_switchover_journals_like_the_cli(lab: LabStatus, tmp_path: Path,
@@ -95,7 +96,8 @@ def test_fab_pg_switchover_journals_like_the_cli(lab: LabStatus, tmp_path: Path,
                               pg_initial)
     same_records(click_rec, fab_rec)
     assert fab_rec[-1]["command"] == "pg switchover" and fab_rec[-1]["exit_code"] == 0
-    assert len(fab_rec) > 3 and all(e["command"] == "pg switchover step" for e in fab_rec[:-1])
+    assert fab_rec[0]["phase"] == "started" and len(fab_rec) > 4
+    assert all(e["command"] == "pg switchover step" for e in fab_rec[1:-1])
 
 
 def test_fab_redis_promote_journals_like_the_cli(lab: LabStatus, tmp_path: Path,

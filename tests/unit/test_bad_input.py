@@ -225,8 +225,11 @@ def test_journal_masks_the_exec_command_text_in_argv_and_details(tmp_path: Path)
     proc = cli(tmp_path, SECRET_INV, "exec", "--yes", "--", command)
     assert proc.returncode == 0, proc.stderr
     text = (tmp_path / "journal.jsonl").read_text()
-    entry = json.loads(text)
+    started, entry = (json.loads(x) for x in text.splitlines())
     no_secret(text)
+    assert started["phase"] == "started" and entry["phase"] == "end"
+    assert "PGPASSWORD=***" in json.dumps(started["argv"])
+    assert "PGPASSWORD=*** REDISCLI_AUTH=***" in json.dumps(started["plan"])
     assert "PGPASSWORD=***" in json.dumps(entry["argv"])
     assert "PGPASSWORD=*** REDISCLI_AUTH=***" in json.dumps(entry.get("details", {}))
 

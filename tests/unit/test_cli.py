@@ -88,7 +88,8 @@ def test_exec_is_journaled(inv: Path, tmp_path: Path) -> None:
     assert entry["command"] == "exec" and entry["hosts"] == ["app1"]
     assert entry["outcomes"]["app1"]["status"] == "ok"
     shown = opskit("journal", "--json", "--last", "1")
-    assert json.loads(shown.stdout)["entries"][0]["hosts"] == ["app1"]
+    run = json.loads(shown.stdout)["runs"][0]
+    assert run["hosts"] == ["app1"] and run["status"] == "ok" and run["command"] == "exec"
 
 
 def test_dry_run_runs_nothing(inv: Path, tmp_path: Path) -> None:

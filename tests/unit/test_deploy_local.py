@@ -180,9 +180,14 @@ def test_journal_has_one_entry_per_deploy_and_rollback(tmp_path: Path, repo: Pat
     deploy(inv, "v1")
     deploy(inv, "v2")
     opskit(inv, "rollback", "--yes")
-    entries = [json.loads(x) for x in (tmp_path / "journal.jsonl").read_text().splitlines()]
-    assert [e["command"] for e in entries] == ["deploy", "deploy", "rollback"]
-    assert entries[0]["details"]["release"] and entries[0]["outcomes"]["h1"]["status"] == "ok"
+    records = [json.loads(x) for x in (tmp_path / "journal.jsonl").read_text().splitlines()]
+    # Each run: its started record before the change, then its end.
+    assert [(e["command"], e["phase"]) for e in records] == [
+        ("deploy", "started"), ("deploy", "end"), ("deploy", "started"), ("deploy", "end"),
+        ("rollback", "started"), ("rollback", "end")]
+    assert records[0]["plan"]["release"] == records[1]["details"]["release"]
+    assert records[1]["outcomes"]["h1"]["status"] == "ok"
+    assert len({e["run_id"] for e in records}) == 3
 
 
 def test_bad_input_is_one_line(tmp_path: Path, repo: Path) -> None:

@@ -321,3 +321,32 @@ def test_fab_tasks_call_the_same_library(released: LabStatus, journal: Path) -> 
     assert served(released.host(target).address)["release"] != release
     entry = json.loads(journal.read_text().splitlines()[-1])
     assert (entry["command"], entry["via"]) == ("rollback", "fab")
+
+
+def test_a_deploy_killed_midway_is_journaled_as_interrupted(released: LabStatus,
+                                                            journal: Path) -> None:
+    inv = released.inventory_path
+    proc = subprocess.Popen([sys.executable, "-m", "opskit", "-i", str(inv), "deploy", "--ref",
+                             "v1", "--yes", "--batch", "1,100%"], cwd=ROOT,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # the canary batch has begun on the hosts
+            if line.startswith("batch 1"):
+                break
+        time.sleep(0.3)
+    finally:
+        proc.kill()
+        proc.wait()
+    records = [json.loads(x) for x in journal.read_text().splitlines()]
+    assert [r["phase"] for r in records if r["command"] == "deploy"] == ["started"]
+    runs = json.loads(opskit(inv, "journal", "--json").stdout)["runs"]
+    killed = [r for r in runs if r["command"] == "deploy"]
+    assert len(killed) == 1 and killed[0]["status"] == "interrupted"
+    assert killed[0]["exit_code"] is None and len(killed[0]["hosts"]) == len(app_hosts(released))
+    shown = opskit(inv, "journal", "show", killed[0]["run_id"])
+    assert "no end record" in shown.stdout and "v1" in shown.stdout
+    # The next deploy is not blocked by the killed one, and finishes the job.
+    code, doc = deploy(inv, "v2", "--batch", "100%")
+    assert code == 0, doc

@@ -36,7 +36,9 @@ def discard(ec2: Any, where: str, method: str, snapshots: Sequence[str], window:
     left, why_left = _delete(ec2, snapshots)
     n = len(snapshots)
     noun = f"{n} snapshot{'s' if n != 1 else ''}"
-    if not left:
+    if not snapshots:
+        fate = "and no snapshot came back"
+    elif not left:
         fate = f"its {noun} {'were' if n != 1 else 'was'} deleted"
     else:
         tagged = _mark(ec2, left)

@@ -55,6 +55,15 @@ def verdict(reason, thawed_by_us):
     return reason
 
 
+def release(pipe_w):
+    """Tell the watchdog it is not needed. At the deadline it may have thawed and exited
+    already: its end is closed (EPIPE), which must not stop us from saying THAWED."""
+    try:
+        os.write(pipe_w, b"done")
+    except OSError:
+        pass
+
+
 def watchdog(mount, deadline, pipe_r):
     """In a child: wait for the guard to say "done" or die, or for the deadline; then thaw."""
     os.setsid()
@@ -92,7 +101,7 @@ def main():
         signal.signal(sig, lambda s, f: stop.append("signal"))
     code, out = run(["fsfreeze", "-f", mount])
     if code != 0:
-        os.write(pipe_w, b"done")
+        release(pipe_w)
         say(f"FAILED fsfreeze -f {mount}: {out}")
         return 4
     frozen_at = time.monotonic()
@@ -118,7 +127,7 @@ def main():
     window_ms = (time.monotonic() - frozen_at) * 1000
     ok = result != "failed"
     if ok:
-        os.write(pipe_w, b"done")
+        release(pipe_w)
     say(f"THAWED {verdict(reason, result)} {window_ms:.1f}" if ok else f"THAWFAILED {mount}")
     return 0 if ok else 5
 

@@ -128,11 +128,11 @@ class _CreateOnHost:
             if not taken:
                 raise
             method, made = taken[0]
-            raise discard(ec2, where, method, list(made.values()), exc.window, took,
+            raise discard(ec2, where, sid, method, list(made.values()), exc.window, took,
                           thaw=exc) from exc
         method, made = taken[0]
         if not window.held:  # the guard thawed first: taken (maybe partly) after the thaw
-            raise discard(ec2, where, method, list(made.values()), window, took)
+            raise discard(ec2, where, sid, method, list(made.values()), window, took)
         return self._finish(s, ec2, layout, sid, method, made, window.ms, took * 1000)
 
     def _finish(self, s: Session, ec2: Any, layout: discovery.Layout, sid: str, method: str,

@@ -15,7 +15,7 @@ from typing import Any
 
 from opskit import aws
 from opskit.snapshot.freeze import FreezeWindow, ThawNotConfirmed
-from opskit.snapshot.sets import CONSISTENT
+from opskit.snapshot.sets import CONSISTENT, SET_ID
 from opskit.transport.errors import CommandFailed
 
 CALLS = {"CreateSnapshots": "CreateSnapshots", "CreateSnapshot per volume":
@@ -30,9 +30,11 @@ class InconsistentSet(CommandFailed):
         self.hint = hint
 
 
-def discard(ec2: Any, where: str, method: str, snapshots: Sequence[str], window: FreezeWindow,
-            took_s: float, thaw: ThawNotConfirmed | None = None) -> InconsistentSet:
-    """Delete ``snapshots`` (tag the ones that stay); the error to raise for the host."""
+def discard(ec2: Any, where: str, set_id: str, method: str, returned: Sequence[str],
+            window: FreezeWindow, took_s: float,
+            thaw: ThawNotConfirmed | None = None) -> InconsistentSet:
+    """Delete the set's snapshots (tag the ones that stay); the error to raise for the host."""
+    snapshots = _of_set(ec2, set_id, returned)
     left, why_left = _delete(ec2, snapshots)
     n = len(snapshots)
     noun = f"{n} snapshot{'s' if n != 1 else ''}"
@@ -56,6 +58,20 @@ def discard(ec2: Any, where: str, method: str, snapshots: Sequence[str], window:
         message += "; THAW NOT CONFIRMED"
         hint = f"{thaw.hint}; then {hint}"
     return InconsistentSet(message, hint)
+
+
+def _of_set(ec2: Any, set_id: str, returned: Sequence[str]) -> list[str]:
+    """The call's snapshots, and any other carrying the set's id: a slow call that botocore
+    retried after its read timeout made snapshots that no response ever named."""
+    try:
+        found = aws.call(lambda: [
+            snap["SnapshotId"]
+            for page in ec2.get_paginator("describe_snapshots").paginate(
+                OwnerIds=["self"], Filters=[{"Name": f"tag:{SET_ID}", "Values": [set_id]}])
+            for snap in page.get("Snapshots", [])], error=CommandFailed)
+    except CommandFailed:
+        found = []  # the returned ones are still known: go on with those
+    return list(dict.fromkeys([*returned, *found]))
 
 
 def _delete(ec2: Any, snapshots: Sequence[str]) -> tuple[list[str], str]:

@@ -1,9 +1,10 @@
 """A small HTTP proxy on 127.0.0.1 in front of an EC2 endpoint (the lab's moto server), for
 tests that need a slow or a failing EC2 call: it holds the actions in ``hold`` for that many
 seconds before forwarding them, answers the actions in ``fail`` with EC2's
-UnauthorizedOperation error (a 400: botocore does not retry it), and forwards everything else
-at once. opskit reaches it as ``aws.endpoint_url``, the way it reaches moto: its code path is
-the production one."""
+UnauthorizedOperation error (a 400: botocore does not retry it), sends the actions in ``twice``
+upstream twice and answers with the second (as if botocore had retried after a read timeout:
+the first one's result is never seen), and forwards everything else at once. opskit reaches
+it as ``aws.endpoint_url``, the way it reaches moto: its code path is the production one."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class Ec2Proxy:
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.hold: dict[str, float] = {}
         self.fail: set[str] = set()
+        self.twice: set[str] = set()
         self.seen: Counter[str] = Counter()
         self._arrived = threading.Condition()
         self.url = ""
@@ -49,14 +51,20 @@ class Ec2Proxy:
             self._reply(req, 400, {"Content-Type": "text/xml"}, DENIED)
             return
         time.sleep(self.hold.get(action, 0))
+        headers = {k: v for k, v in req.headers.items() if k.lower() not in HOP_BY_HOP}
+        for _ in range(2 if action in self.twice else 1):
+            status, answer, data = self._forward(req.command, req.path, body, headers)
+        self._reply(req, status, answer, data)
+
+    def _forward(self, method: str, path: str, body: bytes,
+                 headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection(*self.upstream, timeout=60)
         try:
-            headers = {k: v for k, v in req.headers.items() if k.lower() not in HOP_BY_HOP}
-            conn.request(req.command, req.path, body=body, headers=headers)
+            conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
-            self._reply(req, resp.status, {k: v for k, v in resp.getheaders()
-                                           if k.lower() not in HOP_BY_HOP}, data)
+            return resp.status, {k: v for k, v in resp.getheaders()
+                                 if k.lower() not in HOP_BY_HOP}, data
         finally:
             conn.close()
 

@@ -123,6 +123,22 @@ def test_call_outliving_the_freeze_fails_the_host_and_deletes_the_set(
     assert writable(lab)
 
 
+def test_snapshots_of_a_retried_call_are_deleted_too(
+        lab: LabStatus, proxy: Ec2Proxy, inv: Path,
+        new_snapshots: dict[str, dict[str, Any]]) -> None:
+    # A slow call botocore retried made a set no response named: found by its set id.
+    proxy.hold["CreateSnapshots"] = HOLD
+    proxy.twice.add("CreateSnapshots")
+    before = all_snapshots(lab)
+    code, doc = run_json(inv, "snapshot", "create", "-l", HOST, "--yes", "--freeze-timeout",
+                         str(FREEZE))
+    host = doc["hosts"][0]
+    m = ERROR.fullmatch(host["error"])
+    assert code == 2 and m and m["fate"] == "its 8 snapshots were deleted", host
+    assert made_since(lab, before, new_snapshots) == {}
+    assert writable(lab)
+
+
 def test_undeletable_set_is_tagged_and_shown_inconsistent(
         lab: LabStatus, proxy: Ec2Proxy, inv: Path,
         new_snapshots: dict[str, dict[str, Any]]) -> None:

@@ -9,7 +9,8 @@ this process dies in any way (even SIGKILL: its end of a pipe closes) or at the 
 <reason> is "asked" only when the freeze held until opskit's THAW: THAW was read before the
 deadline (so the watchdog had not thawed) and this guard's own `fsfreeze -u` ended the freeze.
 Otherwise it is why the freeze ended first: "timeout", "eof", "signal", or "already" (THAW
-came in time but the filesystem was no longer frozen: something else thawed it). Only
+came in time but the filesystem was no longer frozen: something else thawed it, or the
+watchdog did when THAW came just before the deadline: we cannot tell, so no vouching). Only
 "asked" vouches that whatever opskit did before sending THAW happened inside the freeze.
 Exit 0 after a clean freeze+thaw; 3 refused (/, not a mount point, not freezable); 4 freeze
 failed; 5 thaw failed (the filesystem may still be frozen: say so loudly).

@@ -26,6 +26,7 @@ WHY = {
     "timeout": "thawed at its {timeout:g}s deadline",
     "eof": "thawed when its connection closed",
     "signal": "thawed on a signal",
+    # Something else thawed it (an fsfreeze -u), or the watchdog did, THAW being just in time.
     "already": "found the filesystem already thawed (by something else)",
 }
 

@@ -51,8 +51,8 @@ Examples:
 @click.option("--tag", "tags", multiple=True, metavar="K=V",
               help="Extra tag on every snapshot of the set. Example: --tag reason=pre-upgrade")
 @click.option("--freeze-timeout", type=SECONDS, metavar="S",
-              help="Thaw after S seconds whatever happens (default 30). Example: "
-              "--freeze-timeout 20")
+              help="Thaw after S seconds whatever happens (default 30); a snapshot call "
+              "that outlasts it is discarded. Example: --freeze-timeout 20")
 @click.option("--retention", metavar="CLASS", help="Retention class tag (default: the host's "
               "snapshot.retention or 'default'). Example: --retention hourly")
 @click.option("--cron", is_flag=True, help="For cron: no prompts, no colour, a lock against "
@@ -63,7 +63,8 @@ def create(app: AppContext, change: Change, mount: str | None, tags: tuple[str, 
            freeze_timeout: float | None, retention: str | None, cron: bool) -> int:
     """Freeze MOUNT on each selected host, snapshot all its EBS members in one call, thaw.
 
-    Exit status: 0 ok, 2 some host failed, 3 some unreachable, 4 refused (e.g. a member
+    Exit status: 0 ok, 2 some host failed (also: the freeze guard thawed before the snapshot
+    call returned, so that set was discarded), 3 some unreachable, 4 refused (e.g. a member
     volume that cannot be mapped, or another --cron run holding the lock).
     """
     env = app.env

@@ -1,10 +1,17 @@
 """Run on a target host (stdlib only): freeze a filesystem, thaw no matter what.
 
 argv: MOUNT TIMEOUT_SECONDS
-Protocol on stdout (one line each): "FROZEN" once frozen; "THAWED <reason> <window_ms>" after.
+Protocol on stdout (one line each): "FROZEN" once frozen; "THAWED <reason> <window_ms>" after,
+also when it thaws on its own (then it exits: a reader finds that line before the EOF).
 Thaws on the first of: a line "THAW" on stdin; EOF on stdin (the SSH connection or opskit
 died); TIMEOUT; SIGTERM/SIGHUP/SIGINT. A watchdog child, in its own session, also thaws when
 this process dies in any way (even SIGKILL: its end of a pipe closes) or at the deadline.
+<reason> is "asked" only when the freeze held until opskit's THAW: THAW was read before the
+deadline (so the watchdog had not thawed) and this guard's own `fsfreeze -u` ended the freeze.
+Otherwise it is why the freeze ended first: "timeout", "eof", "signal", or "already" (THAW
+came in time but the filesystem was no longer frozen: something else thawed it, or the
+watchdog did when THAW came just before the deadline: we cannot tell, so no vouching). Only
+"asked" vouches that whatever opskit did before sending THAW happened inside the freeze.
 Exit 0 after a clean freeze+thaw; 3 refused (/, not a mount point, not freezable); 4 freeze
 failed; 5 thaw failed (the filesystem may still be frozen: say so loudly).
 """
@@ -34,9 +41,28 @@ def run(argv):
 
 
 def thaw(mount):
+    """"thawed" (this call ended the freeze), "not frozen" (something else had), or "failed"."""
     code, out = run(["fsfreeze", "-u", mount])
-    # "Invalid argument": not frozen (already thawed by the other side): fine.
-    return code == 0 or "Invalid argument" in out
+    if code == 0:
+        return "thawed"
+    # "Invalid argument": not frozen (already thawed by the other side): fine for safety.
+    return "not frozen" if "Invalid argument" in out else "failed"
+
+
+def verdict(reason, thawed_by_us):
+    """The reason to report: "asked" only if the freeze held until THAW (see the docstring)."""
+    if reason == "asked" and thawed_by_us != "thawed":
+        return "already"
+    return reason
+
+
+def release(pipe_w):
+    """Tell the watchdog it is not needed. At the deadline it may have thawed and exited
+    already: its end is closed (EPIPE), which must not stop us from saying THAWED."""
+    try:
+        os.write(pipe_w, b"done")
+    except OSError:
+        pass
 
 
 def watchdog(mount, deadline, pipe_r):
@@ -76,7 +102,7 @@ def main():
         signal.signal(sig, lambda s, f: stop.append("signal"))
     code, out = run(["fsfreeze", "-f", mount])
     if code != 0:
-        os.write(pipe_w, b"done")
+        release(pipe_w)
         say(f"FAILED fsfreeze -f {mount}: {out}")
         return 4
     frozen_at = time.monotonic()
@@ -93,15 +119,17 @@ def main():
                 reason = "eof"
                 break
             if line.strip() == "THAW":
-                reason = "asked"
+                # Read at or after the deadline, the watchdog may have thawed already.
+                reason = "asked" if time.monotonic() < deadline else "timeout"
                 break
     if stop:
         reason = "signal"
-    ok = thaw(mount)
+    result = thaw(mount)
     window_ms = (time.monotonic() - frozen_at) * 1000
+    ok = result != "failed"
     if ok:
-        os.write(pipe_w, b"done")
-    say(f"THAWED {reason} {window_ms:.1f}" if ok else f"THAWFAILED {mount}")
+        release(pipe_w)
+    say(f"THAWED {verdict(reason, result)} {window_ms:.1f}" if ok else f"THAWFAILED {mount}")
     return 0 if ok else 5
 
 

@@ -4,6 +4,10 @@ Per host: discover the members -> pre-freeze hooks -> sync + freeze (guarded) ->
 CreateSnapshots call for the instance (boot volume and non-member volumes excluded) -> thaw
 -> tag each snapshot with its member index. Where CreateSnapshots is refused, one
 CreateSnapshot per member is the fallback (still inside the same freeze).
+
+Only the guard's word makes a set consistent: unless it says the freeze held until our THAW
+(it may have thawed at its deadline while the call was still running, or not answered at
+all), the snapshots are discarded (``discard.py``) and the host fails.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from opskit.runner import fleet
 from opskit.runner.fleet import FleetResult, Observer, RunOptions
 from opskit.snapshot import discovery
 from opskit.snapshot.config import SnapshotConfig
-from opskit.snapshot.freeze import frozen
+from opskit.snapshot.discard import discard
+from opskit.snapshot.freeze import ThawNotConfirmed, frozen
 from opskit.transport.errors import CommandFailed
 from opskit.transport.session import Session
 
@@ -110,12 +115,25 @@ class _CreateOnHost:
         now = datetime.now(timezone.utc)
         sid = set_id(s.host.name, cfg.mount, now)
         tags = _tags(cfg, s.host.name, layout, sid, now, self.extra_tags)
-        t0 = time.monotonic()
-        with frozen(s, cfg.mount, cfg.freeze_timeout) as window:
-            method, made = aws.call(lambda: _snapshot_call(
-                ec2, cfg.instance_id, layout, exclude, tags), "snapshot", error=CommandFailed)
-        call_ms = (time.monotonic() - t0) * 1000
-        return self._finish(s, ec2, layout, sid, method, made, window.ms, call_ms)
+        where = f"{s.host.name}:{cfg.mount}"
+        taken: list[tuple[str, dict[str, str]]] = []
+        try:
+            with frozen(s, cfg.mount, cfg.freeze_timeout) as window:
+                t0 = time.monotonic()
+                taken.append(aws.call(lambda: _snapshot_call(
+                    ec2, cfg.instance_id, layout, exclude, tags), "snapshot",
+                    error=CommandFailed))
+                took = time.monotonic() - t0
+        except ThawNotConfirmed as exc:
+            if not taken:
+                raise
+            method, made = taken[0]
+            raise discard(ec2, where, sid, method, list(made.values()), exc.window, took,
+                          thaw=exc) from exc
+        method, made = taken[0]
+        if not window.held:  # the guard thawed first: taken (maybe partly) after the thaw
+            raise discard(ec2, where, sid, method, list(made.values()), window, took)
+        return self._finish(s, ec2, layout, sid, method, made, window.ms, took * 1000)
 
     def _finish(self, s: Session, ec2: Any, layout: discovery.Layout, sid: str, method: str,
                 made: dict[str, str], window_ms: float | None, call_ms: float) -> dict[str, Any]:

@@ -33,6 +33,9 @@ Rules, in the order they are applied:
      pruning is not the place to decide.
    * otherwise (incomplete, error, or pending for more than a day, and older than the newest
      complete set): deleted. They never count toward any bucket.
+   * ``inconsistent`` sets (taken after the freeze guard thawed, ``opskit:consistent=false``)
+     are garbage whatever their age or neighbours: always deleted, none of the above keeps
+     them.
 
 Ordering is deterministic: groups by (host, mount) ascending, then newest first by
 (``created``, ``set_id``) descending within a group. Ties in ``created`` are broken by
@@ -262,7 +265,7 @@ def _plan_group(ours: Sequence[SnapshotSet], policy: KeepPolicy,
             reasons[s.set_id].append(f"{rule} {bucket}")
     newest = complete[0] if complete else None
     for s in ours:
-        if not s.complete:
+        if not s.complete and s.consistent:
             reasons[s.set_id].extend(_unfinished_reasons(s, newest, now))
     return reasons
 

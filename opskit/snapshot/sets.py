@@ -10,6 +10,11 @@ be damaged (hand edits, a tagging call that failed half way): that must never cr
 or a prune, so malformed tags make the set ``incomplete`` and the problem is recorded in
 :attr:`SnapshotSet.problems` / :attr:`SnapshotSet.reason` instead of raising.
 
+A set whose snapshots ``snapshot create`` could not vouch for (the freeze guard thawed before
+the snapshot call returned) and could not delete is tagged ``opskit:consistent=false``: such a
+set is ``inconsistent``, never complete, whatever else it looks like. Any member with that tag
+(or any value but ``true``) is enough.
+
 Order is deterministic everywhere: sets newest first by (``created``, ``set_id``) descending,
 members by (index, snapshot id).
 """
@@ -33,6 +38,7 @@ MEMBERS = f"{TAG}members"
 CREATED = f"{TAG}created"
 RETENTION = f"{TAG}retention"
 CREATED_BY = f"{TAG}created-by"
+CONSISTENT = f"{TAG}consistent"
 
 DEFAULT_RETENTION = "default"
 # Used only when neither the created tag nor any StartTime can be read: sorts such a set last.
@@ -83,6 +89,8 @@ class SnapshotSet:
     # Tag damage found while grouping (bad member index, bad date, members disagreeing...).
     # Any entry makes the set incomplete: we cannot vouch for a set we cannot read.
     problems: tuple[str, ...] = ()
+    # False when a member says opskit:consistent=false: taken outside the freeze window.
+    consistent: bool = True
 
     # -- verdicts ------------------------------------------------------------------------
 
@@ -127,17 +135,22 @@ class SnapshotSet:
     @cached_property
     def complete(self) -> bool:
         """True only when the set can restore the whole array: all members, all completed."""
-        return self._structurally_whole and all(m.state == "completed" for m in self.members)
+        return (self.consistent and self._structurally_whole
+                and all(m.state == "completed" for m in self.members))
 
     @cached_property
     def state(self) -> str:
-        """``complete`` | ``pending`` | ``incomplete`` | ``error``.
+        """``complete`` | ``pending`` | ``incomplete`` | ``error`` | ``inconsistent``.
 
-        Unreadable tags win over everything (``incomplete``): a prune must treat a set it
+        ``inconsistent`` (an ``opskit:consistent=false`` tag) wins over everything: the
+        snapshots were taken after the thaw, so no member state can make them usable.
+        Then unreadable tags (``incomplete``): a prune must treat a set it
         cannot read as broken rather than guess. Then any member in ``error`` makes the set
         ``error``; a missing/duplicate member ``incomplete``; a still-running snapshot
         ``pending``. Other EC2 states (``recoverable``...) are not restorable now: incomplete.
         """
+        if not self.consistent:
+            return "inconsistent"
         if self.problems:
             return "incomplete"
         if any(m.state == "error" for m in self.members):
@@ -156,6 +169,10 @@ class SnapshotSet:
         """Why the set is not complete, in one line; None when it is complete."""
         if self.complete:
             return None
+        if not self.consistent:
+            # The one reason that matters: nothing else can make this set usable.
+            return (f"not consistent: taken after the freeze guard thawed ({CONSISTENT}="
+                    "false)")
         parts = list(self.problems)
         if self.expected_members is None and not any(MEMBERS in p for p in self.problems):
             parts.append(f"no {MEMBERS} tag")
@@ -189,6 +206,7 @@ class SnapshotSet:
             "created": _iso(self.created),
             "state": self.state,
             "complete": self.complete,
+            "consistent": self.consistent,
             "reason": self.reason,
             "problems": list(self.problems),
             "expected_members": self.expected_members,
@@ -261,7 +279,13 @@ def _build(sid: str, items: Sequence[tuple[Mapping[str, Any], dict[str, str]]]) 
         by_opskit=all(CREATED_BY in t for t in all_tags),
         tags=_common_tags(all_tags),
         problems=tuple(problems),
+        consistent=not any(_says_inconsistent(t) for t in all_tags),
     )
+
+
+def _says_inconsistent(tags: Mapping[str, str]) -> bool:
+    # Only an explicit "true" vouches; a damaged value cannot.
+    return CONSISTENT in tags and tags[CONSISTENT].strip().lower() != "true"
 
 
 def _member(snap: Mapping[str, Any], tags: dict[str, str], problems: list[str]) -> Member:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections.abc import Callable
@@ -124,6 +125,30 @@ def test_young_pending_older_than_newest_complete_is_kept() -> None:
             mkset("slow", NOW - timedelta(hours=5), kind="pending")]
     p = plan(sets, KeepPolicy(last=1), NOW)
     assert kept_ids(p) == ["good", "slow"] and p.reasons("slow") == ["pending"]
+
+
+def inconsistent(set_id: str, created: datetime, kind: str = "complete") -> SnapshotSet:
+    s = dataclasses.replace(mkset(set_id, created, kind=kind), consistent=False)
+    assert s.state == "inconsistent" and not s.complete
+    return s
+
+
+def test_inconsistent_sets_are_always_deleted() -> None:
+    # Newer than the newest complete set, young, structurally whole: still garbage.
+    sets = [inconsistent("torn-new", NOW - timedelta(minutes=5)),
+            inconsistent("torn-pending", NOW - timedelta(minutes=9), kind="pending"),
+            mkset("good", NOW - timedelta(hours=1)),
+            inconsistent("torn-old", NOW - timedelta(days=2))]
+    p = plan(sets, KeepPolicy(last=10), NOW)
+    assert kept_ids(p) == ["good"] and p.reasons("good")[0] == "newest complete set"
+    assert ids(p.delete) == ["torn-new", "torn-pending", "torn-old"]
+
+
+def test_inconsistent_sets_go_even_without_a_complete_set() -> None:
+    sets = [inconsistent("torn", NOW - timedelta(hours=1)),
+            mkset("broken", NOW - timedelta(hours=2), kind="incomplete")]
+    p = plan(sets, KeepPolicy(daily=7), NOW)
+    assert kept_ids(p) == ["broken"] and ids(p.delete) == ["torn"]
 
 
 def test_group_without_complete_set_keeps_everything() -> None:

@@ -183,3 +183,38 @@ def test_to_dict_is_json() -> None:
     assert d["state"] == "pending" and d["created"] == "2026-11-24T04:50:12Z"
     assert d["size_gib"] == 2000 and len(d["members"]) == 4 and d["missing"] == []
     assert d["members"][0]["start_time"] == "2026-11-24T04:50:12Z"
+
+
+# -- sets taken outside the freeze window (opskit:consistent=false) ---------------------------
+
+
+def test_consistent_false_on_every_member_is_inconsistent_never_complete() -> None:
+    s = only(whole("s1", extra={"opskit:consistent": "false"}))
+    assert not s.consistent and not s.complete and s.state == "inconsistent"
+    assert s.reason is not None and "not consistent" in s.reason
+    d = json.loads(json.dumps(s.to_dict()))
+    assert d["state"] == "inconsistent" and d["complete"] is False and d["consistent"] is False
+
+
+def test_one_member_saying_inconsistent_is_enough() -> None:
+    snaps = whole("s1")
+    snaps[2] = snap("s1", 2, extra={"opskit:consistent": "false"})
+    assert only(snaps).state == "inconsistent"
+
+
+def test_inconsistent_wins_over_missing_member_tags() -> None:
+    # What create leaves when deletion fails: no member tags, only the consistent=false mark.
+    s = only([snap("s1", None, snapshot_id=f"snap-{i}", extra={"opskit:consistent": "false"})
+              for i in range(4)])
+    assert s.problems and s.state == "inconsistent" and not s.complete
+    assert s.reason is not None and s.reason.startswith("not consistent")
+
+
+def test_damaged_consistent_value_cannot_vouch() -> None:
+    assert only(whole("s1", extra={"opskit:consistent": "yes?"})).state == "inconsistent"
+
+
+def test_consistent_true_or_absent_is_complete() -> None:
+    for extra in ({}, {"opskit:consistent": "true"}, {"opskit:consistent": " True "}):
+        s = only(whole("s1", extra=extra))
+        assert s.consistent and s.complete and s.state == "complete", extra

@@ -25,8 +25,10 @@ from opskit.lab import accounts, keys, procs
 from opskit.lab.state import HostRecord
 from opskit.runner import wait
 
-# (dir under the host's state dir, mount point inside the host)
-MOUNTS = (("srv", "/srv"), ("data", "/data"), ("etc", "/etc/opskit-lab"))
+# (dir under the host's state dir, mount point inside the host). /var/lib/opskit: the
+# cluster lease's lock dir (runner/lease.py) must be each host's own, as on real hosts.
+MOUNTS = (("srv", "/srv"), ("data", "/data"), ("etc", "/etc/opskit-lab"),
+          ("var-opskit", "/var/lib/opskit"))
 ROOT_BASHRC = "root.bashrc"  # bind-mounted over /root/.bashrc in the host's namespace
 STOCK_BASHRC = "# ~/.bashrc of a lab host: Debian's stock root .bashrc sets nothing.\n"
 TOOLS = ("ssh-keygen", "unshare", "nsenter", "setsid", "mount", "hostname")

@@ -225,9 +225,10 @@ def held(lock_hosts: Sequence[Host], scope: str, *, options: RunOptions, run_id:
             with lease._lock:
                 lease.held[h.name] = _Held(float(ans["expires"]), sent + ttl)
         if len(lease.held) < lease.need:
+            answered = len(lease.held)
             _release(pool, hosts, lease)
             raise LeaseRefused(
-                f"cannot lock {lease.what}: {len(lease.held)} of {len(hosts)} lock hosts "
+                f"cannot lock {lease.what}: {answered} of {len(hosts)} lock hosts "
                 f"answered (need {lease.need}): {_missing_text(lease)}",
                 hint="bring the lock hosts back, or fix what the lease program said; with "
                 "fewer than a majority no run can tell it is the only one")

@@ -115,7 +115,7 @@ def test_two_runs_started_together_exactly_one_holds(lab: LabStatus, hosts: list
 
 
 def test_one_lock_host_down_still_a_majority(lab: LabStatus, hosts: list[Host], sc: str,
-                                             restore_after: None) -> None:
+                                             lab_restore: Callable[[], LabStatus]) -> None:
     stop_sshd(lab, "app3")
     rid = run_id()
     with held(hosts, sc, options=OPTIONS, run_id=rid, command="test", ttl=30) as lease:
@@ -124,6 +124,11 @@ def test_one_lock_host_down_still_a_majority(lab: LabStatus, hosts: list[Host], 
         lease.check()
         assert lease_file(lab, "app1", sc)["run_id"] == rid  # type: ignore[index]
     assert lease_file(lab, "app1", sc) is None
+    # Back up (its sshd rejoins the namespace), app3 still has its own lock dir.
+    lab_restore()
+    for n in NAMES:
+        own = Path(lab.state_dir) / "hosts" / n / "var-opskit"
+        assert on_host(lab, n, f"test /var/lib/opskit -ef {own}").returncode == 0, n
 
 
 def test_two_lock_hosts_down_refused_naming_them(lab: LabStatus, hosts: list[Host], sc: str,

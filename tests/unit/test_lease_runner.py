@@ -104,3 +104,18 @@ def test_bad_arguments_are_refused_before_any_host_is_asked(tmp_path: Path) -> N
                                          command="c", ttl=0):
         pass
     assert not any(p.exists() for p in (tmp_path / h.name for h in hosts))
+
+
+def test_lock_hosts_that_stop_answering_lose_the_lease_at_their_expiry(tmp_path: Path) -> None:
+    hosts = local_hosts(tmp_path)
+    with held(hosts, "pg.main", options=OPTIONS, run_id="r1", command="c", ttl=1.5) as lease:
+        lease.check()
+        # Two lock hosts now refuse every renewal (as an unreachable host would not answer).
+        for h in hosts[1:]:
+            os.chmod(h.vars["opskit_lease_dir"], 0o777)
+        wait.until(lambda: (lease.lost is not None, lease.lost), what="the lease to be lost",
+                   timeout=20, interval=0.05)
+        assert "1 of 3 lock hosts still held (need 2)" in str(lease.lost)
+        assert "writable" in str(lease.lost)
+        with pytest.raises(LeaseRefused, match="lease lost on the lease pg.main"):
+            lease.check()

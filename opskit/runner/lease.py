@@ -39,6 +39,7 @@ DIR_VAR = "opskit_lease_dir"  # a host var: the lock dir on that host, if not th
 SCOPE = re.compile(r"[a-z][a-z0-9_.%-]{0,199}")
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,30}")
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+MAX_TTL = 86400.0  # as onhost/lease.py
 CALL_TIMEOUT = 20.0  # one lease action on one host (an SSH round trip and a tiny program)
 
 
@@ -193,8 +194,8 @@ def held(lock_hosts: Sequence[Host], scope: str, *, options: RunOptions, run_id:
     ("the cluster main"); ``break_lock`` first removes whatever lease is there (kept in
     ``Lease.broken``). Released when the block ends, however it ends."""
     check_scope(scope)
-    if not ttl > 0:
-        raise UsageError(f"a lease ttl must be positive: {ttl!r}")
+    if not 0 < ttl <= MAX_TTL:
+        raise UsageError(f"a lease ttl must be in (0, {MAX_TTL:g}] seconds: {ttl!r}")
     hosts = sorted({h.name: h for h in lock_hosts}.values(), key=lambda h: h.name)
     if not hosts:
         raise UsageError(f"no lock hosts for {what or scope}")

@@ -92,7 +92,7 @@ Exit status: 0 done, 2 a step failed, 4 refused (master up, no fresh replica).
               "Example: --to redis2:6379")
 @click.option("--force", is_flag=True, help="Promote even when no candidate has a recent "
               "link to the master (journaled). Example: --force")
-@mutating("redis promote")
+@mutating("redis promote", locked=True)
 @shared_options
 def promote(app: AppContext, change: Change, to: str | None, force: bool) -> int:
     """Master down: promote the best replica, point the others at it, publish it."""
@@ -112,7 +112,7 @@ Examples:
 @click.option("--timeout-ms", type=click.IntRange(100, 600000), default=5000, show_default=True,
               help="How long FAILOVER may pause writes for the target to catch up. "
               "Example: --timeout-ms 10000")
-@mutating("redis switchover")
+@mutating("redis switchover", locked=True)
 @shared_options
 def switchover(app: AppContext, change: Change, to: str, timeout_ms: int) -> int:
     """Master alive: Redis FAILOVER TO the replica (no acknowledged write lost), re-point the
@@ -129,7 +129,7 @@ Examples:
   opskit redis rejoin -l redis redis1:6379 --yes
 """)
 @click.argument("instance", metavar="HOST:PORT")
-@mutating("redis rejoin")
+@mutating("redis rejoin", locked=True)
 @shared_options
 def rejoin(app: AppContext, change: Change, instance: str) -> int:
     """Make a returned old master a replica of the current master (never two masters)."""
@@ -145,7 +145,7 @@ Examples:
 """)
 @click.option("--allow-master", is_flag=True, help="Also BGSAVE on masters (a fork of the "
               "busiest process). Example: --allow-master")
-@mutating("redis backup")
+@mutating("redis backup", locked=True)
 @shared_options
 def backup(app: AppContext, change: Change, allow_master: bool) -> int:
     """BGSAVE on the replicas (never a master unless --allow-master); waits until LASTSAVE

@@ -91,36 +91,37 @@ class Change:
         self.begun = True
 
     @contextmanager
-    def lease(self, scope: str, hosts: Sequence[Host]) -> Iterator[Lease | None]:
+    def lease(self, scope: str, hosts: Sequence[Host], what: str | None = None
+              ) -> Iterator[Lease | None]:
         """One operator at a time: hold ``scope`` on a majority of ``hosts`` for the block
-        (``runner.lease``); a lock broken with --break-lock is journaled with its owner. A dry
-        run changes nothing, so it takes no lock (None)."""
+        (``runner.lease``; ``what`` names it in messages); a lock broken with --break-lock is
+        journaled with its owner. A dry run changes nothing, so it takes no lock (None)."""
         if self.dry_run:
             yield None
             return
         from opskit.runner import lease as lease_mod
 
         with lease_mod.held(hosts, scope, options=self.app.run_options(), run_id=self.run_id,
-                            command=self.name, ttl=self.lock_ttl,
-                            break_lock=self.break_lock) as held:
+                            command=self.name, ttl=self.lock_ttl, break_lock=self.break_lock,
+                            what=what) as held:
             if held.broken:
-                self.app.env.note(f"broke the lock {scope}: " + "; ".join(
-                    f"{b.get('host', '?')}: {b.get('owner', '?')} run {b.get('run_id', '?')}"
-                    for b in held.broken))
-                self.step(f"break the lock {scope}",
-                          {str(b.get("host", "-")): {"status": "ok", "exit_status": None,
-                                                     "error": None} for b in held.broken},
-                          details={"broken": held.broken})
+                self.app.env.note(f"broke the lock on {held.what}: " + "; ".join(
+                    f"{host}: {lease_mod.describe_holder(b)}" for host, b in held.broken.items()))
+                self.step(f"break the lock on {held.what}",
+                          {host: {"status": "ok", "exit_status": None, "error": None}
+                           for host in held.broken},
+                          details={"scope": scope, "broken": held.broken})
             yield held
 
     @contextmanager
-    def leases(self, wanted: Sequence[tuple[str, Sequence[Host]]]) -> Iterator[None]:
-        """Several leases (``(scope, hosts)`` each: snapshot's per host and mount, deploy's
-        per app root), taken in a fixed order (by scope, then hosts) so that two runs wanting
-        overlapping sets cannot each hold a part and wait on the other."""
+    def leases(self, wanted: Sequence[tuple[str, Sequence[Host], str]]) -> Iterator[None]:
+        """Several leases (``(scope, hosts, what)`` each: snapshot's per host and mount,
+        deploy's per app root), taken in a fixed order (by scope, then hosts) so that two runs
+        wanting overlapping sets cannot each hold a part and wait on the other."""
         with ExitStack() as stack:
-            for scope, hosts in sorted(wanted, key=lambda w: (w[0], [h.name for h in w[1]])):
-                stack.enter_context(self.lease(scope, hosts))
+            for scope, hosts, what in sorted(wanted, key=lambda w: (w[0],
+                                                                    [h.name for h in w[1]])):
+                stack.enter_context(self.lease(scope, hosts, what))
             yield
 
     def step(self, title: str, outcomes: dict[str, dict[str, Any]], *,

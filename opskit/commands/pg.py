@@ -10,6 +10,7 @@ from opskit.commands.options import AppContext, pass_app, shared_options
 from opskit.output import Environment
 from opskit.pg import checks, config, failover, rejoin, state, switchover
 from opskit.pg.lsn import fmt
+from opskit.runner import lease
 from opskit.units import human_bytes
 
 
@@ -54,7 +55,8 @@ VIEW = runbook_cmd.View(
     unreachable=lambda cs: any(n.role == state.UNREACHABLE for n in cs.nodes),
     warnings=lambda c, cs: checks.warnings(cs, c.max_lag_bytes),
     healthy="healthy: one primary, every standby streaming on its timeline",
-    final_key="final_status", lock=lambda c: (f"pg.{c.name}", c.lock_hosts))
+    final_key="final_status", lock=lambda c: (lease.scope("pg", c.name), c.lock_hosts,
+                                    f"the PostgreSQL cluster {c.name}"))
 
 
 @command.command("status", epilog="""\b

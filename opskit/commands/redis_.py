@@ -10,6 +10,7 @@ from opskit.commands.options import AppContext, pass_app, shared_options
 from opskit.inventory import Host
 from opskit.output import Environment
 from opskit.redis import checks, config, runbooks, state
+from opskit.runner import lease
 from opskit.units import human_bytes
 
 
@@ -63,7 +64,8 @@ VIEW = runbook_cmd.View(
     unreachable=lambda fs: any(x.role == state.UNREACHABLE for x in fs.instances),
     warnings=lambda _topo, fs: checks.warnings(fs),
     healthy="healthy: one master, every replica linked", final_key="final_topology",
-    lock=lambda t: ("redis", t.lock_hosts))
+    lock=lambda t: (lease.scope("redis", "replication"), t.lock_hosts,
+                    "the Redis replication group"))
 
 
 @command.command("status", epilog="""\b

@@ -25,19 +25,20 @@ Body = Callable[[hostpool.HostPool, Runbook], dict[str, Any]]
 Final = Callable[[hostpool.HostPool], tuple[str, dict[str, Any], Callable[[], None]]]
 
 
-def run(change: Change, *, question: str | None, lock: tuple[str, list[Host]], body: Body,
+def run(change: Change, *, question: str | None, lock: tuple[str, list[Host], str], body: Body,
         final: Final | None) -> int:
-    """``lock``: (scope, hosts) of the lease the steps run under (one operator at a time)."""
+    """``lock``: (scope, hosts, name) of the lease the steps run under (one operator at a
+    time)."""
     app, env = change.app, change.app.env
     rb = Runbook(env, change.name, app.argv, dry_run=change.dry_run)
     env.line(f"{change.name}{' (dry run: nothing is changed)' if change.dry_run else ''}",
              style="bold")
-    scope, lock_hosts = lock
+    scope, lock_hosts, what = lock
     change.begin(question, targets=[h.name for h in lock_hosts],
                  plan={"question": question, "lock": scope})
     with hostpool.pool(app.run_options()) as pool:
         try:
-            with change.lease(scope, lock_hosts) as lease:
+            with change.lease(scope, lock_hosts, what) as lease:
                 rb.guard = lease.check if lease is not None else None
                 details = body(pool, rb)
                 if final is not None and not change.dry_run:
@@ -78,8 +79,9 @@ class View(Generic[C, S]):
     warnings: Callable[[C, S], list[str]]
     healthy: str  # the line printed when there is no warning
     final_key: str  # where a runbook's JSON document puts the state after its steps
-    # What one operator at a time means for it: the lease's scope and the hosts it is held on.
-    lock: Callable[[C], tuple[str, list[Host]]]
+    # What one operator at a time means for it: the lease's scope, the hosts it is held on,
+    # and what it is called in messages ("the cluster main").
+    lock: Callable[[C], tuple[str, list[Host], str]]
 
 
 def status(app: AppContext, view: View[C, S]) -> int:

@@ -8,12 +8,12 @@ from datetime import datetime, timezone
 import click
 
 from opskit import aws, lock
-from opskit.runner import lease
 from opskit.commands.mutating import Change, mutating
 from opskit.commands.options import SECONDS, AppContext, pass_app, shared_options
 from opskit.commands.render import render_fleet_result
 from opskit.errors import EXIT_FAILED, EXIT_OK, SafetyError, StepError, UsageError
 from opskit.output import STATUS_STYLE, Environment
+from opskit.runner import lease
 from opskit.runner.fleet import HostResult
 from opskit.snapshot import config as snap_config
 from opskit.snapshot import create as snap_create
@@ -98,7 +98,8 @@ def create(app: AppContext, change: Change, mount: str | None, tags: tuple[str, 
                 raise
         # One run per host and mount, from any operator machine, manual or cron.
         stack.enter_context(change.leases(
-            [(lease.scope("snapshot", cfgs[h.name].mount), [h]) for h in hosts]))
+            [(lease.scope("snapshot", cfgs[h.name].mount), [h],
+              f"snapshots of {h.name}:{cfgs[h.name].mount}") for h in hosts]))
         with env.progress(len(hosts), "snapshot") as observer:
             observer.on_finish.append(lambda r: _render_host(env, r))
             result = snap_create.create(hosts, cfgs, extra, app.run_options(), observer)
@@ -281,9 +282,10 @@ def prune(app: AppContext, change: Change, keep_last: int | None, keep_hourly: i
 
             # The same lease as create's (host and mount): never prune under a running create.
             by_name = {h.name: h for h in selected}
-            wanted = {(lease.scope("snapshot", s.mount), s.host) for s in doomed}
-            stack.enter_context(change.leases([(scope, [by_name[host]])
-                                               for scope, host in sorted(wanted)]))
+            wanted = {(s.mount, s.host) for s in doomed}
+            stack.enter_context(change.leases([
+                (lease.scope("snapshot", m), [by_name[h]], f"snapshots of {h}:{m}")
+                for m, h in sorted(wanted)]))
 
         def journal_one(s: SnapshotSet, snap: str, error: str | None) -> None:
             change.step(f"delete {snap} of {s.set_id}",

@@ -25,8 +25,10 @@ from opskit.lab import accounts, keys, procs
 from opskit.lab.state import HostRecord
 from opskit.runner import wait
 
-# (dir under the host's state dir, mount point inside the host)
-MOUNTS = (("srv", "/srv"), ("data", "/data"), ("etc", "/etc/opskit-lab"))
+# (dir under the host's state dir, mount point inside the host). /var/lib/opskit: the
+# cluster lease's lock dir (runner/lease.py) must be each host's own, as on real hosts.
+MOUNTS = (("srv", "/srv"), ("data", "/data"), ("etc", "/etc/opskit-lab"),
+          ("var-opskit", "/var/lib/opskit"))
 ROOT_BASHRC = "root.bashrc"  # bind-mounted over /root/.bashrc in the host's namespace
 STOCK_BASHRC = "# ~/.bashrc of a lab host: Debian's stock root .bashrc sets nothing.\n"
 TOOLS = ("ssh-keygen", "unshare", "nsenter", "setsid", "mount", "hostname")
@@ -133,6 +135,16 @@ def _fresh_namespace_script(state_dir: pathlib.Path, rec: HostRecord) -> list[st
     return [*mounts, *accounts.mount_script(hdir), f"hostname {q(rec.name)}"]
 
 
+# Mounts added to MOUNTS after labs were already running: bound when an sshd rejoins.
+LATE_MOUNTS = (("var-opskit", "/var/lib/opskit"),)
+
+
+def _late_mounts(hdir: pathlib.Path) -> list[str]:
+    q = shlex.quote
+    return [f"if ! [ {q(point)} -ef {q(str(hdir / sub))} ]; then "
+            f"mount --bind {q(str(hdir / sub))} {q(point)}; fi" for sub, point in LATE_MOUNTS]
+
+
 def launch(state_dir: pathlib.Path, rec: HostRecord, *, join_pid: int | None = None) -> None:
     """Start the host's sshd, detached; its pid appears in ``launch.pid`` (see wait_ready).
 
@@ -149,8 +161,9 @@ def launch(state_dir: pathlib.Path, rec: HostRecord, *, join_pid: int | None = N
         steps += _fresh_namespace_script(state_dir, rec)
         enter = ["unshare", "--mount", "--uts", "--propagation", "private"]
     else:
-        # A namespace made before the lab had its own accounts gets them now.
+        # A namespace made before the lab had its own accounts (or lock dir) gets them now.
         steps += accounts.mount_script(hdir)
+        steps += _late_mounts(hdir)
         enter = ["nsenter", "-t", str(join_pid), "-m", "-u"]
     # -e: log to stderr (our log file); there may be no syslog daemon on a lab machine.
     steps.append(f"exec {q(sshd_binary())} -D -e -f {q(str(cfg))}")

@@ -34,7 +34,8 @@ def start(inv: Path, journal: Path, *args: str) -> subprocess.Popen[str]:
 
 def together(inv: Path, journal: Path, *runs: list[str]) -> list[tuple[int, str, str]]:
     procs = [start(inv, journal, *args) for args in runs]
-    return [(p.returncode, *p.communicate(timeout=240)) for p in procs]
+    outs = [p.communicate(timeout=240) for p in procs]
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outs, strict=True)]
 
 
 def records(journal: Path) -> list[dict[str, Any]]:

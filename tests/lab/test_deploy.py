@@ -347,9 +347,15 @@ def test_a_deploy_killed_midway_is_journaled_as_interrupted(released: LabStatus,
     assert killed[0]["exit_code"] is None and len(killed[0]["hosts"]) == len(app_hosts(released))
     shown = opskit(inv, "journal", "show", killed[0]["run_id"])
     assert "no end record" in shown.stdout and "v1" in shown.stdout
-    # The next deploy is not blocked by the killed one, and finishes the job.
-    code, doc = deploy(inv, "v2", "--batch", "100%")
+    # Its lease outlives it (until its ttl): the next deploy is refused, naming the dead run;
+    # --break-lock (journaled) takes it over and finishes the job.
+    proc = opskit(inv, "deploy", "--ref", "v2", "--yes", "--batch", "100%")
+    assert proc.returncode == 4 and killed[0]["run_id"] in proc.stderr, proc
+    code, doc = deploy(inv, "v2", "--batch", "100%", "--break-lock")
     assert code == 0, doc
+    broke = [json.loads(x) for x in journal.read_text().splitlines()]
+    assert any(r["phase"] == "step" and killed[0]["run_id"] in json.dumps(r["details"])
+               for r in broke)
 
 
 def test_two_deploys_at_once_one_runs_the_other_is_refused(released: LabStatus,

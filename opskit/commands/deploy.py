@@ -41,7 +41,7 @@ Examples:
 @click.option("--no-auto-rollback", is_flag=True,
               help="Leave failed hosts on the new release (and out of the target group) for "
               "inspection. Example: --no-auto-rollback")
-@mutating("deploy")
+@mutating("deploy", locked=True)
 @shared_options
 def command(app: AppContext, change: Change, ref: str | None, artifact_path: str | None,
             batch: str, max_fail_percent: float, no_auto_rollback: bool) -> int:
@@ -68,7 +68,8 @@ def command(app: AppContext, change: Change, ref: str | None, artifact_path: str
                      plan={"release": art.release, "revision": art.revision,
                            "sha256": art.sha256, "batch": batch})
         env.note(f"release {art.release}: {art.size} bytes, sha256 {art.sha256[:16]}...")
-        with env.progress(len(hosts), "deploy") as observer:
+        with change.leases(deploy_mod.leases(hosts)), \
+                env.progress(len(hosts), "deploy") as observer:
             observer.on_finish.append(lambda r: _render_host(env, r))
             result = deploy_mod.deploy(
                 hosts, art, options, app.run_options(), observer=observer, note=env.note,

@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from opskit import journal
-from opskit.commands.options import AppContext
+from opskit.commands.options import SECONDS, AppContext
 from opskit.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -40,10 +41,19 @@ from opskit.errors import (
     UsageError,
 )
 
+if TYPE_CHECKING:
+    from opskit.inventory import Host
+    from opskit.runner.lease import Lease
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 YES_HELP = "Do not ask for confirmation (cron, runbooks). Example: --yes"
 DRY_RUN_HELP = "Print the plan and change nothing. Example: --dry-run"
+BREAK_LOCK_HELP = ("Remove another run's lock first (journaled, with its owner): only when you "
+                   "know that run is dead. Example: --break-lock")
+LOCK_TTL_HELP = ("How long the lock outlives this run if it is killed (renewed while it runs), "
+                 "5-3600 seconds. Example: --lock-ttl 60")
+LOCK_TTL_DEFAULT = 120.0
 
 
 @dataclass
@@ -58,6 +68,8 @@ class Change:
     t0: float = field(default_factory=time.monotonic)
     begun: bool = False  # the started record is written
     ended: bool = False  # the end record is written (or was attempted)
+    break_lock: bool = False
+    lock_ttl: float = LOCK_TTL_DEFAULT
 
     @property
     def argv(self) -> list[str]:
@@ -77,6 +89,40 @@ class Change:
         except ConfigError as exc:
             raise ConfigError(f"{exc.message}; nothing was changed", hint=exc.hint) from exc
         self.begun = True
+
+    @contextmanager
+    def lease(self, scope: str, hosts: Sequence[Host], what: str | None = None
+              ) -> Iterator[Lease | None]:
+        """One operator at a time: hold ``scope`` on a majority of ``hosts`` for the block
+        (``runner.lease``; ``what`` names it in messages); a lock broken with --break-lock is
+        journaled with its owner. A dry run changes nothing, so it takes no lock (None)."""
+        if self.dry_run:
+            yield None
+            return
+        from opskit.runner import lease as lease_mod
+
+        with lease_mod.held(hosts, scope, options=self.app.run_options(), run_id=self.run_id,
+                            command=self.name, ttl=self.lock_ttl, break_lock=self.break_lock,
+                            what=what) as held:
+            if held.broken:
+                self.app.env.note(f"broke the lock on {held.what}: " + "; ".join(
+                    f"{host}: {lease_mod.describe_holder(b)}" for host, b in held.broken.items()))
+                self.step(f"break the lock on {held.what}",
+                          {host: {"status": "ok", "exit_status": None, "error": None}
+                           for host in held.broken},
+                          details={"scope": scope, "broken": held.broken})
+            yield held
+
+    @contextmanager
+    def leases(self, wanted: Sequence[tuple[str, Sequence[Host], str]]) -> Iterator[None]:
+        """Several leases (``(scope, hosts, what)`` each: snapshot's per host and mount,
+        deploy's per app root), taken in a fixed order (by scope, then hosts) so that two runs
+        wanting overlapping sets cannot each hold a part and wait on the other."""
+        with ExitStack() as stack:
+            for scope, hosts, what in sorted(wanted, key=lambda w: (w[0],
+                                                                    [h.name for h in w[1]])):
+                stack.enter_context(self.lease(scope, hosts, what))
+            yield
 
     def step(self, title: str, outcomes: dict[str, dict[str, Any]], *,
              details: dict[str, Any] | None = None, ok: bool = True) -> None:
@@ -149,8 +195,9 @@ class Change:
         self.record({}, exit_code=code, details={"error": error})
 
 
-def mutating(name: str, *, dry_run: bool = True) -> Callable[[F], F]:
-    """Declare a mutating command: adds --yes (and --dry-run unless ``dry_run=False``), and
+def mutating(name: str, *, dry_run: bool = True, locked: bool = False) -> Callable[[F], F]:
+    """Declare a mutating command: adds --yes (and --dry-run unless ``dry_run=False``;
+    --break-lock and --lock-ttl when ``locked``: it takes a lease, see ``Change.lease``), and
     calls ``fn(app, change, **params)``. Put it below ``@click.command`` and the command's
     own options, above ``@shared_options``."""
 
@@ -160,7 +207,9 @@ def mutating(name: str, *, dry_run: bool = True) -> Callable[[F], F]:
             app = click.get_current_context().find_object(AppContext)
             assert app is not None  # cli.run always passes one
             change = Change(app, name, dry_run=bool(kwargs.pop("dry_run", False)),
-                            yes=bool(kwargs.pop("yes", False)), run_id=journal.begin_run(app.via))
+                            yes=bool(kwargs.pop("yes", False)), run_id=journal.begin_run(app.via),
+                            break_lock=bool(kwargs.pop("break_lock", False)),
+                            lock_ttl=float(kwargs.pop("lock_ttl", None) or LOCK_TTL_DEFAULT))
             try:
                 return fn(app, change, *args, **kwargs)
             except BaseException as exc:
@@ -168,9 +217,19 @@ def mutating(name: str, *, dry_run: bool = True) -> Callable[[F], F]:
                 raise
 
         wrapped = click.option("-y", "--yes", is_flag=True, help=YES_HELP)(wrapper)
+        if locked:
+            wrapped = click.option("--break-lock", is_flag=True, help=BREAK_LOCK_HELP)(wrapped)
+            wrapped = click.option("--lock-ttl", type=SECONDS, metavar="S",
+                                   callback=_ttl_in_range, help=LOCK_TTL_HELP)(wrapped)
         if dry_run:
             wrapped = click.option("-n", "--dry-run", is_flag=True, help=DRY_RUN_HELP)(wrapped)
         wrapped.__dict__["opskit_mutating"] = name  # the Fabric front end lists these
         return wrapped  # type: ignore[return-value]
 
     return decorate
+
+
+def _ttl_in_range(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and not 5 <= value <= 3600:
+        raise click.BadParameter(f"must be 5-3600 seconds, got {value:g}", ctx, param)
+    return value

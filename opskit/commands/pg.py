@@ -10,6 +10,7 @@ from opskit.commands.options import AppContext, pass_app, shared_options
 from opskit.output import Environment
 from opskit.pg import checks, config, failover, rejoin, state, switchover
 from opskit.pg.lsn import fmt
+from opskit.runner import lease
 from opskit.units import human_bytes
 
 
@@ -54,7 +55,8 @@ VIEW = runbook_cmd.View(
     unreachable=lambda cs: any(n.role == state.UNREACHABLE for n in cs.nodes),
     warnings=lambda c, cs: checks.warnings(cs, c.max_lag_bytes),
     healthy="healthy: one primary, every standby streaming on its timeline",
-    final_key="final_status", lock=lambda c: (f"pg.{c.name}", c.lock_hosts))
+    final_key="final_status", lock=lambda c: (lease.scope("pg", c.name), c.lock_hosts,
+                                    f"the PostgreSQL cluster {c.name}"))
 
 
 @command.command("status", epilog="""\b
@@ -83,7 +85,7 @@ Exit status: 0 done, 2 a step failed, 4 refused by a preflight check.
               "with the most WAL replayed). Example: --to db2")
 @click.option("--force", is_flag=True, help="Promote despite failed preflight checks (lag, "
               "paused replay, timeline); journaled. Example: --force")
-@mutating("pg failover")
+@mutating("pg failover", locked=True)
 @shared_options
 def failover_cmd(app: AppContext, change: Change, to: str | None, force: bool) -> int:
     """Primary down (or must go now): check, fence the old primary, promote a standby, make
@@ -102,7 +104,7 @@ Exit status: 0 done, 2 a step failed (PgBouncer is resumed), 4 refused.
 """)
 @click.option("--to", "to", required=True, metavar="NODE",
               help="The standby to become primary. Example: --to db2")
-@mutating("pg switchover")
+@mutating("pg switchover", locked=True)
 @shared_options
 def switchover_cmd(app: AppContext, change: Change, to: str) -> int:
     """Planned change of primary: PAUSE PgBouncer, clean stop, promote, old primary rejoins,
@@ -117,7 +119,7 @@ Examples:
   opskit pg rejoin -l db db1 --yes
 """)
 @click.argument("node")
-@mutating("pg rejoin")
+@mutating("pg rejoin", locked=True)
 @shared_options
 def rejoin_cmd(app: AppContext, change: Change, node: str) -> int:
     """Bring a former primary back as a standby of the current primary (repmgr node rejoin,

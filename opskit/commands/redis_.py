@@ -10,6 +10,7 @@ from opskit.commands.options import AppContext, pass_app, shared_options
 from opskit.inventory import Host
 from opskit.output import Environment
 from opskit.redis import checks, config, runbooks, state
+from opskit.runner import lease
 from opskit.units import human_bytes
 
 
@@ -63,7 +64,8 @@ VIEW = runbook_cmd.View(
     unreachable=lambda fs: any(x.role == state.UNREACHABLE for x in fs.instances),
     warnings=lambda _topo, fs: checks.warnings(fs),
     healthy="healthy: one master, every replica linked", final_key="final_topology",
-    lock=lambda t: ("redis", t.lock_hosts))
+    lock=lambda t: (lease.scope("redis", "replication"), t.lock_hosts,
+                    "the Redis replication group"))
 
 
 @command.command("status", epilog="""\b
@@ -92,7 +94,7 @@ Exit status: 0 done, 2 a step failed, 4 refused (master up, no fresh replica).
               "Example: --to redis2:6379")
 @click.option("--force", is_flag=True, help="Promote even when no candidate has a recent "
               "link to the master (journaled). Example: --force")
-@mutating("redis promote")
+@mutating("redis promote", locked=True)
 @shared_options
 def promote(app: AppContext, change: Change, to: str | None, force: bool) -> int:
     """Master down: promote the best replica, point the others at it, publish it."""
@@ -112,7 +114,7 @@ Examples:
 @click.option("--timeout-ms", type=click.IntRange(100, 600000), default=5000, show_default=True,
               help="How long FAILOVER may pause writes for the target to catch up. "
               "Example: --timeout-ms 10000")
-@mutating("redis switchover")
+@mutating("redis switchover", locked=True)
 @shared_options
 def switchover(app: AppContext, change: Change, to: str, timeout_ms: int) -> int:
     """Master alive: Redis FAILOVER TO the replica (no acknowledged write lost), re-point the
@@ -129,7 +131,7 @@ Examples:
   opskit redis rejoin -l redis redis1:6379 --yes
 """)
 @click.argument("instance", metavar="HOST:PORT")
-@mutating("redis rejoin")
+@mutating("redis rejoin", locked=True)
 @shared_options
 def rejoin(app: AppContext, change: Change, instance: str) -> int:
     """Make a returned old master a replica of the current master (never two masters)."""
@@ -145,7 +147,7 @@ Examples:
 """)
 @click.option("--allow-master", is_flag=True, help="Also BGSAVE on masters (a fork of the "
               "busiest process). Example: --allow-master")
-@mutating("redis backup")
+@mutating("redis backup", locked=True)
 @shared_options
 def backup(app: AppContext, change: Change, allow_master: bool) -> int:
     """BGSAVE on the replicas (never a master unless --allow-master); waits until LASTSAVE

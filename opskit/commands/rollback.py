@@ -24,7 +24,7 @@ Examples:
 @click.option("--to", "to", metavar="RELEASE",
               help="Release id to switch to (see `opskit releases`); default: the one before "
               "current on each host. Example: --to 20261124031500123-3f2a9c1")
-@mutating("rollback")
+@mutating("rollback", locked=True)
 @shared_options
 def command(app: AppContext, change: Change, to: str | None) -> int:
     """Switch `current` back on the selected hosts (default group `app`), reload, check health.
@@ -46,7 +46,8 @@ def command(app: AppContext, change: Change, to: str | None) -> int:
                              f"and health-check: {' '.join(names)}"), names)
     change.begin(f"Roll back {len(hosts)} hosts to {target}?", targets=names,
                  plan={"to": to})
-    with env.progress(len(hosts), "rollback") as observer:
+    with change.leases(deploy_mod.leases(hosts)), \
+            env.progress(len(hosts), "rollback") as observer:
         observer.on_finish.append(lambda r: _render_host(env, r))
         result = deploy_mod.rollback(hosts, to, app.run_options(), observer=observer,
                                      note=env.note)

@@ -5,7 +5,7 @@ confirmation come from the mutating-command shape (``commands.mutating``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -25,27 +25,33 @@ Body = Callable[[hostpool.HostPool, Runbook], dict[str, Any]]
 Final = Callable[[hostpool.HostPool], tuple[str, dict[str, Any], Callable[[], None]]]
 
 
-def run(change: Change, *, question: str | None, targets: Sequence[str], body: Body,
+def run(change: Change, *, question: str | None, lock: tuple[str, list[Host], str], body: Body,
         final: Final | None) -> int:
+    """``lock``: (scope, hosts, name) of the lease the steps run under (one operator at a
+    time)."""
     app, env = change.app, change.app.env
     rb = Runbook(env, change.name, app.argv, dry_run=change.dry_run)
     env.line(f"{change.name}{' (dry run: nothing is changed)' if change.dry_run else ''}",
              style="bold")
-    change.begin(question, targets=targets, plan={"question": question})
+    scope, lock_hosts, what = lock
+    change.begin(question, targets=[h.name for h in lock_hosts],
+                 plan={"question": question, "lock": scope})
     with hostpool.pool(app.run_options()) as pool:
         try:
-            details = body(pool, rb)
+            with change.lease(scope, lock_hosts, what) as lease:
+                rb.guard = lease.check if lease is not None else None
+                details = body(pool, rb)
+                if final is not None and not change.dry_run:
+                    key, state, show = final(pool)
+                    details[key] = state
+                    if not env.json:
+                        env.line("")
+                        show()
         except OpskitError as exc:
             doc = _finish(change, rb, exc.exit_code, {"error": exc.message, "hint": exc.hint})
             if env.json:
                 env.emit_json(doc)
             raise
-        if final is not None and not change.dry_run:
-            key, state, show = final(pool)
-            details[key] = state
-            if not env.json:
-                env.line("")
-                show()
     doc = _finish(change, rb, EXIT_OK, details)
     if env.json:
         env.emit_json(doc)
@@ -73,8 +79,9 @@ class View(Generic[C, S]):
     warnings: Callable[[C, S], list[str]]
     healthy: str  # the line printed when there is no warning
     final_key: str  # where a runbook's JSON document puts the state after its steps
-    # What one operator at a time means for it: the lease's scope and the hosts it is held on.
-    lock: Callable[[C], tuple[str, list[Host]]]
+    # What one operator at a time means for it: the lease's scope, the hosts it is held on,
+    # and what it is called in messages ("the cluster main").
+    lock: Callable[[C], tuple[str, list[Host], str]]
 
 
 def status(app: AppContext, view: View[C, S]) -> int:
@@ -106,6 +113,5 @@ def runbook(change: Change, view: View[C, S], question: str | None,
         return (view.final_key, st.to_dict(),  # type: ignore[attr-defined]
                 lambda: view.render(change.app.env, cfg, st))
 
-    _scope, lock_hosts = view.lock(cfg)
-    return run(change, question=question, targets=[h.name for h in lock_hosts],
+    return run(change, question=question, lock=view.lock(cfg),
                body=lambda pool, rb: body(cfg, pool, rb), final=final)

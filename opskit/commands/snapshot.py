@@ -13,6 +13,7 @@ from opskit.commands.options import SECONDS, AppContext, pass_app, shared_option
 from opskit.commands.render import render_fleet_result
 from opskit.errors import EXIT_FAILED, EXIT_OK, SafetyError, StepError, UsageError
 from opskit.output import STATUS_STYLE, Environment
+from opskit.runner import lease
 from opskit.runner.fleet import HostResult
 from opskit.snapshot import config as snap_config
 from opskit.snapshot import create as snap_create
@@ -57,7 +58,7 @@ Examples:
               "snapshot.retention or 'default'). Example: --retention hourly")
 @click.option("--cron", is_flag=True, help="For cron: no prompts, no colour, a lock against "
               "overlapping runs, quiet on success. Example: --cron")
-@mutating("snapshot create")
+@mutating("snapshot create", locked=True)
 @shared_options
 def create(app: AppContext, change: Change, mount: str | None, tags: tuple[str, ...],
            freeze_timeout: float | None, retention: str | None, cron: bool) -> int:
@@ -96,6 +97,10 @@ def create(app: AppContext, change: Change, mount: str | None, tags: tuple[str, 
                 change.record({}, exit_code=exc.exit_code, duration=0,
                               details={"refused": exc.message})
                 raise
+        # One run per host and mount, from any operator machine, manual or cron.
+        stack.enter_context(change.leases(
+            [(lease.scope("snapshot", cfgs[h.name].mount), [h],
+              f"snapshots of {h.name}:{cfgs[h.name].mount}") for h in hosts]))
         with env.progress(len(hosts), "snapshot") as observer:
             observer.on_finish.append(lambda r: _render_host(env, r))
             result = snap_create.create(hosts, cfgs, extra, app.run_options(), observer)
@@ -243,7 +248,7 @@ Examples:
 @click.option("--mount", metavar="PATH", help="Only sets of this mount. Example: --mount /data")
 @click.option("--cron", is_flag=True, help="For cron: no prompts, a lock, quiet on success. "
               "Example: --cron")
-@mutating("snapshot prune")
+@mutating("snapshot prune", locked=True)
 @shared_options
 def prune(app: AppContext, change: Change, keep_last: int | None, keep_hourly: int | None,
           keep_daily: int | None, keep_weekly: int | None, keep_monthly: int | None,
@@ -263,8 +268,9 @@ def prune(app: AppContext, change: Change, keep_last: int | None, keep_hourly: i
     with contextlib.ExitStack() as stack:
         if cron:
             stack.enter_context(lock.exclusive("snapshot"))
+        selected = app.select()
         plans = [(aws_vars, retention.plan(found, policy, now))
-                 for aws_vars, found in store.sets_by_account(app.select(), mount)]
+                 for aws_vars, found in store.sets_by_account(selected, mount)]
         doomed = [s for _, p in plans for s in p.delete]
         doc = {"dry_run": change.dry_run, "plans": [p.to_dict() for _, p in plans]}
         if change.dry_run:
@@ -274,6 +280,13 @@ def prune(app: AppContext, change: Change, keep_last: int | None, keep_hourly: i
                          targets=sorted({s.host for s in doomed}),
                          plan={"policy": policy.to_dict(),
                                "delete": {s.set_id: s.snapshot_ids for s in doomed}})
+
+            # The same lease as create's (host and mount): never prune under a running create.
+            by_name = {h.name: h for h in selected}
+            wanted = {(s.mount, s.host) for s in doomed}
+            stack.enter_context(change.leases([
+                (lease.scope("snapshot", m), [by_name[h]], f"snapshots of {h}:{m}")
+                for m, h in sorted(wanted)]))
 
         def journal_one(s: SnapshotSet, snap: str, error: str | None) -> None:
             change.step(f"delete {snap} of {s.set_id}",

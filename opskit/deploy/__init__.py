@@ -6,7 +6,7 @@ See docs/deploy.md. The command modules and fabfile tasks call these functions.
 from opskit.deploy.artifact import Artifact, build, from_git, from_tarball
 from opskit.deploy.config import check_release_name
 from opskit.deploy.releases import drift, list_releases, rollback
-from opskit.deploy.rollout import DeployOptions, DeployResult, deploy, load_configs, plan
+from opskit.deploy.rollout import DeployOptions, DeployResult, deploy, leases, load_configs, plan
 
 __all__ = [
     "Artifact",
@@ -18,6 +18,7 @@ __all__ = [
     "drift",
     "from_git",
     "from_tarball",
+    "leases",
     "list_releases",
     "load_configs",
     "plan",

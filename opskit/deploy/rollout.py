@@ -22,6 +22,7 @@ from opskit.deploy.artifact import Artifact
 from opskit.deploy.config import DeployConfig
 from opskit.inventory import Host
 from opskit.runner import fleet
+from opskit.runner import lease as lease_mod
 from opskit.runner.fleet import (
     FAILED,
     SKIPPED,
@@ -71,6 +72,16 @@ class DeployResult:
 def load_configs(hosts: Sequence[Host]) -> dict[str, DeployConfig]:
     """Every host's settings, checked before anything runs (bad input changes nothing)."""
     return {h.name: config.load(h) for h in hosts}
+
+
+def leases(hosts: Sequence[Host]) -> list[tuple[str, list[Host], str]]:
+    """One lease per app root (``deploy.root``) on the hosts that serve it: two deploys or
+    rollbacks of the same app cannot interleave, different apps on one host can."""
+    by_root: dict[str, list[Host]] = {}
+    for name, cfg in load_configs(hosts).items():
+        by_root.setdefault(cfg.root, []).append(next(h for h in hosts if h.name == name))
+    return [(lease_mod.scope("deploy", root), members, f"the app at {root}")
+            for root, members in by_root.items()]
 
 
 def plan(hosts: Sequence[Host], art: Artifact, options: DeployOptions) -> dict[str, Any]:

@@ -173,3 +173,17 @@ def decide_failover(state: ClusterState, to: str | None, max_lag_bytes: int,
     if others:
         d.notes.append(f"chose {d.target.name} (most WAL replayed) over {', '.join(others)}")
     return d
+
+
+def changed_before_promote(state: ClusterState, target: str, timeline: int | None) -> list[str]:
+    """Why promoting ``target`` is no longer safe, judged again right before it, under the
+    cluster lease: a node that is primary now (another operator, repmgrd, a hand
+    ``pg_ctl promote``), or a target that is no longer the standby the preflight chose."""
+    why = [f"{n.name} is already primary (timeline {n.timeline}): someone else promoted it"
+           for n in state.nodes if n.role == PRIMARY]
+    t = next((n for n in state.nodes if n.name == target), None)
+    if t is None or t.role != STANDBY:
+        why.append(f"the target {target} is {t.role if t else 'gone'} now, not a standby")
+    elif timeline is not None and t.timeline is not None and t.timeline != timeline:
+        why.append(f"the target {target} moved to timeline {t.timeline} (was {timeline})")
+    return why

@@ -115,3 +115,16 @@ def decide_promote(fs: TopologyState, to: str | None, max_link_down: float) -> D
                            f"{x.name} (priority {x.priority}, offset {x.offset})"
                            for x in good[1:]))
     return d
+
+
+def changed_before_promote(fs: TopologyState, target: str) -> list[str]:
+    """Why promoting ``target`` (an endpoint) is no longer safe, judged again right before it
+    under the lease: a master answering now (another operator, Sentinel), or a target that is
+    no longer a replica."""
+    why = [f"{m.name} is a master now: someone else promoted it" for m in fs.masters
+           if m.endpoint != target]
+    t = next((x for x in fs.instances if x.endpoint == target), None)
+    if t is None or t.role != REPLICA:
+        why.append(f"the target {t.name if t else target} is "
+                   f"{t.role if t else 'gone'} now, not a replica")
+    return why

@@ -57,6 +57,9 @@ class Runbook:
     dry_run: bool = False
     steps: list[Step] = field(default_factory=list)
     t0: float = field(default_factory=time.monotonic)
+    # Called before every acting step: raises if this run may no longer act (its cluster
+    # lease was lost: another operator could be acting now).
+    guard: Callable[[], None] | None = None
 
     def check(self, title: str, *hosts: str, run: Callable[[Step], T]) -> T:
         """A read-only step (a preflight): run in a dry run too, since the plan depends on it."""
@@ -69,6 +72,8 @@ class Runbook:
             self._plan(title, hosts, does)
             return
         with self._running(title, hosts) as st:
+            if self.guard is not None:
+                self.guard()
             run(st)
 
     @contextmanager

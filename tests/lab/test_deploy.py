@@ -347,6 +347,45 @@ def test_a_deploy_killed_midway_is_journaled_as_interrupted(released: LabStatus,
     assert killed[0]["exit_code"] is None and len(killed[0]["hosts"]) == len(app_hosts(released))
     shown = opskit(inv, "journal", "show", killed[0]["run_id"])
     assert "no end record" in shown.stdout and "v1" in shown.stdout
-    # The next deploy is not blocked by the killed one, and finishes the job.
-    code, doc = deploy(inv, "v2", "--batch", "100%")
+    # Its lease outlives it (until its ttl): the next deploy is refused, naming the dead run;
+    # --break-lock (journaled) takes it over and finishes the job.
+    proc = opskit(inv, "deploy", "--ref", "v2", "--yes", "--batch", "100%")
+    assert proc.returncode == 4 and killed[0]["run_id"] in proc.stderr, proc
+    code, doc = deploy(inv, "v2", "--batch", "100%", "--break-lock")
     assert code == 0, doc
+    broke = [json.loads(x) for x in journal.read_text().splitlines()]
+    assert any(r["phase"] == "step" and killed[0]["run_id"] in json.dumps(r["details"])
+               for r in broke)
+
+
+def test_two_deploys_at_once_one_runs_the_other_is_refused(released: LabStatus,
+                                                           journal: Path) -> None:
+    inv = released.inventory_path
+
+    def start(ref: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "opskit", "-i", str(inv), "deploy",
+                                 "--ref", ref, "--yes", "--batch", "1,100%"], cwd=ROOT,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    first = start("v1")
+    assert first.stderr is not None
+    err_first = []
+    for line in first.stderr:  # the first holds its lease: its canary batch has begun
+        err_first.append(line)
+        if line.startswith("batch 1"):
+            break
+    second = start("v2")
+    out2, err2 = second.communicate(timeout=300)
+    out1, rest = first.communicate(timeout=300)
+    assert (first.returncode, second.returncode) == (0, 4), (err_first, rest, err2)
+    assert "locked by" in err2 and "Traceback" not in err2 + rest
+    started = [json.loads(x) for x in journal.read_text().splitlines()]
+    winner = next(r for r in started if r["phase"] == "started" and "v1" in r["argv"])
+    assert winner["run_id"] in err2  # the loser names the holder's run
+    # Every app host serves the winner's release: nothing of the loser's was deployed.
+    state = host_state(inv)
+    release = winner["plan"]["release"]
+    for h in app_hosts(released):
+        assert state[h.name]["current"] == release
+        assert served(h.address)["release"] == release

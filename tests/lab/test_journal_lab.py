@@ -4,14 +4,18 @@ deletion journaled as it happens (one failing delete through a proxy in front of
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 import yaml
-from aws_proxy import Fail, aws_proxy
-from helpers import run_json, run_opskit
+from aws_proxy import Fail, Hold, aws_proxy
+from helpers import ROOT, run_json, run_opskit
 
 from opskit.lab import LabStatus
 
@@ -119,3 +123,34 @@ def test_an_unwritable_journal_changes_nothing_on_the_hosts(
     probe = run_opskit(lab.inventory_path, "--json", "exec", "-l", HOST, "--yes", "--",
                        "test -e /data/journal-probe && echo yes || echo no")
     assert json.loads(probe.stdout)["hosts"][0]["stdout"].strip() == "no"
+
+
+def test_a_manual_snapshot_during_a_cron_one_is_refused(lab: LabStatus, tmp_path: Path) -> None:
+    moto = host_vars(lab.inventory_path, HOST)["aws"]["endpoint_url"]
+    journal = tmp_path / "journal.jsonl"
+    calling = threading.Event()
+
+    def rule(action: str, params: dict[str, str]) -> Hold | None:
+        if action == "CreateSnapshots":  # the cron run is frozen and inside its call
+            calling.set()
+            return Hold(3)
+        return None
+
+    with aws_proxy(moto, rule) as url:
+        cron = subprocess.Popen(
+            [sys.executable, "-m", "opskit", "-i", str(pointed_at(lab, tmp_path, url)),
+             "snapshot", "create", "-l", HOST, "--cron", "--freeze-timeout", "30"],
+            cwd=ROOT, env={**os.environ, "OPSKIT_JOURNAL": str(journal)},
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert calling.wait(60), "the cron run never called CreateSnapshots"
+            manual = run_opskit(lab.inventory_path, "snapshot", "create", "-l", HOST, "--yes",
+                                journal=journal)
+        finally:
+            cron_out, cron_err = cron.communicate(timeout=120)
+    assert cron.returncode == 0, (cron_out, cron_err)
+    assert manual.returncode == 4, manual
+    cron_run = next(r["run_id"] for r in records(journal)
+                    if r["phase"] == "started" and "--cron" in r["argv"])
+    assert "locked by" in manual.stderr and cron_run in manual.stderr, manual.stderr
+    assert len(manual.stderr.strip().splitlines()) == 2 and "Traceback" not in manual.stderr

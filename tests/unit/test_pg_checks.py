@@ -103,3 +103,20 @@ def test_healthy_cluster_has_no_warnings_and_a_sick_one_says_why() -> None:
     text = " | ".join(checks.warnings(sick, 16 * MB))
     for expected in ("replay paused", "timeline 2", "lags", "not to the primary"):
         assert expected in text, text
+
+
+def test_changed_before_promote_sees_a_new_primary_or_a_moved_target() -> None:
+    calm = cluster(node("db1", DOWN), node("db2", STANDBY), node("db3", STANDBY))
+    assert checks.changed_before_promote(calm, "db2", 1) == []
+    raced = cluster(node("db1", DOWN), node("db2", STANDBY), node("db3", PRIMARY, tl=2))
+    assert checks.changed_before_promote(raced, "db2", 1) == [
+        "db3 is already primary (timeline 2): someone else promoted it"]
+    promoted = cluster(node("db1", DOWN), node("db2", PRIMARY, tl=2), node("db3", STANDBY))
+    why = checks.changed_before_promote(promoted, "db2", 1)
+    assert len(why) == 2 and "db2 is primary now, not a standby" in why[1]
+    moved = cluster(node("db1", DOWN), node("db2", STANDBY, tl=3), node("db3", STANDBY))
+    assert checks.changed_before_promote(moved, "db2", 1) == [
+        "the target db2 moved to timeline 3 (was 1)"]
+    gone = cluster(node("db1", DOWN), node("db2", UNREACHABLE))
+    assert checks.changed_before_promote(gone, "db2", 1) == [
+        "the target db2 is unreachable now, not a standby"]

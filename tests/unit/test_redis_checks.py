@@ -84,3 +84,14 @@ def test_info_parsing() -> None:
     assert d["role"] == "master" and info.as_int(d, "master_repl_offset") == 123
     assert info.replicas(d) == [{"ip": "10.0.0.2", "port": "6379", "state": "online",
                                  "offset": "123", "lag": "0"}]
+
+
+def test_changed_before_promote_sees_a_new_master_or_a_moved_target() -> None:
+    calm = topo(inst("r1", DOWN), inst("r2", REPLICA), inst("r3", REPLICA))
+    assert checks.changed_before_promote(calm, "10.0.0.2:6379") == []
+    raced = topo(inst("r1", DOWN), inst("r2", REPLICA), inst("r3", MASTER))
+    assert checks.changed_before_promote(raced, "10.0.0.2:6379") == [
+        "r3 is a master now: someone else promoted it"]
+    taken = topo(inst("r1", DOWN), inst("r2", MASTER), inst("r3", REPLICA))
+    assert checks.changed_before_promote(taken, "10.0.0.2:6379") == [
+        "the target r2 is master now, not a replica"]

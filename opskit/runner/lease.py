@@ -257,9 +257,9 @@ def _refusal(pool: HostPool, hosts: Sequence[Host], lease: Lease, at: Host,
                 on.append(name)
     names = ", ".join(sorted(on))
     return LeaseRefused(f"{lease.what} is locked by {describe_holder(holder)} on {names}",
-                        hint="wait for that run to end (see `opskit journal --run "
-                        f"{rid or 'ID'}`); if it died, its lease expires at its ttl, or "
-                        "take it now with --break-lock")
+                        hint="wait for that run to end (see `opskit journal show "
+                        f"{rid or 'RUN'}`); if it died, its lease expires at its ttl, or "
+                        "take it now with --break-lock (journaled)")
 
 
 def _release(pool: HostPool, hosts: Sequence[Host], lease: Lease) -> None:

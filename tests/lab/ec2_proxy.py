@@ -1,10 +1,12 @@
 """A small HTTP proxy on 127.0.0.1 in front of an EC2 endpoint (the lab's moto server), for
 tests that need a slow or a failing EC2 call: it holds the actions in ``hold`` for that many
 seconds before forwarding them, answers the actions in ``fail`` with EC2's
-UnauthorizedOperation error (a 400: botocore does not retry it), sends the actions in ``twice``
-upstream twice and answers with the second (as if botocore had retried after a read timeout:
-the first one's result is never seen), and forwards everything else at once. opskit reaches
-it as ``aws.endpoint_url``, the way it reaches moto: its code path is the production one."""
+UnauthorizedOperation error (a 400: botocore does not retry it) -- or, narrower, the
+requests ``refuse(action, params)`` says yes to (one SnapshotId of a DeleteSnapshot) --, sends
+the actions in ``twice`` upstream twice and answers with the second (as if botocore had
+retried after a read timeout: the first one's result is never seen), and forwards everything
+else at once. opskit reaches it as ``aws.endpoint_url``, the way it reaches moto: its code path
+is the production one."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import http.client
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -32,6 +34,7 @@ class Ec2Proxy:
         self.hold: dict[str, float] = {}
         self.fail: set[str] = set()
         self.twice: set[str] = set()
+        self.refuse: Callable[[str, dict[str, str]], bool] = lambda action, params: False
         self.seen: Counter[str] = Counter()
         self._arrived = threading.Condition()
         self.url = ""
@@ -43,11 +46,12 @@ class Ec2Proxy:
 
     def handle(self, req: BaseHTTPRequestHandler) -> None:
         body = req.rfile.read(int(req.headers.get("Content-Length") or 0))
-        action = parse_qs(body.decode(errors="replace")).get("Action", [""])[0]
+        params = {k: v[0] for k, v in parse_qs(body.decode(errors="replace")).items()}
+        action = params.get("Action", "")
         with self._arrived:
             self.seen[action] += 1
             self._arrived.notify_all()
-        if action in self.fail:
+        if action in self.fail or self.refuse(action, params):
             self._reply(req, 400, {"Content-Type": "text/xml"}, DENIED)
             return
         time.sleep(self.hold.get(action, 0))

@@ -7,14 +7,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 import yaml
-from aws_proxy import Fail, Hold, aws_proxy
+from ec2_proxy import ec2_proxy
 from helpers import ROOT, run_json, run_opskit
 
 from opskit.lab import LabStatus
@@ -61,15 +60,11 @@ def test_prune_journals_each_deletion_and_exits_2_when_one_fails(
     snap_ids = lambda d: [m["snapshot_id"] for m in d["members"]]  # noqa: E731
     refused = snap_ids(doomed[0])[0]  # one snapshot of one set cannot be deleted
 
-    def rule(action: str, params: dict[str, str]) -> Fail | None:
-        if action == "DeleteSnapshot" and params.get("SnapshotId") == refused:
-            return Fail(403, "UnauthorizedOperation", "You are not authorized to perform "
-                                                      "this operation.")
-        return None
-
-    with aws_proxy(moto, rule) as url:
-        proc = run_opskit(pointed_at(lab, tmp_path, url), "snapshot", "prune", "-l", HOST,
-                          "--keep-last", "1", "--yes", journal=journal)
+    with ec2_proxy(moto) as proxy:
+        proxy.refuse = lambda action, params: (action == "DeleteSnapshot"
+                                               and params.get("SnapshotId") == refused)
+        proc = run_opskit(pointed_at(lab, tmp_path, proxy.url), "snapshot", "prune", "-l",
+                          HOST, "--keep-last", "1", "--yes", journal=journal)
     assert proc.returncode == 2, proc
     err = proc.stderr.strip().splitlines()
     assert err[0].startswith("error: deleted ") and f"{len(doomed) - 1} snapshot sets, 1 failed" \
@@ -128,22 +123,15 @@ def test_an_unwritable_journal_changes_nothing_on_the_hosts(
 def test_a_manual_snapshot_during_a_cron_one_is_refused(lab: LabStatus, tmp_path: Path) -> None:
     moto = host_vars(lab.inventory_path, HOST)["aws"]["endpoint_url"]
     journal = tmp_path / "journal.jsonl"
-    calling = threading.Event()
-
-    def rule(action: str, params: dict[str, str]) -> Hold | None:
-        if action == "CreateSnapshots":  # the cron run is frozen and inside its call
-            calling.set()
-            return Hold(3)
-        return None
-
-    with aws_proxy(moto, rule) as url:
+    with ec2_proxy(moto) as proxy:
+        proxy.hold["CreateSnapshots"] = 3  # the cron run is frozen and inside its call
         cron = subprocess.Popen(
-            [sys.executable, "-m", "opskit", "-i", str(pointed_at(lab, tmp_path, url)),
+            [sys.executable, "-m", "opskit", "-i", str(pointed_at(lab, tmp_path, proxy.url)),
              "snapshot", "create", "-l", HOST, "--cron", "--freeze-timeout", "30"],
             cwd=ROOT, env={**os.environ, "OPSKIT_JOURNAL": str(journal)},
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            assert calling.wait(60), "the cron run never called CreateSnapshots"
+            assert proxy.wait_for("CreateSnapshots"), "the cron run never called CreateSnapshots"
             manual = run_opskit(lab.inventory_path, "snapshot", "create", "-l", HOST, "--yes",
                                 journal=journal)
         finally:

@@ -78,6 +78,7 @@ class Progress:
     """What the steps did so far: the recovery in ``finally`` and the hint depend on it."""
 
     old_stopped: bool
+    old_down: bool = False  # the preflight found its postgres not running
     held: bool = False
     promoted: bool = False
     followed: bool = False
@@ -93,10 +94,13 @@ def state_left(p: Progress, target: str, old: str | None, standbys: list[str],
     said = [f"{target} was promoted and is the primary" if p.promoted
             else f"{target} was not promoted"]
     if old:
-        said.append(f"{old} is stopped" if p.old_stopped else f"{old} was not stopped")
+        said.append(f"{old} is stopped" if p.old_stopped
+                    else f"{old} was down already (not fenced)" if p.old_down
+                    else f"{old} was not stopped")
     if standbys:
-        said.append(f"{', '.join(standbys)} follow {target}" if p.followed
-                    else f"{', '.join(standbys)} still follow {old_name}")
+        s = "s" if len(standbys) == 1 else ""
+        said.append(f"{', '.join(standbys)} follow{s} {target}" if p.followed
+                    else f"{', '.join(standbys)} still follow{s} {old_name}")
     held = "PAUSED (KILLed: clients wait)" if p.held else "RESUMEd"
     said.append(f"PgBouncer {', '.join(bouncers) or '-'} points at "
                 f"{target if p.repointed else old_name} and is {held}")
@@ -126,7 +130,7 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, opts: FailoverOptions) ->
     if old is not None and not old_reachable and not opts.yes and not rb.dry_run:
         raise SafetyError(f"old primary {old.name} is unreachable: it cannot be stopped, only "
                           "fenced at PgBouncer", hint="re-run with --yes to proceed anyway")
-    p = Progress(old_stopped=old is None)
+    p = Progress(old_stopped=old is None, old_down=d.old is not None and d.old.role == state.DOWN)
     rb.remember(target=target.name, old_primary=old.name if old else None,
                 timeline=d.timeline, standbys=[n.name for n in standbys])
 

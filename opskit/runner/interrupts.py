@@ -67,8 +67,8 @@ class Policy:
                 "stopping at a safe point")
         elif self.warned_at is None or now - self.warned_at > GRACE:
             self.warned_at = now
-            say(f"second {name}: stopping now leaves {sec.leaves()}; press again within "
-                f"{GRACE:g}s to leave it so")
+            say(f"second {name}: stopping now would leave: {sec.leaves()}; press again "
+                f"within {GRACE:g}s to leave it so")
         else:
             say(f"{name} again: leaving {sec.what} unfinished")
             self.aborted = True

@@ -58,7 +58,7 @@ def test_the_second_signal_says_what_it_leaves_and_the_third_leaves_it(
             reached.append("never")
     assert reached == ["after the warning"]
     err = capfd.readouterr().err
-    assert "second Ctrl-C: stopping now leaves PgBouncer PAUSED at db1" in err
+    assert "second Ctrl-C: stopping now would leave: PgBouncer PAUSED at db1" in err
     assert "press again within 3s" in err
     assert interrupts.aborted()
 

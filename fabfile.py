@@ -14,6 +14,14 @@ auto-added); without it, hosts come from the inventory (``--inventory`` or
 $OPSKIT_INVENTORY) and run in parallel through opskit's runner.
 """
 
-from opskit.commands.fabtasks import namespace
+import signal
+
+from opskit.__main__ import quiet_interrupt
+
+# A Ctrl-C while the commands load exits 130 without a traceback (Fabric would exit 1);
+# each task's ``cli.run`` then installs opskit's own policy (``runner.interrupts``).
+signal.signal(signal.SIGINT, quiet_interrupt)
+
+from opskit.commands.fabtasks import namespace  # noqa: E402 (after the handler, on purpose)
 
 ns = namespace()

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import importlib
+import os
+import signal
 import sys
+import threading
 import traceback
+from types import FrameType
 
 import click
 
 from opskit import __version__, errors
 from opskit.commands.options import AppContext, shared_options
 from opskit.redact import mask_text
+from opskit.runner import interrupts
 from opskit.transport.errors import CommandFailed, CommandTimedOut, ConnectFailed
 
 # Command name -> module under opskit.commands. Imported only when the command runs (or for
@@ -65,13 +70,34 @@ def _usage_error(exc: click.ClickException) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    sys.exit(run(list(sys.argv[1:] if argv is None else argv)))
+    code = run(list(sys.argv[1:] if argv is None else argv))
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+    # At exit Python joins worker threads; a Ctrl-C then would print a traceback from
+    # threading's shutdown. Everything is said and flushed: leave at once, with the code.
+    def leave(signum: int, frame: FrameType | None) -> None:
+        os._exit(code)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, leave)
+        signal.signal(signal.SIGTERM, leave)
+    sys.exit(code)
 
 
 def run(args: list[str], *, via: str = "opskit") -> int:
     """Run one command line and map every outcome to its exit code (the one exit-status map,
     for both front ends: ``via`` is "fab" for the Fabric tasks)."""
     app = AppContext(argv=list(args), via=via)
+    with interrupts.installed():
+        try:
+            return _run(app, args)
+        except KeyboardInterrupt:  # a signal while an outcome was being reported
+            print("interrupted", file=sys.stderr)
+            return errors.EXIT_INTERRUPTED
+
+
+def _run(app: AppContext, args: list[str]) -> int:
     try:
         try:
             code = cli.main(args=args, prog_name="opskit", standalone_mode=False, obj=app)
@@ -84,13 +110,21 @@ def run(args: list[str], *, via: str = "opskit") -> int:
             hint = getattr(exc, "hint", None) or ("-v shows where it failed; the host's own "
                                                   "message is above")
             raise errors.StepError(str(exc), hint=hint) from exc
+    except interrupts.Stopped as exc:  # at a safe point: the state left, how to continue
+        if app.verbose:
+            traceback.print_exc()
+        print(mask_text(f"stopped: {exc.message}"), file=sys.stderr)
+        if exc.hint:
+            print(mask_text(f"continue: {exc.hint}"), file=sys.stderr)
+        code = exc.exit_code
     except errors.OpskitError as exc:
         if app.verbose:
             traceback.print_exc()
         app.env.error(exc)
         code = exc.exit_code
-    except click.exceptions.Abort:
-        print("aborted", file=sys.stderr)
+    except click.exceptions.Abort as exc:  # Click's name for a KeyboardInterrupt (or EOF)
+        interrupted = isinstance(exc.__context__, KeyboardInterrupt)
+        print("interrupted" if interrupted else "aborted", file=sys.stderr)
         code = errors.EXIT_INTERRUPTED
     except click.ClickException as exc:
         _usage_error(exc)

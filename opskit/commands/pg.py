@@ -7,8 +7,9 @@ import click
 from opskit.commands import runbook_cmd
 from opskit.commands.mutating import Change, mutating
 from opskit.commands.options import AppContext, pass_app, shared_options
+from opskit.errors import UsageError
 from opskit.output import Environment
-from opskit.pg import checks, config, failover, rejoin, state, switchover
+from opskit.pg import checks, config, failover, failover_continue, rejoin, state, switchover
 from opskit.pg.lsn import fmt
 from opskit.runner import lease
 from opskit.units import human_bytes
@@ -79,21 +80,34 @@ Examples:
   opskit pg failover -l db --dry-run
   opskit pg failover -l db --yes
   opskit pg failover -l db --to db3 --yes
-Exit status: 0 done, 2 a step failed, 4 refused by a preflight check.
+  opskit pg failover -l db --continue 20261201T031502Z-4f1c2a9e --yes
+Exit status: 0 done, 2 a step failed, 4 refused by a preflight check,
+130 interrupted (the output says the state left and the --continue command).
 """)
 @click.option("--to", "to", metavar="NODE", help="The standby to promote (default: the one "
               "with the most WAL replayed). Example: --to db2")
 @click.option("--force", is_flag=True, help="Promote despite failed preflight checks (lag, "
               "paused replay, timeline); journaled. Example: --force")
+@click.option("--continue", "continue_id", metavar="RUN_ID", help="Finish the failover of "
+              "that run (interrupted or failed): the steps it left undone, each only if "
+              "still needed. Example: --continue 20261201T031502Z-4f1c2a9e")
 @mutating("pg failover", locked=True)
 @shared_options
-def failover_cmd(app: AppContext, change: Change, to: str | None, force: bool) -> int:
+def failover_cmd(app: AppContext, change: Change, to: str | None, force: bool,
+                 continue_id: str | None) -> int:
     """Primary down (or must go now): check, fence the old primary, promote a standby, make
     the others follow, re-point PgBouncer, verify a write."""
     opts = failover.FailoverOptions(to=to, force=force, yes=change.yes)
-    return runbook_cmd.runbook(change, VIEW,
-                               "Fail over now (stop the old primary, promote a standby)?",
-                               lambda c, p, rb: failover.run(c, p, rb, opts))
+    if continue_id is None:
+        return runbook_cmd.runbook(change, VIEW,
+                                   "Fail over now (stop the old primary, promote a standby)?",
+                                   lambda c, p, rb: failover.run(c, p, rb, opts))
+    if to is not None:
+        raise UsageError("--continue takes the target from the journal; --to is not allowed",
+                         hint="drop --to")
+    return runbook_cmd.runbook(
+        change, VIEW, f"Continue the failover of run {continue_id}?",
+        lambda c, p, rb: failover_continue.run(c, p, rb, continue_id, opts))
 
 
 @command.command("switchover", epilog="""\b

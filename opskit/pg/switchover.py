@@ -13,6 +13,7 @@ session to every node, so it runs repmgr's primitives itself and journals each s
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from opskit.errors import SafetyError, StepError
 from opskit.pg import bouncer, checks, lsn, state, steps, tools
 from opskit.pg.config import Cluster, PgNode
 from opskit.pg.rejoin import rejoin_node
-from opskit.runner import wait
+from opskit.runner import interrupts, wait
 from opskit.runner.hostpool import HostPool
 from opskit.runner.runbook import Runbook, Step
 from opskit.transport.errors import CommandFailed
@@ -62,6 +63,33 @@ class _Progress:
     paused: bool = False
     stopped: bool = False
     promoted: bool = False
+    restarted: bool = False  # the undo: the old primary runs again
+    rejoined: bool = False
+    followed: bool = False
+    repointed: bool = False
+
+
+def state_left(p: _Progress, old: str, target: str, siblings: list[str],
+               resumed: bool) -> str:
+    """One paragraph after an interrupt: what was done, where PgBouncer points, whether
+    clients can write (``resumed``: the always-step RESUMEs PgBouncer after it)."""
+    held = "RESUMEd" if resumed or not p.paused else "PAUSED (clients wait)"
+    if not p.promoted:
+        first = (f"nothing was switched: {old} runs as the primary again" if p.restarted
+                 else f"nothing was switched, but {old} is STOPPED" if p.stopped
+                 else f"nothing was switched: {old} is still the primary")
+        ok = resumed and (p.restarted or not p.stopped)
+        return (f"{first}; PgBouncer points at {old} and is {held}; clients "
+                f"{'can' if ok else 'cannot'} write")
+    said = [f"{target} is the primary",
+            f"{old} {'rejoined as its standby' if p.rejoined else 'has not rejoined'}"]
+    if siblings:
+        said.append(f"{', '.join(siblings)} {'follow' if p.followed else 'do not yet follow'}"
+                    f" {target}")
+    said.append(f"PgBouncer points at {target if p.repointed else old} and is {held}")
+    ok = p.repointed and (resumed or not p.paused)
+    said.append(f"clients {'can' if ok else 'cannot'} write")
+    return "; ".join(said)
 
 
 def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str) -> dict[str, Any]:
@@ -96,6 +124,10 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str) -> dict[str, Any
     bnames = [b.name for b in cluster.bouncers]
     dbs = bouncer.database_names(cluster)
     p = _Progress()
+    snames = [n.name for n in siblings]
+
+    def left() -> str:
+        return state_left(p, old.name, target.name, snames, resumed=False)
 
     def pause(st: Step) -> None:
         bouncer.each(cluster, pool, lambda s, b: bouncer.hold(s, b, kill=False))
@@ -116,20 +148,24 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str) -> dict[str, Any
 
     def rejoin_old(st: Step) -> None:
         st.detail = rejoin_node(pool.get(old.host), old, target, pool.get(target.host))
+        p.rejoined = True
 
     def follow(st: Step) -> None:
         bad = steps.follow_all(pool, cluster, siblings, target)
+        p.followed = True
         if bad:
             st.status, st.detail = "warning", bad
 
     def repoint(st: Step) -> None:
         changed = bouncer.each(cluster, pool, lambda s, b: bouncer.repoint(s, b, target))
+        p.repointed = True
         st.detail = "; ".join(f"{k}: {v}" for k, v in changed.items())
 
     def start_old(st: Step) -> None:
         tools.pg_ctl(pool.get(old.host), old, "start", "-l",
                      f"{old.data_directory}/opskit-start.log")
         steps.wait_role(pool.get(old.host), old, primary=True)
+        p.restarted = True
 
     def resume(st: Step) -> None:
         # Also after a PAUSE that failed half-way: RESUME of a running database is no error.
@@ -143,6 +179,11 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str) -> dict[str, Any
                              lambda s, b: steps.write_through(s, b, cluster, target))
         st.detail = "; ".join(wrote.values())
 
+    def undo() -> None:
+        rb.step(f"undo: start the old primary {old.name} again", old.name,
+                does=f"pg_ctl start; wait until {old.name} is a running primary",
+                run=start_old)
+
     with rb.always(f"RESUME PgBouncer ({dbs}) -- always", *bnames,
                    does=f"RESUME {dbs}, also when a step failed", run=resume):
         try:
@@ -155,28 +196,50 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str) -> dict[str, Any
             rb.step(f"check {target.name} received every WAL record", target.name,
                     does="receive LSN past the shutdown checkpoint, else restart the old "
                          "primary", run=check_received)
-            rb.step(f"promote {target.name} (repmgr standby promote)", target.name,
-                    does=f"repmgr -f {target.repmgr_conf} standby promote; wait until out "
-                         "of recovery", run=promote)
-            rb.step(f"{old.name} rejoins as a standby of {target.name}", old.name,
-                    does=f"CHECKPOINT on {target.name}; repmgr node rejoin --force-rewind "
-                         "(dry run first); wait until streaming", run=rejoin_old)
-            if siblings:
-                rb.step(f"other standbys follow {target.name}", *[n.name for n in siblings],
-                        does="repmgr standby follow; wait until streaming from the new "
-                             "primary", run=follow)
-            rb.step(f"re-point PgBouncer at {target.name}, RELOAD", *bnames,
-                    does=f"[databases] {dbs} -> host={target.address} port={target.port}; "
-                         "RELOAD", run=repoint)
+            with rb.critical("promote -> old primary rejoins -> standbys follow -> re-point "
+                             "PgBouncer -> RESUME", leaves=left):
+                rb.step(f"promote {target.name} (repmgr standby promote)", target.name,
+                        does=f"repmgr -f {target.repmgr_conf} standby promote; wait until "
+                             "out of recovery", run=promote)
+                rb.step(f"{old.name} rejoins as a standby of {target.name}", old.name,
+                        does=f"CHECKPOINT on {target.name}; repmgr node rejoin "
+                             "--force-rewind (dry run first); wait until streaming",
+                        run=rejoin_old)
+                if siblings:
+                    rb.step(f"other standbys follow {target.name}", *snames,
+                            does="repmgr standby follow; wait until streaming from the new "
+                                 "primary", run=follow)
+                rb.step(f"re-point PgBouncer at {target.name}, RELOAD", *bnames,
+                        does=f"[databases] {dbs} -> host={target.address} "
+                             f"port={target.port}; RELOAD", run=repoint)
+        except (KeyboardInterrupt, interrupts.Stopped):
+            if p.stopped and not p.promoted and not interrupts.aborted():
+                with suppress(CommandFailed, interrupts.Stopped), \
+                        rb.critical("the undo", leaves=left):
+                    undo()
+            # Raised inside the always-block: PgBouncer is RESUMEd before it is reported.
+            raise interrupts.Stopped(
+                "pg switchover interrupted: "
+                + state_left(p, old.name, target.name, snames,
+                             resumed=not interrupts.aborted()) + ".",
+                hint=f"`opskit pg status`; run `opskit pg switchover --to {target.name}` "
+                     "again from a healthy cluster" if not p.promoted else
+                     f"`opskit pg status`; `opskit pg rejoin {old.name}` if it has not "
+                     "rejoined") from None
         except CommandFailed as exc:
             if p.stopped and not p.promoted:  # only after a failure: not in the plan
-                rb.step(f"undo: start the old primary {old.name} again", old.name,
-                        does=f"pg_ctl start; wait until {old.name} is a running primary",
-                        run=start_old)
+                with rb.critical("the undo", leaves=left):
+                    undo()
             raise StepError(f"switchover stopped: {exc}",
                             hint="PgBouncer was resumed; `opskit pg status` shows the cluster"
                             if p.paused else "nothing was changed") from None
-    rb.step("verify: a write through PgBouncer lands on the new primary",
-            *bnames, target.name,
-            does=f"txid_current() through PgBouncer answered by {target.name}", run=verify)
+    try:
+        rb.step("verify: a write through PgBouncer lands on the new primary",
+                *bnames, target.name,
+                does=f"txid_current() through PgBouncer answered by {target.name}",
+                run=verify)
+    except KeyboardInterrupt:
+        raise interrupts.Stopped(
+            f"pg switchover interrupted in its verify step: {target.name} is the primary and "
+            f"PgBouncer points at it, RESUMEd", hint="`opskit pg status`") from None
     return {"target": target.name, "old_primary": old.name}

@@ -6,6 +6,8 @@ a ``--dry-run`` is the same code with only the preflight executed (``Runbook.ste
 
 from __future__ import annotations
 
+import shlex
+from dataclasses import dataclass
 from typing import Any
 
 from opskit.errors import SafetyError, StepError
@@ -13,6 +15,7 @@ from opskit.inventory import Host
 from opskit.redis import actions, checks, state
 from opskit.redis.config import Instance, Topology
 from opskit.redis.state import MASTER, REPLICA, TopologyState
+from opskit.runner import interrupts
 from opskit.runner.hostpool import HostPool
 from opskit.runner.runbook import Runbook, Step
 from opskit.transport.errors import CommandFailed
@@ -65,6 +68,44 @@ def _publish(topo: Topology, pool: HostPool, rb: Runbook, hosts: list[Host],
             run=publish)
 
 
+@dataclass
+class _Progress:
+    """How far a promote/switchover got (the paragraph after an interrupt says it)."""
+
+    master: bool = False
+    replicas: bool = False
+    published: bool = False
+
+
+def _state_left(p: _Progress, new: str, old: str | None, publish: bool) -> str:
+    if not p.master:
+        return (f"{new} was not made master; {old or 'the old master'} is still the master "
+                "of record: nothing was changed")
+    said = [f"{new} is the master and takes writes",
+            "the other replicas replicate from it" if p.replicas
+            else "the other replicas do NOT yet replicate from it"]
+    if publish:
+        said.append("the apps were told" if p.published
+                    else "the apps were NOT told (the publish step did not run)")
+    return "; ".join(said)
+
+
+def _interrupted(what: str, p: _Progress, new: Instance, old: str | None,
+                 topo: Topology, rb: Runbook) -> interrupts.Stopped:
+    publish = topo.publish is not None
+    hint = "`opskit redis status` shows the topology"
+    if p.master and not p.replicas:
+        hint = (f"`opskit redis rejoin INSTANCE --yes` for each replica not following "
+                f"{new.name}; " + hint)
+    elif p.master and publish and not p.published and topo.publish is not None:
+        hint = (f"write {new.endpoint} to {topo.publish.file} on the apps and run "
+                f"`{topo.publish.reload}`; " + hint)
+    elif not p.master:
+        hint = f"run `{shlex.join(['opskit', *rb.argv])}` again"
+    return interrupts.Stopped(f"{what} interrupted: {_state_left(p, new.name, old, publish)}.",
+                              hint=hint)
+
+
 def promote(topo: Topology, pool: HostPool, rb: Runbook, *, to: str | None, force: bool,
             publish_hosts: list[Host]) -> dict[str, Any]:
     fs = _gather(topo, pool, rb, "preflight: INFO from every instance")
@@ -81,21 +122,37 @@ def promote(topo: Topology, pool: HostPool, rb: Runbook, *, to: str | None, forc
         rb.env.note("FORCED past: " + "; ".join(d.refusals))
     offset, notes = d.target.offset, f"; {'; '.join(d.notes)}" if d.notes else ""
 
+    p = _Progress()
+
     def make_master(st: Step) -> None:
+        # Asked again under the lease, right before: did a master appear meanwhile?
+        assert d.target is not None
+        why = checks.changed_before_promote(state.gather(topo, pool), d.target.endpoint)
+        if why:
+            raise SafetyError(f"not promoting {new.name}, the topology changed since the "
+                              "preflight: " + "; ".join(why),
+                              hint="nothing was promoted; `opskit redis status` shows it")
         actions.make_master(pool.get(new.host), new)
+        p.master = True
         st.detail = f"role:master (was offset {offset})" + notes
 
     try:
-        rb.step(f"promote {new.name} (REPLICAOF NO ONE + CONFIG REWRITE in MULTI/EXEC)",
-                new.host.name,
-                does=f"MULTI; REPLICAOF NO ONE; CONFIG REWRITE; EXEC (offset "
-                     f"{offset}, priority {d.target.priority}); wait for "
-                     "role:master" + notes, run=make_master)
-        _repoint_others(topo, pool, rb, fs, new, skip=set())
+        with rb.critical("promote -> re-point the other replicas",
+                         leaves=lambda: _state_left(p, new.name, d.old, False)):
+            rb.step(f"promote {new.name} (REPLICAOF NO ONE + CONFIG REWRITE in MULTI/EXEC)",
+                    new.host.name,
+                    does=f"MULTI; REPLICAOF NO ONE; CONFIG REWRITE; EXEC (offset "
+                         f"{offset}, priority {d.target.priority}); wait for "
+                         "role:master" + notes, run=make_master)
+            _repoint_others(topo, pool, rb, fs, new, skip=set())
+            p.replicas = True
         _publish(topo, pool, rb, publish_hosts, new)
+        p.published = True
     except CommandFailed as exc:
         raise StepError(f"promote stopped: {exc}",
                         hint="`opskit redis status` shows the topology now") from None
+    except (KeyboardInterrupt, interrupts.Stopped):
+        raise _interrupted("redis promote", p, new, d.old, topo, rb) from None
     return {"target": new.name, "old_master": d.old, "forced": bool(d.refusals)}
 
 
@@ -118,21 +175,31 @@ def switchover(topo: Topology, pool: HostPool, rb: Runbook, *, to: str, timeout_
                           hint="`opskit redis status`")
     old = topo.find(masters[0].name)
 
+    p = _Progress()
+
     def failover(st: Step) -> None:
         actions.failover_to(pool.get(old.host), old, target, timeout_ms)
+        p.master = True
         actions.persist(pool.get(target.host), target)
         st.detail = f"{target.name} is master, {old.name} its replica (configs rewritten)"
 
     try:
-        rb.step(f"FAILOVER TO {target.name} on {old.name} (no acknowledged write lost)",
-                old.host.name, target.host.name,
-                does=f"FAILOVER TO {target.address} {target.port} TIMEOUT {timeout_ms} on "
-                     f"{old.name}: writes paused until the target has every acknowledged "
-                     "write; roles swap; then CONFIG REWRITE on both", run=failover)
-        _repoint_others(topo, pool, rb, fs, target, skip={old.name})
+        with rb.critical("FAILOVER -> re-point the other replicas",
+                         leaves=lambda: _state_left(p, target.name, old.name, False)):
+            rb.step(f"FAILOVER TO {target.name} on {old.name} (no acknowledged write lost)",
+                    old.host.name, target.host.name,
+                    does=f"FAILOVER TO {target.address} {target.port} TIMEOUT {timeout_ms} "
+                         f"on {old.name}: writes paused until the target has every "
+                         "acknowledged write; roles swap; then CONFIG REWRITE on both",
+                    run=failover)
+            _repoint_others(topo, pool, rb, fs, target, skip={old.name})
+            p.replicas = True
         _publish(topo, pool, rb, publish_hosts, target)
+        p.published = True
     except CommandFailed as exc:
         raise StepError(f"switchover stopped: {exc}", hint="`opskit redis status`") from None
+    except (KeyboardInterrupt, interrupts.Stopped):
+        raise _interrupted("redis switchover", p, target, old.name, topo, rb) from None
     return {"target": target.name, "old_master": old.name}
 
 

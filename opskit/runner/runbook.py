@@ -23,6 +23,7 @@ which is right: the plan is of a run that succeeds.
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -32,6 +33,7 @@ from typing import Any, TypeVar
 from opskit import journal
 from opskit.errors import ConfigError
 from opskit.output import Environment
+from opskit.runner import interrupts
 
 T = TypeVar("T")
 
@@ -41,7 +43,7 @@ class Step:
     n: int
     title: str
     hosts: list[str]
-    status: str = "running"  # ok | failed | skipped | warning | planned
+    status: str = "running"  # ok | failed | interrupted | skipped | warning | planned
     seconds: float = 0.0
     detail: str = ""
 
@@ -80,17 +82,38 @@ class Runbook:
     def always(self, title: str, *hosts: str, does: str,
                run: Callable[[Step], object]) -> Iterator[None]:
         """The block's steps, then this one whether they succeeded or not (planned last in a
-        dry run). Its failure does not hide the block's own error: that one is raised."""
+        dry run). Its failure does not hide the block's own error: that one is raised.
+        A Ctrl-C does not skip it: it runs as a critical section."""
+        def last() -> None:
+            if interrupts.aborted():  # the operator was told it would be left undone
+                return
+            with self.critical(title, leaves=lambda: f"{title} undone"):
+                self.step(title, *hosts, does=does, run=run)
+
         try:
             yield
         except BaseException:
             with suppress(Exception):  # journaled as failed; the block's error is the news
-                self.step(title, *hosts, does=does, run=run)
+                last()
             raise
-        self.step(title, *hosts, does=does, run=run)
+        last()
+
+    @contextmanager
+    def critical(self, what: str, leaves: Callable[[], str]) -> Iterator[None]:
+        """Steps that finish once begun, even on Ctrl-C/SIGTERM (``runner.interrupts``):
+        the signal is noted, the section runs to its end, then :class:`interrupts.Stopped` is
+        raised there -- the safe point. ``leaves()`` says what stopping inside would leave."""
+        if self.dry_run:
+            yield
+            return
+        with interrupts.critical(what, leaves):
+            yield
 
     @contextmanager
     def _running(self, title: str, hosts: Sequence[str]) -> Iterator[Step]:
+        if interrupts.requested() and not interrupts.in_critical():
+            # A signal came (and its KeyboardInterrupt was caught somewhere): no new step.
+            raise KeyboardInterrupt
         st = Step(len(self.steps) + 1, title, list(hosts))
         self.steps.append(st)
         self.env.line(f"{st.n:>2}. {title}{_where(hosts)} ...")
@@ -99,15 +122,49 @@ class Runbook:
             yield st
             if st.status == "running":
                 st.status = "ok"
+        except KeyboardInterrupt:
+            # Cut short by a signal outside a critical section: what it did is unknown.
+            st.status, st.detail = "interrupted", "by Ctrl-C/SIGTERM before it finished"
+            raise
         except BaseException as exc:
             st.status, st.detail = "failed", str(exc) or type(exc).__name__
             raise
         finally:
             st.seconds = round(time.monotonic() - t, 3)
-            style = {"ok": "green", "failed": "bold red", "warning": "yellow"}.get(st.status)
+            style = {"ok": "green", "failed": "bold red", "interrupted": "bold red",
+                     "warning": "yellow"}.get(st.status)
             tail = f": {st.detail}" if st.detail else ""
             self.env.line(f"    {st.status} in {st.seconds:.2f}s{tail}", style=style)
             self._journal(st)
+
+    def remember(self, **facts: Any) -> None:
+        """Journal what the preflight decided (target, old primary, ...) as one record of its
+        own, ``"<name> decision"``, before any step acts: ``--continue RUN_ID`` reads it back
+        (a dry run decides nothing to continue, so it records nothing)."""
+        if self.dry_run:
+            return
+        try:
+            journal.record(f"{self.name} decision", ["opskit", *self.argv], {"-": {
+                "status": "ok", "exit_status": None, "error": None}}, duration=0.0,
+                exit_code=0, details=facts, phase="step")
+        except ConfigError as exc:
+            self.env.note(f"WARNING: {exc.message}: the decision is not in the journal "
+                          "(--continue cannot use this run)")
+
+    def continue_command(self, drop: Sequence[str] = ("--to", "--continue")) -> str:
+        """The command line that continues this run: its own, without --yes/--force/
+        --dry-run and the ``drop`` options (with their values), plus ``--continue RUN_ID``."""
+        out: list[str] = []
+        skip = False
+        for a in self.argv:
+            if skip:
+                skip = False
+            elif a in drop:
+                skip = True
+            elif a not in ("--yes", "-y", "--force", "--dry-run", "-n") and \
+                    not any(a.startswith(f"{d}=") for d in drop):
+                out.append(a)
+        return shlex.join(["opskit", *out, "--continue", journal.current_run()["run_id"]])
 
     def _plan(self, title: str, hosts: Sequence[str], does: str) -> None:
         """A step a dry run would take: printed, and in the final entry (not one by one)."""
@@ -123,7 +180,8 @@ class Runbook:
         try:
             journal.record(f"{self.name} step", ["opskit", *self.argv],
                            {h: outcome for h in st.hosts} or {"-": outcome},
-                           duration=st.seconds, exit_code=0 if st.status != "failed" else 2,
+                           duration=st.seconds,
+                           exit_code={"failed": 2, "interrupted": 130}.get(st.status, 0),
                            details={"step": st.n, "title": st.title, "status": st.status,
                                     "detail": st.detail}, phase="step")
         except ConfigError as exc:

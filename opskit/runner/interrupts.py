@@ -1,0 +1,138 @@
+"""Ctrl-C (SIGINT) and SIGTERM while opskit runs: the signal policy.
+
+Outside a critical section a signal raises ``KeyboardInterrupt`` at once, as Python does. Inside
+one (``with critical("promote -> follow -> re-point -> RESUME", leaves=...)``) the sequence must
+not be left half-done -- a promoted standby with PgBouncer still sending clients to the dead
+primary is worse than either end -- so:
+
+* the first signal only sets a flag and says that the section finishes first;
+* the second says what stopping now would leave undone (``leaves()``) and asks for a third
+  within ``GRACE`` seconds;
+* the third (within ``GRACE``) raises ``KeyboardInterrupt`` in the section, and ``aborted()``
+  tells the runbook to leave things as the warning said (no recovery steps).
+
+When the outermost section ends with the flag set, it raises :class:`Stopped`: the runbook
+stops there, at a safe point, and says what state it left and how to continue. Messages go to
+stderr with ``os.write``: a ``print`` in a signal handler can hit the buffer the interrupted
+code is writing (a reentrant-call error).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+
+from opskit.errors import EXIT_INTERRUPTED, OpskitError
+
+GRACE = 3.0  # seconds within which the press after the warning really leaves the section
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Stopped(OpskitError):
+    """Interrupted, and stopped at a safe point; the message says what state was left."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+@dataclass
+class _Section:
+    what: str
+    leaves: Callable[[], str]
+
+
+@dataclass
+class Policy:
+    sections: list[_Section] = field(default_factory=list)
+    requested: bool = False  # a signal arrived: stop at the next safe point
+    presses: int = 0  # signals inside the current outermost section
+    warned_at: float | None = None
+    aborted: bool = False  # the operator left a section unfinished (after the warning)
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        self.requested = True
+        if not self.sections:
+            raise KeyboardInterrupt
+        sec = self.sections[0]
+        self.presses += 1
+        now = time.monotonic()
+        if self.presses == 1:
+            say(f"{name}: finishing {sec.what} first (it must not be left half-done), then "
+                "stopping at a safe point")
+        elif self.warned_at is None or now - self.warned_at > GRACE:
+            self.warned_at = now
+            say(f"second {name}: stopping now would leave: {sec.leaves()}; press again "
+                f"within {GRACE:g}s to leave it so")
+        else:
+            say(f"{name} again: leaving {sec.what} unfinished")
+            self.aborted = True
+            raise KeyboardInterrupt
+
+
+_policy = Policy()
+
+
+def say(text: str) -> None:
+    """One line on stderr, safe inside a signal handler."""
+    try:
+        os.write(2, (text + "\n").encode(errors="replace"))
+    except OSError:
+        pass  # stderr closed: nobody to tell
+
+
+def requested() -> bool:
+    """Whether a signal asked the run to stop (it stops at the next safe point)."""
+    return _policy.requested
+
+
+def aborted() -> bool:
+    """Whether the operator left a critical section unfinished: what it warned it would
+    leave is then left so (no recovery steps after it)."""
+    return _policy.aborted
+
+
+def in_critical() -> bool:
+    return bool(_policy.sections)
+
+
+@contextmanager
+def installed() -> Iterator[Policy]:
+    """The policy's handlers for SIGINT and SIGTERM while the block runs (the main thread
+    only: signals are delivered there), the previous handlers after it."""
+    global _policy
+    _policy = Policy()
+    if threading.current_thread() is not threading.main_thread():
+        yield _policy
+        return
+    before = {s: signal.getsignal(s) for s in SIGNALS}
+    for s in SIGNALS:
+        signal.signal(s, _policy.handle)
+    try:
+        yield _policy
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+
+
+@contextmanager
+def critical(what: str, leaves: Callable[[], str]) -> Iterator[None]:
+    """A sequence that finishes once begun (see the module's doc); ``leaves()`` says, in a
+    few words, what stopping in it now would leave undone (called in the signal handler:
+    keep it cheap). Sections nest; the outermost one decides and stops."""
+    p = _policy
+    outer = not p.sections
+    if outer:
+        p.presses, p.warned_at = 0, None
+    p.sections.append(_Section(what, leaves))
+    try:
+        yield
+    finally:
+        p.sections.pop()
+    if outer and p.presses:  # a signal that came before the section is already on its way
+        raise Stopped(f"interrupted; {what} finished first")

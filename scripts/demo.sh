@@ -55,6 +55,11 @@ step opskit exec -l "$primary" --yes -- 'runuser -u postgres -- /usr/lib/postgre
 step opskit pg failover -l db --yes
 step opskit pg rejoin -l db "$primary" --yes
 step opskit pg status -l db
+echo
+echo "Two operators paged at once: both switch back to $primary. The cluster lease (held on the"
+echo "db and PgBouncer hosts) lets one act; the other is refused (exit 4), naming the holder."
+step bash -c "opskit pg switchover -l db --to $primary --yes & sleep 0.3
+  opskit pg switchover -l db --to $primary --yes; echo \"second operator: exit \$?\"; wait"
 
 echo
 echo "== Redis: master redis1, replicas redis2 and redis3 =="

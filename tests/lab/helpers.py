@@ -118,3 +118,12 @@ def private_moto() -> Iterator[str]:
             yield f"http://{host}:{port}"
         finally:
             server.stop()
+
+
+def drop_lease(state_dir: Path, host: str, scope: str) -> None:
+    """Remove a lease file on a lab host by hand: for a test that cut opskit's own connections
+    (its lease could not be released, and would block the next test until its ttl)."""
+    import opskit.lab as labmod
+
+    labmod.run_in_host(host, ["rm", "-f", f"/var/lib/opskit/locks/{scope}.lease"],
+                       state_dir=state_dir, timeout=10)

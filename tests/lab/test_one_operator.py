@@ -97,19 +97,19 @@ def test_two_failovers_at_once_exactly_one_promotes(primary_down: LabStatus,
     assert [n["name"] for n in st["nodes"] if n["role"] == "primary"] == [new]
 
 
-def test_a_killed_runs_lease_blocks_then_expires(cluster: LabStatus,  # noqa: F811
-                                                 tmp_path: Path) -> None:
-    inv, journal = cluster.inventory_path, tmp_path / "journal.jsonl"
-    args = ["pg", "switchover", "-l", "db", "--to", "db2", "--yes"]
+def test_a_killed_failovers_lease_blocks_then_expires(primary_down: LabStatus,
+                                                      tmp_path: Path) -> None:
+    inv, journal = primary_down.inventory_path, tmp_path / "journal.jsonl"
+    args = ["pg", "failover", "-l", "db", "--yes"]
     dead = killed_after_lease(inv, journal, *args, "--lock-ttl", "6")
     t_killed = time.monotonic()
     code, doc = run_json(inv, *args, journal=journal)
     assert code == 4 and dead in doc["error"], explain(doc)
-    assert primaries(cluster) == ["db1"]  # the refused run changed nothing
+    assert primaries(primary_down) == []  # the refused run changed nothing
     time.sleep(max(0.0, 7 - (time.monotonic() - t_killed)))
     code, doc = run_json(inv, *args, journal=journal)
     assert code == 0, explain(doc)
-    assert primaries(cluster) == ["db2"]
+    assert primaries(primary_down) == [doc["target"]]
     runs = {r["run_id"]: r for r in json.loads(subprocess.run(
         [sys.executable, "-m", "opskit", "journal", "--json"], capture_output=True, text=True,
         env={**os.environ, "OPSKIT_JOURNAL": str(journal)}, check=True).stdout)["runs"]}

@@ -24,12 +24,12 @@ import boto3
 import pytest
 import yaml
 from ec2_proxy import Ec2Proxy, ec2_proxy
-from helpers import AWS_ENV, ROOT, run_json, run_opskit
+from helpers import AWS_ENV, ROOT, drop_lease, run_json, run_opskit
 
 import opskit.lab as labmod
 from opskit import inventory
 from opskit.lab import LabStatus
-from opskit.runner import fleet
+from opskit.runner import fleet, lease
 from opskit.snapshot.freeze import frozen
 
 HOST = "db1"
@@ -253,6 +253,8 @@ def test_connection_cut_during_the_call_fails_the_host_not_unreachable(
         if create.poll() is None:
             create.kill()
             create.wait()
+        # The cut also took the lease's own connection: its release never reached db1.
+        drop_lease(lab.state_dir, HOST, lease.scope("snapshot", "/data"))
     host = json.loads(out)["hosts"][0]
     assert create.returncode == 2 and host["status"] == "failed", (host, err)
     assert host["error"].startswith("db1:/data: the freeze guard gave no answer to THAW after "

@@ -223,30 +223,30 @@ def run(
     interrupted = False
     pool = ThreadPoolExecutor(max_workers=min(options.forks, max(len(hosts), 1)))
     futures: dict[Future[HostResult], Host] = {}
-    try:
-        for host in hosts:
-            fut = pool.submit(_run_host, host, fn, options, stop, observer, in_flight,
-                              make_session, abandon)
-            futures[fut] = host
-        pending = set(futures)
-        seen = interrupts.signals()
-        while pending:
-            try:
-                _done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                # A signal the policy held back for a host's critical section: stop here
-                # too (unless the main thread is in a section of its own, which decides).
-                if (not interrupted and interrupts.signals() > seen
-                        and not interrupts.in_critical()):
-                    raise KeyboardInterrupt
-            except KeyboardInterrupt:
-                interrupted = True
-                stop.set()
-                if interrupts.aborted():  # the operator left the hosts' sections unfinished
-                    abandon.set()
-                for fut in pending:
-                    fut.cancel()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    # The signal policy sets the stop flag at once: no worker starts a host after a signal.
+    with interrupts.on_signal(stop.set):
+        try:
+            for host in hosts:
+                fut = pool.submit(_run_host, host, fn, options, stop, observer, in_flight,
+                                  make_session, abandon)
+                futures[fut] = host
+            pending = set(futures)
+            while pending:
+                try:
+                    _done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                    # A signal the policy held back for a host's critical section set the stop
+                    # flag (on_signal, above): end here too.
+                    if stop.is_set() and not interrupted:
+                        raise KeyboardInterrupt
+                except KeyboardInterrupt:
+                    interrupted = True
+                    stop.set()
+                    if interrupts.aborted():  # the operator left the hosts' sections unfinished
+                        abandon.set()
+                    for fut in pending:
+                        fut.cancel()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     results = []
     for fut, host in futures.items():
         if fut.cancelled():

@@ -18,8 +18,9 @@ code is writing (a reentrant-call error).
 
 Fleet runs (``runner/fleet.py``) do the same per host: a worker thread's ``host_critical``
 section (a deploy's switch -> reload -> health) holds the signal back like a section of the
-main thread, but raises nothing in the worker; the fleet runner sees the signal
-(:func:`signals`), starts no new host, and reports the interrupt when the running ones end.
+main thread, but raises nothing in the worker; the fleet runner's stop flag is set at once
+(:func:`on_signal`), so no new host (nor a host's section) starts, and the runner reports the
+interrupt when the running ones end.
 """
 
 from __future__ import annotations
@@ -62,11 +63,17 @@ class Policy:
     # Worker threads' host sections, by thread: the signal arrives in the main thread.
     hosts: dict[int, _Section] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Called on every signal outside a main-thread section (a fleet run's stop flag): at
+    # once, so no worker starts a host or a section after the signal.
+    listeners: list[Callable[[], None]] = field(default_factory=list)
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         self.requested = True
         self.signals += 1
+        if not self.sections:
+            for listener in list(self.listeners):
+                listener()
         hosts = list(self.hosts.values())  # a copy: workers change it meanwhile
         if not self.sections and not hosts:
             raise KeyboardInterrupt
@@ -119,11 +126,6 @@ def in_critical() -> bool:
     return bool(_policy.sections)
 
 
-def signals() -> int:
-    """How many signals arrived so far: a fleet run notices those that came during it."""
-    return _policy.signals
-
-
 @contextmanager
 def installed() -> Iterator[Policy]:
     """The policy's handlers for SIGINT and SIGTERM while the block runs (the main thread
@@ -159,6 +161,18 @@ def critical(what: str, leaves: Callable[[], str]) -> Iterator[None]:
         p.sections.pop()
     if outer and p.presses:  # a signal that came before the section is already on its way
         raise Stopped(f"interrupted; {what} finished first")
+
+
+@contextmanager
+def on_signal(listener: Callable[[], None]) -> Iterator[None]:
+    """Call ``listener`` (cheap, signal-safe: e.g. ``Event.set``) on each signal meanwhile
+    that no main-thread section holds back."""
+    p = _policy
+    p.listeners.append(listener)
+    try:
+        yield
+    finally:
+        p.listeners.remove(listener)
 
 
 @contextmanager

@@ -147,8 +147,9 @@ def test_signal_during_deploy_leaves_every_host_on_one_release_serving_it(
         assert on_new == [canary_name], on_new
         name = "SIGTERM"
         assert f"{name}: finishing switch -> reload -> health on {canary_name} first" in err
-    else:
+    else:  # the canary, and at least the batch-2 host that was draining, are on it
         assert canary_name in on_new and len(on_new) >= 2, on_new
+        assert "Ctrl-C: finishing switch -> reload -> health on " in err
 
     said = re.search(r"^stopped: deploy interrupted at a safe point \(no host was left "
                      r"half-switched\); on the new release (\S+) and healthy: (.*?); untouched "

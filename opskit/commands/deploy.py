@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import tempfile
 from pathlib import Path
 
@@ -88,6 +89,10 @@ def command(app: AppContext, change: Change, ref: str | None, artifact_path: str
         env.emit_json(result.to_dict())
     else:
         render_fleet_result(env, result.fleet, extra={})
+    if result.fleet.interrupted:
+        text, hint = deploy_mod.interrupted_summary(result, shlex.join(["opskit", *app.argv]))
+        env.note(f"stopped: {text}")
+        env.note(f"continue: {hint}")
     return result.exit_code
 
 

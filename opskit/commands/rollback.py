@@ -53,6 +53,10 @@ def command(app: AppContext, change: Change, to: str | None) -> int:
                                      note=env.note)
     change.record_fleet(result, details={"to": to})
     render_fleet_result(env, result, extra={"to": to})
+    if result.interrupted:
+        text, hint = deploy_mod.rollback_interrupted_summary(result)
+        env.note(f"stopped: {text}")
+        env.note(f"continue: {hint}")
     return result.exit_code
 
 

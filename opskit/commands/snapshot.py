@@ -109,6 +109,10 @@ def create(app: AppContext, change: Change, mount: str | None, tags: tuple[str, 
         "cron": cron})
     if not (cron and result.exit_code == 0):
         render_fleet_result(env, result, extra={})
+    if result.interrupted:
+        text, hint = snap_create.interrupted_summary(result)
+        env.note(f"stopped: {text}")
+        env.note(f"continue: {hint}")
     return result.exit_code
 
 

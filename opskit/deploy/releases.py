@@ -8,8 +8,8 @@ from typing import Any
 
 from opskit.deploy import config, steps
 from opskit.inventory import Host
-from opskit.runner import fleet
-from opskit.runner.fleet import OK, FleetResult, Observer, RunOptions
+from opskit.runner import fleet, interrupts
+from opskit.runner.fleet import OK, SKIPPED, FleetResult, Observer, RunOptions
 from opskit.transport.errors import CommandFailed
 from opskit.transport.session import Session
 
@@ -75,8 +75,30 @@ def rollback(hosts: Sequence[Host], to: str | None, run_options: RunOptions,
         d: dict[str, Any] = {"from": st.current, "to": target, "changed": True}
         if st.warnings(cfg):
             d["ignored"] = st.warnings(cfg)
-        d["reload"] = steps.activate(s, cfg, target)
-        d["health"] = steps.health(s, cfg, target)
+        # switch -> reload -> health finishes once begun, even on Ctrl-C/SIGTERM.
+        with interrupts.host_critical(f"switch -> reload -> health on {s.host.name}",
+                                      leaves=lambda: f"{s.host.name} switched to {target}, "
+                                      "maybe not reloaded or health-checked"):
+            s.check_stop()  # interrupted before it began: the host stays as it was
+            with s.recovering():
+                d["reload"] = steps.activate(s, cfg, target)
+                d["health"] = steps.health(s, cfg, target)
         return d
 
     return fleet.run(hosts, on_host, run_options, observer=observer)
+
+
+def rollback_interrupted_summary(result: FleetResult) -> tuple[str, str]:
+    """After an interrupted rollback: which hosts were switched back, which were not."""
+    done = [r.host for r in result.results if r.status == OK]
+    old = [r.host for r in result.results if r.status == SKIPPED]
+    other = [f"{r.host} ({r.status}: {r.error})" for r in result.results
+             if r.status not in (OK, SKIPPED)]
+    text = ("rollback interrupted at a safe point (no host was left half-switched); rolled "
+            f"back (or already there) and healthy: {', '.join(done) or 'none'}; not started, "
+            f"still on the release they had: {', '.join(old) or 'none'}")
+    if other:
+        text += f"; see above: {', '.join(other)}"
+    hint = (f"run it again for the rest: `opskit rollback -l {','.join(old)} --yes` (with "
+            "the same --to, if one was given)" if old else "nothing is left to do")
+    return text + ".", hint

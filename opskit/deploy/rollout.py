@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +22,11 @@ from opskit.deploy import config, elb, steps
 from opskit.deploy.artifact import Artifact
 from opskit.deploy.config import DeployConfig
 from opskit.inventory import Host
-from opskit.runner import fleet
+from opskit.runner import fleet, interrupts
 from opskit.runner import lease as lease_mod
 from opskit.runner.fleet import (
     FAILED,
+    OK,
     SKIPPED,
     TIMEOUT,
     FleetResult,
@@ -32,7 +34,7 @@ from opskit.runner.fleet import (
     Observer,
     RunOptions,
 )
-from opskit.transport.errors import CommandFailed
+from opskit.transport.errors import CommandFailed, Interrupted
 from opskit.transport.session import Session
 
 Note = Callable[[str], None]
@@ -120,54 +122,73 @@ class _HostDeploy:
         target = elb.target_for(s.host, cfg)
         out_of_lb = switched = False
         previous: str | None = None
-        try:
-            # Everything that does not touch what serves happens before the host leaves
-            # the load balancer: its time out of rotation is the switch, reload and check.
-            before = steps.ship(s, cfg, self.art)
-            self._warn(s, cfg, d, before)
-            previous = d["previous"] = before.current
-            steps.install(s, cfg, self.art)
-            if target:
-                d["elb_out"] = elb.deregister(target, cfg.drain_timeout, self._note(s))
-                out_of_lb = True
-            switched = True
+        stage = ["not switched yet"]  # for the warning on a second Ctrl-C
+        with ExitStack() as section:
             try:
-                d["reload"] = steps.activate(s, cfg, self.art.release)
-            except steps.NotSwitched:
-                switched = False
-                raise
-            doomed = steps.prunable(before, self.art.release, cfg.keep_releases)
-            d["health"] = steps.health(s, cfg, self.art.release, prune=doomed)
-            d["pruned"] = doomed
-            if target:
-                d["elb_in"] = elb.register(target, cfg.healthy_timeout, self._note(s))
-                out_of_lb = False
-            d["current"] = self.art.release
-            return d
-        except steps.ShipFailed as exc:
-            if exc.before is not None:
-                self._warn(s, cfg, d, exc.before)
-                previous = d["previous"] = exc.before.current
-            if exc.already_current:
+                # Everything that does not touch what serves happens before the host leaves
+                # the load balancer: its time out of rotation is the switch, reload and check.
+                before = steps.ship(s, cfg, self.art)
+                self._warn(s, cfg, d, before)
+                previous = d["previous"] = before.current
+                steps.install(s, cfg, self.art)
+                # From here the host must end serving one release, healthy (this one, or the
+                # previous after a rollback): on Ctrl-C/SIGTERM the section finishes first.
+                section.enter_context(interrupts.host_critical(
+                    f"switch -> reload -> health on {s.host.name}",
+                    leaves=lambda: f"{s.host.name} {stage[0]}"))
+                s.check_stop()  # interrupted before the section began: the host is untouched
+                section.enter_context(s.recovering())
+                if target:
+                    d["elb_out"] = elb.deregister(target, cfg.drain_timeout, self._note(s))
+                    out_of_lb = True
+                    stage[0] = "out of the target group, not switched"
+                switched = True
+                stage[0] = f"switched to {self.art.release}, maybe not reloaded or checked"
+                try:
+                    d["reload"] = steps.activate(s, cfg, self.art.release)
+                except steps.NotSwitched:
+                    switched = False
+                    raise
+                doomed = steps.prunable(before, self.art.release, cfg.keep_releases)
+                d["health"] = steps.health(s, cfg, self.art.release, prune=doomed)
+                d["pruned"] = doomed
+                stage[0] = f"on {self.art.release}, healthy, out of the target group"
+                if target:
+                    d["elb_in"] = elb.register(target, cfg.healthy_timeout, self._note(s))
+                    out_of_lb = False
                 d["current"] = self.art.release
-                raise
-            if not self.options.auto_rollback:
-                d["current"] = previous
-                raise
-            with s.recovering():
-                problems = self._recover(s, cfg, d, previous, False, target, out_of_lb)
-            exc.args = (f"{exc}; {problems}",)
-            raise
-        except Exception as exc:
-            if not self.options.auto_rollback:
-                d["current"] = self.art.release if switched else previous
-                raise
-            with s.recovering():
-                problems = self._recover(s, cfg, d, previous, switched, target, out_of_lb)
-            if isinstance(exc, CommandFailed):
+                return d
+            except steps.ShipFailed as exc:
+                if exc.before is not None:
+                    self._warn(s, cfg, d, exc.before)
+                    previous = d["previous"] = exc.before.current
+                if exc.already_current:
+                    d["current"] = self.art.release
+                    raise
+                if not self.options.auto_rollback:
+                    d["current"] = previous
+                    raise
+                with s.recovering():
+                    problems = self._recover(s, cfg, d, previous, False, target, out_of_lb)
                 exc.args = (f"{exc}; {problems}",)
                 raise
-            raise CommandFailed(f"{type(exc).__name__}: {exc}; {problems}") from exc
+            except Exception as exc:
+                if interrupts.aborted() and switched:  # left mid-way, as the warning said
+                    d["current"] = None
+                    d["left"] = stage[0]
+                    raise
+                if not self.options.auto_rollback:
+                    d["current"] = self.art.release if switched else previous
+                    raise
+                with s.recovering():
+                    problems = self._recover(s, cfg, d, previous, switched, target, out_of_lb)
+                if isinstance(exc, Interrupted) and not switched:  # stopped before the switch
+                    exc.args = (f"{exc}; {problems}",)
+                    raise
+                if isinstance(exc, CommandFailed):
+                    exc.args = (f"{exc}; {problems}",)
+                    raise
+                raise CommandFailed(f"{type(exc).__name__}: {exc}; {problems}") from exc
 
     def _warn(self, s: Session, cfg: DeployConfig, d: dict[str, Any],
               st: steps.HostReleases) -> None:
@@ -242,9 +263,17 @@ def deploy(
             for h in batch:
                 by_host[h.name] = HostResult(h.name, SKIPPED, error=why)
             continue
-        if on_batch:
-            on_batch(i, [h.name for h in batch])
-        res = fleet.run(batch, host_fn, run_options, observer=observer)
+        try:
+            if interrupts.requested() and not interrupts.in_critical():
+                raise KeyboardInterrupt  # a signal between batches: start no new one
+            if on_batch:
+                on_batch(i, [h.name for h in batch])
+            res = fleet.run(batch, host_fn, run_options, observer=observer)
+        except KeyboardInterrupt:
+            interrupted = True
+            for h in batch:
+                by_host[h.name] = HostResult(h.name, SKIPPED, error="not started: interrupted")
+            continue
         elapsed += res.duration
         interrupted = res.interrupted
         for r in res.results:
@@ -256,3 +285,34 @@ def deploy(
     merged = FleetResult(results, elapsed, interrupted, 0)
     return DeployResult(art, [[h.name for h in b] for b in groups], merged, host_fn.details,
                         stopped)
+
+
+def interrupted_summary(result: DeployResult, command: str) -> tuple[str, str]:
+    """After an interrupted deploy: one paragraph on where every host is, and how to go on."""
+    rel = result.artifact.release
+    new, back, old, other = [], [], [], []
+    for r in result.fleet.results:
+        d = result.details.get(r.host, {})
+        if r.status == OK and d.get("current") == rel:
+            new.append(r.host)
+        elif d.get("rolled_back_to"):
+            back.append(f"{r.host} (to {d['rolled_back_to']})")
+        elif r.status == SKIPPED and "left" not in d:
+            old.append(r.host)
+        else:
+            other.append(f"{r.host} ({r.status}: {d.get('left') or r.error})")
+    said = [f"on the new release {rel} and healthy: {', '.join(new) or 'none'}",
+            f"untouched on their old release: {', '.join(old) or 'none'}"]
+    if back:
+        said.append(f"rolled back to their old release: {', '.join(back)}")
+    if other:
+        said.append(f"see above: {', '.join(other)}")
+    left = any("left" in d for d in result.details.values())
+    text = ("deploy interrupted; " if left else
+            "deploy interrupted at a safe point (no host was left half-switched); ") + \
+        "; ".join(said) + "."
+    hint = (f"re-run `{command}` (a new build of the same code goes to every host; those "
+            f"already on it get it again)")
+    if new:
+        hint += f", or put the new ones back: `opskit rollback -l {','.join(new)} --yes`"
+    return text, hint

@@ -3,7 +3,8 @@
 Every remote action of opskit goes through :func:`run`. It opens one connection per host
 (reused for all steps of the operation), runs ``fn(session)`` with at most ``forks`` hosts in
 flight, and classifies each host ``ok | failed | unreachable | timeout | skipped``.
-Ctrl-C stops starting hosts, lets running ones finish their current step, and reports
+Ctrl-C stops starting hosts, lets running ones finish their current step (or their whole
+``interrupts.host_critical`` section, e.g. a deploy's switch -> reload -> health), and reports
 partial results.
 """
 
@@ -21,6 +22,7 @@ import paramiko
 
 from opskit import errors
 from opskit.inventory import Host
+from opskit.runner import interrupts
 from opskit.transport.connection import ConnectOptions, connect, describe_connect_error
 from opskit.transport.errors import CommandFailed, CommandTimedOut, Interrupted
 from opskit.transport.session import Session
@@ -137,6 +139,7 @@ def _run_host(
     observer: Observer,
     in_flight: _InFlight,
     make_session: Callable[[Session], None] | None,
+    abandon: threading.Event,
 ) -> HostResult:
     if stop.is_set():
         return HostResult(host.name, SKIPPED, error="interrupted before start")
@@ -144,7 +147,7 @@ def _run_host(
         observer.host_started(host)
         started_at = time.time()
         t0 = time.monotonic()
-        result = _attempt(host, fn, options, stop, make_session)
+        result = _attempt(host, fn, options, stop, make_session, abandon)
         result.started_at = started_at
         result.duration = time.monotonic() - t0
     observer.host_finished(result)
@@ -157,13 +160,15 @@ def _attempt(
     options: RunOptions,
     stop: threading.Event,
     make_session: Callable[[Session], None] | None,
+    abandon: threading.Event,
 ) -> HostResult:
     try:
         conn = connect(host, options.connect)
     except Exception as exc:  # any failure to connect means the host is unreachable
         message, hint = describe_connect_error(exc)
         return HostResult(host.name, UNREACHABLE, error=message, hint=hint)
-    session = Session(host, conn, command_timeout=options.command_timeout, stop=stop)
+    session = Session(host, conn, command_timeout=options.command_timeout, stop=stop,
+                      abandon=abandon)
     if make_session is not None:
         make_session(session)
     res = HostResult(host.name, OK)
@@ -212,27 +217,36 @@ def run(
     if options.forks < 1:
         raise errors.UsageError(f"--forks must be at least 1, got {options.forks}")
     observer = observer or _NullObserver()
-    stop = threading.Event()
+    stop, abandon = threading.Event(), threading.Event()
     in_flight = _InFlight()
     t0 = time.monotonic()
     interrupted = False
     pool = ThreadPoolExecutor(max_workers=min(options.forks, max(len(hosts), 1)))
     futures: dict[Future[HostResult], Host] = {}
-    try:
-        for host in hosts:
-            fut = pool.submit(_run_host, host, fn, options, stop, observer, in_flight, make_session)
-            futures[fut] = host
-        pending = set(futures)
-        while pending:
-            try:
-                _done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            except KeyboardInterrupt:
-                interrupted = True
-                stop.set()
-                for fut in pending:
-                    fut.cancel()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    # The signal policy sets the stop flag at once: no worker starts a host after a signal.
+    with interrupts.on_signal(stop.set):
+        try:
+            for host in hosts:
+                fut = pool.submit(_run_host, host, fn, options, stop, observer, in_flight,
+                                  make_session, abandon)
+                futures[fut] = host
+            pending = set(futures)
+            while pending:
+                try:
+                    _done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                    # A signal the policy held back for a host's critical section set the stop
+                    # flag (on_signal, above): end here too.
+                    if stop.is_set() and not interrupted:
+                        raise KeyboardInterrupt
+                except KeyboardInterrupt:
+                    interrupted = True
+                    stop.set()
+                    if interrupts.aborted():  # the operator left the hosts' sections unfinished
+                        abandon.set()
+                    for fut in pending:
+                        fut.cancel()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     results = []
     for fut, host in futures.items():
         if fut.cancelled():

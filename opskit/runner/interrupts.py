@@ -15,6 +15,12 @@ When the outermost section ends with the flag set, it raises :class:`Stopped`: t
 stops there, at a safe point, and says what state it left and how to continue. Messages go to
 stderr with ``os.write``: a ``print`` in a signal handler can hit the buffer the interrupted
 code is writing (a reentrant-call error).
+
+Fleet runs (``runner/fleet.py``) do the same per host: a worker thread's ``host_critical``
+section (a deploy's switch -> reload -> health) holds the signal back like a section of the
+main thread, but raises nothing in the worker; the fleet runner's stop flag is set at once
+(:func:`on_signal`), so no new host (nor a host's section) starts, and the runner reports the
+interrupt when the running ones end.
 """
 
 from __future__ import annotations
@@ -53,13 +59,25 @@ class Policy:
     presses: int = 0  # signals inside the current outermost section
     warned_at: float | None = None
     aborted: bool = False  # the operator left a section unfinished (after the warning)
+    signals: int = 0  # every signal received, for the fleet runner to notice
+    # Worker threads' host sections, by thread: the signal arrives in the main thread.
+    hosts: dict[int, _Section] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Called on every signal outside a main-thread section (a fleet run's stop flag): at
+    # once, so no worker starts a host or a section after the signal.
+    listeners: list[Callable[[], None]] = field(default_factory=list)
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         self.requested = True
+        self.signals += 1
         if not self.sections:
+            for listener in list(self.listeners):
+                listener()
+        hosts = list(self.hosts.values())  # a copy: workers change it meanwhile
+        if not self.sections and not hosts:
             raise KeyboardInterrupt
-        sec = self.sections[0]
+        sec = self.sections[0] if self.sections else _joined(hosts)
         self.presses += 1
         now = time.monotonic()
         if self.presses == 1:
@@ -73,6 +91,12 @@ class Policy:
             say(f"{name} again: leaving {sec.what} unfinished")
             self.aborted = True
             raise KeyboardInterrupt
+
+
+def _joined(hosts: list[_Section]) -> _Section:
+    """The host sections running now, as one (what they are, what stopping would leave)."""
+    what = "; ".join(h.what for h in hosts)
+    return _Section(what, lambda: "; ".join(h.leaves() for h in hosts))
 
 
 _policy = Policy()
@@ -98,6 +122,7 @@ def aborted() -> bool:
 
 
 def in_critical() -> bool:
+    """Whether the main thread is in a critical section (host sections not counted)."""
     return bool(_policy.sections)
 
 
@@ -136,3 +161,35 @@ def critical(what: str, leaves: Callable[[], str]) -> Iterator[None]:
         p.sections.pop()
     if outer and p.presses:  # a signal that came before the section is already on its way
         raise Stopped(f"interrupted; {what} finished first")
+
+
+@contextmanager
+def on_signal(listener: Callable[[], None]) -> Iterator[None]:
+    """Call ``listener`` (cheap, signal-safe: e.g. ``Event.set``) on each signal meanwhile
+    that no main-thread section holds back."""
+    p = _policy
+    p.listeners.append(listener)
+    try:
+        yield
+    finally:
+        p.listeners.remove(listener)
+
+
+@contextmanager
+def host_critical(what: str, leaves: Callable[[], str]) -> Iterator[None]:
+    """A critical section of one host in a fleet worker thread (``what`` names the host).
+
+    Signals meanwhile are held back as in :func:`critical` (the third leaves it: then
+    :func:`aborted`); nothing is raised here at its end: the fleet runner, which saw the
+    signal, starts no new host and reports the run as interrupted."""
+    p = _policy
+    key = threading.get_ident()
+    with p.lock:
+        if not p.sections and not p.hosts:
+            p.presses, p.warned_at = 0, None
+        p.hosts[key] = _Section(what, leaves)
+    try:
+        yield
+    finally:
+        with p.lock:
+            p.hosts.pop(key, None)

@@ -23,8 +23,8 @@ from typing import Any
 from opskit import __version__, aws
 from opskit.errors import SafetyError
 from opskit.inventory import Host
-from opskit.runner import fleet
-from opskit.runner.fleet import FleetResult, Observer, RunOptions
+from opskit.runner import fleet, interrupts
+from opskit.runner.fleet import OK, SKIPPED, FleetResult, Observer, RunOptions
 from opskit.snapshot import discovery
 from opskit.snapshot.config import SnapshotConfig
 from opskit.snapshot.discard import discard
@@ -112,6 +112,18 @@ class _CreateOnHost:
         exclude = [v for v in attached.values() if v not in layout.volumes and v != boot]
         for hook in cfg.pre_freeze:
             s.run(hook)
+        # freeze -> snapshot -> thaw -> tag (or discard) finishes once begun, even on
+        # Ctrl-C/SIGTERM: the set ends complete and tagged, or deleted; never half-made.
+        with interrupts.host_critical(
+                f"freeze -> snapshot -> thaw -> tag on {s.host.name}",
+                leaves=lambda: f"{s.host.name}:{cfg.mount} maybe frozen until its guard's "
+                f"{cfg.freeze_timeout:g}s deadline, its snapshots maybe untagged"):
+            s.check_stop()  # interrupted before it began: nothing frozen, nothing taken
+            with s.recovering():
+                return self._take(s, ec2, cfg, layout, exclude)
+
+    def _take(self, s: Session, ec2: Any, cfg: SnapshotConfig, layout: discovery.Layout,
+              exclude: list[str]) -> dict[str, Any]:
         now = datetime.now(timezone.utc)
         sid = set_id(s.host.name, cfg.mount, now)
         tags = _tags(cfg, s.host.name, layout, sid, now, self.extra_tags)
@@ -163,3 +175,21 @@ class _CreateOnHost:
 def create(hosts: Sequence[Host], cfgs: dict[str, SnapshotConfig], extra_tags: dict[str, str],
            run_options: RunOptions, observer: Observer | None = None) -> FleetResult:
     return fleet.run(hosts, _CreateOnHost(cfgs, extra_tags), run_options, observer=observer)
+
+
+def interrupted_summary(result: FleetResult) -> tuple[str, str]:
+    """After an interrupted ``snapshot create``: which hosts have a new set, which not."""
+    done = [f"{r.host} ({r.value['set_id']})" for r in result.results
+            if r.status == OK and r.value]
+    not_started = [r.host for r in result.results if r.status == SKIPPED]
+    other = [f"{r.host} ({r.status}: {r.error})" for r in result.results
+             if r.status not in (OK, SKIPPED)]
+    text = ("snapshot create interrupted at a safe point (every filesystem thawed, no set left "
+            f"untagged); a new complete set: {', '.join(done) or 'none'}; not started, no new "
+            f"set: {', '.join(not_started) or 'none'}")
+    if other:
+        text += f"; see above: {', '.join(other)}"
+    hint = (f"snapshot the rest: `opskit snapshot create -l {','.join(not_started)} --yes` "
+            "(with the same --mount, if one was given)" if not_started
+            else "nothing is left to do")
+    return text + ".", hint

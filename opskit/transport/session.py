@@ -101,6 +101,9 @@ class Session:
     err_stream: IO[str] | None = None
     # While set, steps run even after Ctrl-C: recovery (e.g. a rollback) must not be cut short.
     finishing: bool = False
+    # Set when the operator left a critical section on purpose (the third Ctrl-C): then even
+    # finishing steps stop, as the warning said.
+    abandon: threading.Event = field(default_factory=threading.Event)
 
     @property
     def is_root(self) -> bool:
@@ -217,8 +220,13 @@ class Session:
         self._check_stop()
         return process.start(self.conn, shlex.join(str(a) for a in argv))
 
+    def check_stop(self) -> None:
+        """Raise :class:`Interrupted` when the run was interrupted (before a sequence that
+        must then not begin)."""
+        self._check_stop()
+
     def _check_stop(self) -> None:
-        if self.stop.is_set() and not self.finishing:
+        if self.abandon.is_set() or (self.stop.is_set() and not self.finishing):
             raise Interrupted("interrupted before this step")
 
     @contextmanager

@@ -7,13 +7,17 @@ from __future__ import annotations
 import io
 import os
 import signal
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from opskit.inventory import Host
 from opskit.output import Environment
-from opskit.runner import interrupts
+from opskit.runner import fleet, interrupts
+from opskit.runner.fleet import RunOptions
 from opskit.runner.runbook import Runbook, Step
+from opskit.transport.session import Session
 
 
 @pytest.fixture(autouse=True)
@@ -118,3 +122,56 @@ def test_the_continue_command_is_the_runs_own_without_yes() -> None:
     cmd = rb.continue_command()
     assert cmd.startswith("opskit -i inv.yml pg failover -l db --continue ")
     assert "--yes" not in cmd and "--to" not in cmd
+
+
+def _local(name: str) -> Host:
+    return Host(name=name, vars={"ansible_connection": "local"}, groups=("all",))
+
+
+def _until(cond: Callable[[], bool]) -> None:
+    while not cond():  # the signal is handled in the main thread, soon after the kill
+        time.sleep(0.01)
+
+
+def test_a_host_section_in_a_fleet_run_finishes_and_no_new_host_starts(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    done: list[str] = []
+
+    def fn(s: Session) -> str:
+        with interrupts.host_critical(f"switch -> reload on {s.host.name}",
+                                      leaves=lambda: "reload undone"):
+            s.check_stop()
+            with s.recovering():
+                s.run("true")
+                ctrl_c()
+                _until(interrupts.requested)
+                s.run("true")  # after the signal: still runs, the section finishes
+                done.append(s.host.name)
+        return "ok"
+
+    res = fleet.run([_local("a"), _local("b")], fn, RunOptions(forks=1))
+    assert done == ["a"]
+    assert res.interrupted and res.exit_code == 130
+    assert [r.status for r in res.results] == [fleet.OK, fleet.SKIPPED]
+    assert "Ctrl-C: finishing switch -> reload on a first" in capfd.readouterr().err
+
+
+def test_a_host_section_left_on_the_third_signal_runs_no_more_steps(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    def fn(s: Session) -> str:
+        with interrupts.host_critical(f"switch -> reload on {s.host.name}",
+                                      leaves=lambda: f"{s.host.name} switched, not reloaded"):
+            with s.recovering():
+                for n in (1, 2, 3):
+                    ctrl_c()
+                    _until(lambda n=n: interrupts._policy.presses >= n)
+                _until(s.abandon.is_set)
+                s.run("true")  # the operator left the section: this step does not run
+        return "not reached"
+
+    res = fleet.run([_local("a")], fn)
+    assert res.interrupted and interrupts.aborted()
+    assert res.results[0].status == fleet.SKIPPED
+    err = capfd.readouterr().err
+    assert "second Ctrl-C: stopping now would leave: a switched, not reloaded" in err
+    assert "Ctrl-C again: leaving switch -> reload on a unfinished" in err

@@ -129,20 +129,25 @@ def in_critical() -> bool:
 @contextmanager
 def installed() -> Iterator[Policy]:
     """The policy's handlers for SIGINT and SIGTERM while the block runs (the main thread
-    only: signals are delivered there), the previous handlers after it."""
+    only: signals are delivered there), the previous handlers after it -- and a calm policy:
+    a signal that stopped this block must not stop whatever runs next in the process (a
+    Fabric task after another, the next test)."""
     global _policy
     _policy = Policy()
-    if threading.current_thread() is not threading.main_thread():
-        yield _policy
-        return
-    before = {s: signal.getsignal(s) for s in SIGNALS}
-    for s in SIGNALS:
-        signal.signal(s, _policy.handle)
     try:
-        yield _policy
+        if threading.current_thread() is not threading.main_thread():
+            yield _policy
+            return
+        before = {s: signal.getsignal(s) for s in SIGNALS}
+        for s in SIGNALS:
+            signal.signal(s, _policy.handle)
+        try:
+            yield _policy
+        finally:
+            for s, h in before.items():
+                signal.signal(s, h)
     finally:
-        for s, h in before.items():
-            signal.signal(s, h)
+        _policy = Policy()
 
 
 @contextmanager

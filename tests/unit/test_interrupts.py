@@ -175,3 +175,14 @@ def test_a_host_section_left_on_the_third_signal_runs_no_more_steps(
     err = capfd.readouterr().err
     assert "second Ctrl-C: stopping now would leave: a switched, not reloaded" in err
     assert "Ctrl-C again: leaving switch -> reload on a unfinished" in err
+
+
+def test_a_signal_does_not_outlive_the_block_that_took_it() -> None:
+    with interrupts.installed():
+        with pytest.raises(KeyboardInterrupt):
+            ctrl_c()
+        assert interrupts.requested()
+    assert not interrupts.requested() and not interrupts.aborted()
+    rb = Runbook(Environment(stdout=io.StringIO(), stderr=io.StringIO()), "t", ["t"])
+    rb.check("after the block", run=lambda st: None)  # no leftover stop request
+    assert [s.status for s in rb.steps] == ["ok"]

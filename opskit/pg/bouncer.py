@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from opskit.errors import InventoryError
 from opskit.onhost import script
@@ -83,3 +83,21 @@ def repoint(s: Session, b: BouncerNode, target: PgNode) -> dict[str, list[str]]:
     tools.admin(s, b, "RELOAD")
     return doc["changed"]
 
+
+
+class Repointing(Protocol):
+    """What a runbook's progress record says about PgBouncer (failover, --continue)."""
+
+    repointed: bool
+    held: bool
+
+
+def repoint_then_resume(cluster: Cluster, pool: HostPool, target: PgNode,
+                        progress: Repointing) -> str:
+    """The step both a failover and its --continue end with: every PgBouncer at ``target``
+    (ini rewritten, RELOAD), then RESUME; ``progress`` says how far it got if it fails."""
+    changed = each(cluster, pool, lambda s, b: repoint(s, b, target))
+    progress.repointed = True
+    each(cluster, pool, release)
+    progress.held = False
+    return "; ".join(f"{k}: {v}" for k, v in changed.items())

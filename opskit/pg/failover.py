@@ -174,11 +174,7 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, opts: FailoverOptions) ->
             st.status, st.detail = "warning", f"{bad} (run `opskit pg rejoin` for them)"
 
     def repoint(st: Step) -> None:
-        changed = bouncer.each(cluster, pool, lambda s, b: bouncer.repoint(s, b, target))
-        p.repointed = True
-        bouncer.each(cluster, pool, bouncer.release)
-        p.held = False
-        st.detail = "; ".join(f"{k}: {v}" for k, v in changed.items())
+        st.detail = bouncer.repoint_then_resume(cluster, pool, target, p)
 
     def verify(st: Step) -> None:
         wrote = bouncer.each(cluster, pool,

@@ -26,6 +26,7 @@ import yaml
 from opskit.errors import InventoryError
 from opskit.inventory import hostrange
 from opskit.inventory.model import CONNECTIONS, Group, Host, Inventory
+from opskit.inventory.origin import Origin
 
 DOMAIN_KEYS = ("deploy", "snapshot", "postgres", "redis", "cache", "aws")
 GROUP_KEYS = ("hosts", "children", "vars")
@@ -240,6 +241,7 @@ class _RawGroup:
     hosts: list[str] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
     vars: dict[str, Any] = field(default_factory=dict)
+    origins: dict[str, Origin] = field(default_factory=dict)
     # hosts as a set: "already a member?" was a list scan, quadratic for app[1:100000].
     host_set: set[str] = field(default_factory=set)
 
@@ -249,14 +251,18 @@ class _Collector:
     """Facts gathered from every file before the group graph is resolved."""
 
     host_vars: dict[str, dict[str, Any]] = field(default_factory=dict)  # ordered: first seen
+    host_origins: dict[str, dict[str, Origin]] = field(default_factory=dict)
     groups: dict[str, _RawGroup] = field(default_factory=dict)
     edge_where: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def group(self, name: str) -> _RawGroup:
         return self.groups.setdefault(name, _RawGroup())
 
-    def add_host(self, name: str, group: str, host_vars: Mapping[str, Any]) -> None:
+    def add_host(self, name: str, group: str, host_vars: Mapping[str, Any],
+                 origins: Mapping[str, Origin] | None = None) -> None:
         self.host_vars.setdefault(name, {}).update(host_vars)  # later mention wins
+        if origins:
+            self.host_origins.setdefault(name, {}).update(origins)
         raw = self.group(group)
         if name not in raw.host_set:
             raw.host_set.add(name)
@@ -350,6 +356,8 @@ def _add_group(
         vars_at = where(body, "vars")
         group_vars = _check_vars(body["vars"], vars_at, f"group '{name}'")
         collector.group(name).vars.update(group_vars)
+        collector.group(name).origins.update(
+            origins_of(body["vars"], where.source, f"group '{name}'"))
     children = body.get("children")
     if children is not None:
         if not isinstance(children, Mapping):
@@ -387,8 +395,9 @@ def _add_hosts(collector: _Collector, where: _Where, body: Mapping[str, Any], gr
                 hint="a range is [begin:end] or [begin:end:stride], e.g. app[01:25] or db[a:c]",
             ) from None
         checked = _check_vars(host_vars, at, f"host '{pattern}'") if host_vars is not None else {}
+        origins = origins_of(host_vars, where.source, f"host '{pattern}'") if checked else None
         for name in names:
-            collector.add_host(name, group, checked)
+            collector.add_host(name, group, checked, origins)
 
 
 def _add_ec2(collector: _Collector, data: Mapping[str, Any], source: str) -> None:
@@ -396,10 +405,11 @@ def _add_ec2(collector: _Collector, data: Mapping[str, Any], source: str) -> Non
 
     for found in ec2.discover(data, source):
         checked = _check_vars(found.vars, source, f"EC2 host '{found.name}'")
+        origins = origins_of(found.vars, source, f"EC2 host '{found.name}'")
         for group in found.groups:
-            collector.add_host(found.name, group, checked)
+            collector.add_host(found.name, group, checked, origins)
         if not found.groups:
-            collector.add_host(found.name, "all", checked)
+            collector.add_host(found.name, "all", checked, origins)
 
 
 def _check_vars(value: Any, at: str, owner: str) -> dict[str, Any]:
@@ -441,6 +451,13 @@ def _check_connection_vars(value: Mapping[str, Any], at: str, owner: str) -> Non
                 f"{at}: {key} of {owner} must be a string (got {value[key]!r})",
                 hint="quote the value",
             )
+
+
+def origins_of(value: Mapping[str, Any], source: str, owner: str) -> dict[str, Origin]:
+    """An :class:`Origin` for each var of one declaration (lines where YAML gave them)."""
+    lines = getattr(value, "key_lines", None) or {}
+    line = getattr(value, "line", None)
+    return {k: Origin(source, owner, lines.get(k, line), v) for k, v in value.items()}
 
 
 def _is_port(port: Any) -> bool:
@@ -501,8 +518,14 @@ def _build(collector: _Collector, sources: list[str]) -> Inventory:
             member_of.add("ungrouped")
         else:
             member_of.discard("ungrouped")  # explicit 'ungrouped' loses to a real group
-        merged = _merge_vars(raw, member_of, depth, host_vars)
-        hosts[name] = Host(name=name, vars=merged, groups=tuple(sorted(member_of)))
+        ordered = _ordered_groups(raw, member_of, depth)
+        merged = _merge_vars(raw, ordered, host_vars)
+        origins: dict[str, Origin] = {}
+        for group in ordered:
+            origins.update(raw[group].origins)
+        origins.update(collector.host_origins.get(name, {}))
+        hosts[name] = Host(name=name, vars=merged, groups=tuple(sorted(member_of)),
+                           origins=origins)
 
     ungrouped = [h.name for h in hosts.values() if "ungrouped" in h.groups]
     groups = {
@@ -567,15 +590,19 @@ def _resolve(
     ancestors[name] = set(parents[name]).union(*(ancestors[p] for p in parents[name]))
 
 
+def _ordered_groups(
+    raw: Mapping[str, _RawGroup], member_of: set[str], depth: Mapping[str, int]
+) -> list[str]:
+    """all < shallower groups < deeper groups (same depth: by name): Ansible's order."""
+    return ["all", *sorted(member_of - {"all"}, key=lambda g: (depth[g], g))]
+
+
 def _merge_vars(
-    raw: Mapping[str, _RawGroup],
-    member_of: set[str],
-    depth: Mapping[str, int],
-    host_vars: Mapping[str, Any],
+    raw: Mapping[str, _RawGroup], ordered: list[str], host_vars: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """all < shallower groups < deeper groups (same depth: by name) < host; dicts replace."""
-    merged: dict[str, Any] = dict(raw["all"].vars)
-    for group in sorted(member_of - {"all"}, key=lambda g: (depth[g], g)):
+    """Group vars in ``ordered`` precedence, then the host's own; dicts replace."""
+    merged: dict[str, Any] = {}
+    for group in ordered:
         merged.update(raw[group].vars)
     merged.update(host_vars)
     return copy.deepcopy(merged)  # hosts must not share mutable values

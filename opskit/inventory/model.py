@@ -12,6 +12,7 @@ from typing import Any
 
 from opskit.errors import InventoryError
 from opskit.inventory import patterns
+from opskit.inventory.origin import Origin
 
 CONNECTIONS = {"ssh": "ssh", "smart": "ssh", "paramiko": "ssh", "local": "local"}
 
@@ -23,6 +24,8 @@ class Host:
     name: str
     vars: dict[str, Any] = field(default_factory=dict)
     groups: tuple[str, ...] = ("all",)
+    # Where each var's winning value was declared (file, line, group or host): for errors.
+    origins: dict[str, Origin] = field(default_factory=dict, repr=False, compare=False)
 
     # Hosts are keyed by name in runner results and sets; equal names mean the same host.
     def __hash__(self) -> int:

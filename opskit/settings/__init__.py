@@ -1,0 +1,186 @@
+"""Declared, strict settings: one schema per domain var (``deploy:``, ``postgres:``…).
+
+    from opskit import settings
+    cfg = settings.of(host, "deploy")        # a frozen DeploySettings; InventoryError if wrong
+    for problem in settings.check(hosts):    # every domain of every host (`inventory check`)
+        print(problem)
+
+A problem names where the value was declared (file, line, group or host: the inventory's
+:class:`~opskit.inventory.origin.Origin`), the key, what is wrong and, for an unknown key, the
+closest valid one. pydantic is imported on the first call, not with this package.
+
+Rule: the settings layer sits between the inventory and the domains: it may import the
+inventory and the top-level utilities, never transport, runner, domains or commands (the
+domains' schemas are imported by name, see :mod:`opskit.settings.registry`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from opskit.errors import InventoryError
+from opskit.settings.registry import DOMAINS, schema
+
+if TYPE_CHECKING:
+    from opskit.inventory import Host
+    from opskit.inventory.origin import Origin
+    from opskit.settings.base import Settings
+
+__all__ = ["DOMAINS", "Problem", "check", "of", "problems", "schema"]
+
+REFERENCE = "docs/settings.md"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One wrong setting: ``where`` it was declared, the dotted ``key``, what is wrong."""
+
+    where: str
+    key: str
+    message: str
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        line = f"{self.where}: {self.key}: {self.message}"
+        return f"{line} ({self.hint})" if self.hint else line
+
+    def error(self) -> InventoryError:
+        return InventoryError(f"{self.where}: {self.key}: {self.message}",
+                              hint=self.hint or f"see {REFERENCE}")
+
+
+# The outcome of validating one declaration, shared by every host that inherits it (dict
+# values replace, so a host's domain var is exactly one declaration's value).
+_Outcome = tuple["Settings | None", tuple[Problem, ...]]
+_CACHE: weakref.WeakKeyDictionary[Origin, _Outcome] = weakref.WeakKeyDictionary()
+
+
+def of(host: Host, domain: str) -> Settings:
+    """``host``'s ``domain`` settings, validated; the defaults when the host has none.
+
+    Raises InventoryError naming the first problem (``inventory check`` lists them all).
+    """
+    found = problems(host, domain)
+    if found:
+        raise found[0].error()
+    model, _ = _validate(host, domain)
+    assert model is not None
+    return model
+
+
+def problems(host: Host, domain: str) -> list[Problem]:
+    """What is wrong with ``host``'s ``domain`` settings (and a var misspelling it)."""
+    found = list(_near_misses(host, (domain,)))
+    found.extend(_validate(host, domain)[1])
+    return found
+
+
+def check(hosts: Iterable[Host]) -> list[Problem]:
+    """Every problem of every domain var of ``hosts``, each declaration reported once."""
+    seen: set[Problem] = set()
+    out: list[Problem] = []
+    for host in hosts:
+        for p in _near_misses(host, DOMAINS):
+            if p not in seen:
+                seen.add(p)
+                out.append(p)
+        for domain in DOMAINS:
+            if domain not in host.vars:
+                continue
+            for p in _validate(host, domain)[1]:
+                if p not in seen:
+                    seen.add(p)
+                    out.append(p)
+    return out
+
+
+def _validate(host: Host, domain: str) -> _Outcome:
+    origin = host.origins.get(domain)
+    if origin is not None and origin in _CACHE:
+        return _CACHE[origin]
+    value = host.vars.get(domain)
+    outcome = _run(schema(domain), domain, {} if value is None else value, origin, host)
+    if origin is not None:
+        _CACHE[origin] = outcome
+    return outcome
+
+
+def _run(model: type[Settings], domain: str, value: Any, origin: Origin | None,
+         host: Host) -> _Outcome:
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(value), ()
+    except ValidationError as exc:
+        return None, tuple(_problem(model, domain, err, origin, host) for err in exc.errors())
+
+
+def _where(origin: Origin | None, host: Host, loc: Sequence[Any]) -> str:
+    return origin.where(loc) if origin is not None else f"host {host.name}"
+
+
+def _problem(model: type[Settings], domain: str, err: Mapping[str, Any],
+             origin: Origin | None, host: Host) -> Problem:
+    loc = tuple(err.get("loc", ()))
+    kind = err.get("type", "")
+    key = ".".join([domain, *(str(part) for part in loc)])
+    where = _where(origin, host, loc)
+    if kind == "extra_forbidden":
+        valid = _keys_at(model, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
+        hint = (f"did you mean {'.'.join([domain, *map(str, loc[:-1]), close[0]])}?" if close
+                else f"valid keys: {', '.join(valid)}")
+        return Problem(where, key, "unknown key", hint)
+    if kind == "missing":
+        return Problem(where, key, "is missing", f"set it under {domain}: (see {REFERENCE})")
+    message = str(err.get("msg", "is not valid"))
+    message = message.removeprefix("Value error, ")
+    if kind in ("model_type", "dataclass_type", "dict_type"):
+        message = "must be a mapping of settings"
+    if not kind.startswith("value_error"):
+        message = f"{message[:1].lower()}{message[1:]} (got {_shown(err.get('input'))})"
+    return Problem(where, key, message)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _keys_at(model: type[Settings], path: Sequence[Any]) -> list[str]:
+    """The valid keys of the (nested) mapping at ``path``: for the did-you-mean."""
+    current: Any = model
+    for part in path:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        current = _model_of(fields[part].annotation)
+    return list(getattr(current, "model_fields", {}) or [])
+
+
+def _model_of(annotation: Any) -> Any:
+    from typing import get_args
+
+    if hasattr(annotation, "model_fields"):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _near_misses(host: Host, domains: Sequence[str]) -> Iterable[Problem]:
+    """A var that looks like a domain's name but is not one (``postgress:``): never ignored."""
+    for var in host.vars:
+        if var in DOMAINS or var.startswith(("ansible_", "opskit_")):
+            continue
+        close = difflib.get_close_matches(var, domains, n=1, cutoff=0.8)
+        if close:
+            origin = host.origins.get(var)
+            yield Problem(_where(origin, host, ()), var,
+                          "is not an opskit setting", f"did you mean {close[0]}?")

@@ -1,0 +1,112 @@
+"""The base of every domain's settings schema, and the value types they share.
+
+A schema is a pydantic model: one field per key, with its type, default and a line of
+documentation (``Field(description=...)``), which is also what docs/settings.md is made
+from. ``extra="forbid"``: an unknown key is an error, never ignored. ``strict``: YAML already
+gives real types, so "5432" for a port or ``yes`` for a number is a mistake to name, not to
+coerce (pydantic's lax mode would take ``true`` as the port 1).
+
+This module imports pydantic: import it only where settings are read (domain ``config``
+modules do so inside their ``load`` functions), never at opskit's start-up.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AbsPath", "Field", "Pattern", "PlainName", "Port", "Positive", "RelPath", "Seconds",
+    "Settings", "Text",
+]
+
+
+class Settings(BaseModel):
+    """A domain's settings: unknown keys refused, values typed strictly, instances frozen."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True,
+                              validate_default=False, populate_by_name=False)
+
+
+class Nested(Settings):
+    """A mapping inside a domain's settings (e.g. ``redis.publish``): the same rules."""
+
+
+# \Z, not $: "$" also matches before a final newline, and a newline in a value written into a
+# config file (pgbouncer.ini) would start a line of its own.
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}\Z")
+
+
+def _abs_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"must be an absolute path (got {value!r})")
+    if "\n" in value or "\0" in value:
+        raise ValueError("must not contain a newline or NUL")
+    return value
+
+
+def _rel_path(value: str) -> str:
+    norm = posixpath.normpath(value)
+    if value.startswith("/") or norm == ".." or norm.startswith("../") or "\0" in value:
+        raise ValueError(f"must be a relative path without '..' (got {value!r})")
+    return norm
+
+
+def _plain_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(f"must be a plain name: letters, digits, _ . - (got {value!r})")
+    return value
+
+
+def _seconds(value: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"must be a positive number of seconds (got {value!r})")
+    return float(value)
+
+
+def _positive(value: int) -> int:
+    if value < 1:
+        raise ValueError(f"must be 1 or more (got {value!r})")
+    return value
+
+
+def _port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError(f"must be a port number 1-65535 (got {value!r})")
+    return value
+
+
+def _text(value: str) -> str:
+    if "\0" in value:
+        raise ValueError("must not contain NUL")
+    return value
+
+
+AbsPath = Annotated[str, AfterValidator(_abs_path)]
+RelPath = Annotated[str, AfterValidator(_rel_path)]
+PlainName = Annotated[str, AfterValidator(_plain_name)]
+Seconds = Annotated[float, AfterValidator(_seconds)]
+Positive = Annotated[int, AfterValidator(_positive)]
+Port = Annotated[int, AfterValidator(_port)]
+Text = Annotated[str, AfterValidator(_text)]
+Pattern = Annotated[str, AfterValidator(_text)]  # an inventory --limit pattern
+
+
+def field_doc(model: type[BaseModel], name: str) -> str:
+    info = model.model_fields[name]
+    return info.description or ""
+
+
+def default_text(model: type[BaseModel], name: str) -> str:
+    """The default as the reference shows it: ``—`` for a required key."""
+    info = model.model_fields[name]
+    if info.is_required():
+        return "required"
+    value: Any = info.get_default(call_default_factory=True)
+    if value is None:
+        return "—"
+    return repr(value) if isinstance(value, str) else str(value)

@@ -23,7 +23,7 @@ PYTEST = seed=$(SEED); seed=$${seed:-$$(od -An -N2 -tu2 /dev/urandom | tr -d ' '
 	echo "test order: --randomly-seed=$$seed (repeat with: make $@ SEED=$$seed)"; \
 	$(BIN)/pytest -q -p randomly --randomly-seed=$$seed
 
-.PHONY: help demo test unit lab-test lint bench apt-deps venv clean lab-down
+.PHONY: help demo test unit lab-test lint check-inventories bench apt-deps venv clean lab-down
 
 help:
 	@echo "make demo   start the lab fleet and run the tour"
@@ -62,13 +62,20 @@ lint: venv
 	$(BIN)/ruff check opskit tests fabfile.py
 	$(BIN)/lint-imports
 
+# Every inventory in inventory/ validates: its settings against the schemas (docs/settings.md),
+# without connecting anywhere (an EC2 source is parsed, not discovered).
+check-inventories: venv
+	@for inv in inventory/*.yml; do \
+	  $(BIN)/opskit -i "$$inv" inventory check || { echo "inventory check failed: $$inv"; exit 1; }; \
+	done
+
 unit: venv
 	@$(PYTEST) tests/unit || { echo "failed with seed $$seed: make $@ SEED=$$seed"; exit 1; }
 
 lab-test: venv
 	@$(PYTEST) tests/lab || { echo "failed with seed $$seed: make $@ SEED=$$seed"; exit 1; }
 
-test: venv lint
+test: venv lint check-inventories
 	@$(PYTEST) tests/unit tests/lab || { echo "failed with seed $$seed: make $@ SEED=$$seed"; exit 1; }
 
 demo: venv

@@ -10,6 +10,19 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 step opskit lab up --hosts "${LAB_HOSTS:-10}" --yes
 step opskit inventory --graph
 step opskit inventory -l 'app:db'
+step opskit inventory check
+echo
+echo "The seed's fleet (inventory/production.yml) checked without connecting anywhere:"
+step opskit -i inventory/production.yml inventory check
+echo
+echo "A misspelt setting is named with its file and line, and the key it was meant to be; exit 1"
+set +e
+typo=$(mktemp --suffix=.yml)
+sed 's/data_directory:/data_dir:/' inventory/production.yml > "$typo"
+step opskit -i "$typo" inventory check
+echo "(exit status $?)"
+rm -f "$typo"
+set -e
 step opskit exec -l app --yes -- uptime
 step opskit exec --yes --stream -- 'echo "$OPSKIT_HOST is $(hostname) with /srv: $(ls /srv | wc -l) entries"'
 echo

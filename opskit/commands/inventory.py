@@ -1,4 +1,5 @@
-"""``opskit inventory``: show the selected hosts, their groups and vars, or the group tree."""
+"""``opskit inventory``: show the selected hosts, their groups and vars, or the group tree;
+``opskit inventory check``: validate every setting of every host without connecting."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from opskit.output import Environment
 from opskit.redact import mask_data
 
 
-@click.command(
-    "inventory",
+@click.group(
+    "inventory", invoke_without_command=True,
     epilog="""\b
 Examples:
   opskit -i inventory/production.yml inventory -l 'db:&pg_primary'
   opskit -i inventory/production.yml inventory --graph
   opskit -i inventory/ inventory --json | jq '.hosts | keys'
+  opskit -i inventory/production.yml inventory check
 """,
 )
 @click.option("--graph", is_flag=True, help="Print the group tree with its hosts. Example: --graph")
@@ -25,8 +27,11 @@ Examples:
               help="Include each host's merged vars in the table. Example: --vars -l app01")
 @shared_options
 @pass_app
-def command(app: AppContext, graph: bool, show_vars: bool) -> int:
+@click.pass_context
+def command(ctx: click.Context, app: AppContext, graph: bool, show_vars: bool) -> int | None:
     """List the hosts selected by --limit (all by default), or the group tree."""
+    if ctx.invoked_subcommand is not None:
+        return None
     inv = app.inventory()
     env = app.env
     if graph:
@@ -66,3 +71,38 @@ def _print_tree(env: Environment, node: dict[str, Any], indent: str) -> None:
         _print_tree(env, child, indent + "  ")
     for host in node.get("hosts", []):
         env.line(f"{indent}  {host}")
+
+
+@command.command("check", epilog="""\b
+Examples:
+  opskit -i inventory/production.yml inventory check
+  opskit -i inventory/ inventory check -l db
+  opskit -i inventory/production.yml inventory check --json | jq '.problems[]'
+Exit codes: 0 every setting is valid, 1 one line per problem (or the inventory does not load).
+""")
+@shared_options
+@pass_app
+def check(app: AppContext) -> int:
+    """Validate every setting of every selected host against its schema; connect nowhere.
+
+    Loads the inventory (its own checks: YAML, ranges, groups, connection vars), then checks
+    each host's domain vars (deploy:, snapshot:, postgres:, pgbouncer:, redis:, cache:, aws:,
+    health:, lab:) against docs/settings.md: unknown keys (with the closest valid one), types,
+    values, the inventory patterns they name, and what each domain derives from them.
+    A problem shared by many hosts (a group's var) is reported once, where it is declared.
+    """
+    from opskit import settings  # the schemas (pydantic) only for this subcommand
+
+    inv = app.inventory()
+    hosts = app.select()
+    problems = settings.check(hosts, inv)
+    env = app.env
+    if env.json:
+        env.emit_json({"sources": inv.sources, "hosts": len(hosts), "ok": not problems,
+                       "problems": [str(p) for p in problems]})
+    else:
+        for p in problems:
+            env.line(str(p))
+        if not problems:
+            env.line(f"{len(hosts)} hosts, every setting valid ({', '.join(inv.sources)})")
+    return 1 if problems else 0

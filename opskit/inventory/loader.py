@@ -534,6 +534,7 @@ def _build(collector: _Collector, sources: list[str]) -> Inventory:
             hosts=ungrouped if name == "ungrouped" else list(g.hosts),
             children=list(g.children),
             vars=copy.deepcopy(g.vars),
+            origins=dict(g.origins),
         )
         for name, g in raw.items()
     }

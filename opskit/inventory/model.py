@@ -94,6 +94,9 @@ class Group:
     hosts: list[str] = field(default_factory=list)
     children: list[str] = field(default_factory=list)
     vars: dict[str, Any] = field(default_factory=dict)
+    # Where each of its vars was declared: `inventory check` checks a group's settings even
+    # where every member overrides them (a typo there must not wait for a new member).
+    origins: dict[str, Origin] = field(default_factory=dict, repr=False, compare=False)
 
 
 class Inventory:

@@ -26,7 +26,7 @@ from opskit.errors import InventoryError
 from opskit.settings.registry import DOMAINS, schema
 
 if TYPE_CHECKING:
-    from opskit.inventory import Host
+    from opskit.inventory import Host, Inventory
     from opskit.inventory.origin import Origin
     from opskit.settings.base import Settings
 
@@ -79,52 +79,91 @@ def problems(host: Host, domain: str) -> list[Problem]:
     return found
 
 
-def check(hosts: Iterable[Host]) -> list[Problem]:
-    """Every problem of every domain var of ``hosts``, each declaration reported once."""
+def check(hosts: Iterable[Host], inventory: Inventory | None = None) -> list[Problem]:
+    """Every problem of every domain var of ``hosts``, each declaration reported once.
+
+    With ``inventory``, the patterns the settings name (``postgres.pgbouncer``…) must also
+    select hosts in it.
+    """
     seen: set[Problem] = set()
     out: list[Problem] = []
-    for host in hosts:
-        for p in _near_misses(host, DOMAINS):
+
+    def add(found: Iterable[Problem]) -> None:
+        for p in found:
             if p not in seen:
                 seen.add(p)
                 out.append(p)
+
+    hosts = list(hosts)
+    for host in hosts:
+        add(_near_misses(host, DOMAINS))
         for domain in DOMAINS:
             if domain not in host.vars:
                 continue
-            for p in _validate(host, domain)[1]:
-                if p not in seen:
-                    seen.add(p)
-                    out.append(p)
+            model, found = _validate(host, domain)
+            add(found)
+            if model is not None and inventory is not None:
+                add(_patterns(host, domain, model, inventory))
+    if inventory is not None:
+        add(_declarations(hosts, inventory))
     return out
 
 
+def _declarations(hosts: Sequence[Host], inventory: Inventory) -> Iterable[Problem]:
+    """The domain vars of the selected hosts' groups (and of empty groups) as declared: a
+    value every member overrides is still checked."""
+    groups = {g for h in hosts for g in h.groups}
+    for group in inventory.groups.values():
+        if group.name not in groups and inventory.members(group.name):
+            continue
+        for domain, origin in group.origins.items():
+            if domain in DOMAINS:
+                yield from _outcome(domain, origin.raw, origin, None)[1]
+
+
+def _patterns(host: Host, domain: str, model: Settings, inventory: Inventory
+              ) -> Iterable[Problem]:
+    from opskit.errors import PatternError
+    from opskit.settings.base import pattern_fields
+
+    for path, pattern in pattern_fields(model):
+        try:
+            inventory.select(pattern)
+        except PatternError as exc:
+            yield Problem(_where(host.origins.get(domain), host, path),
+                          ".".join((domain, *path)), f"selects no hosts: {exc.message}",
+                          exc.hint)
+
+
 def _validate(host: Host, domain: str) -> _Outcome:
-    origin = host.origins.get(domain)
+    return _outcome(domain, host.vars.get(domain), host.origins.get(domain), host)
+
+
+def _outcome(domain: str, value: Any, origin: Origin | None, host: Host | None) -> _Outcome:
+    """Validate one value of ``domain`` (cached per declaration)."""
     if origin is not None and origin in _CACHE:
         return _CACHE[origin]
-    value = host.vars.get(domain)
-    outcome = _run(schema(domain), domain, {} if value is None else value, origin, host)
+    from pydantic import ValidationError
+
+    model = schema(domain)
+    try:
+        outcome: _Outcome = (model.model_validate({} if value is None else value), ())
+    except ValidationError as exc:
+        outcome = (None, tuple(_problem(model, domain, err, origin, host)
+                               for err in exc.errors()))
     if origin is not None:
         _CACHE[origin] = outcome
     return outcome
 
 
-def _run(model: type[Settings], domain: str, value: Any, origin: Origin | None,
-         host: Host) -> _Outcome:
-    from pydantic import ValidationError
-
-    try:
-        return model.model_validate(value), ()
-    except ValidationError as exc:
-        return None, tuple(_problem(model, domain, err, origin, host) for err in exc.errors())
-
-
-def _where(origin: Origin | None, host: Host, loc: Sequence[Any]) -> str:
-    return origin.where(loc) if origin is not None else f"host {host.name}"
+def _where(origin: Origin | None, host: Host | None, loc: Sequence[Any]) -> str:
+    if origin is not None:
+        return origin.where(loc)
+    return f"host {host.name}" if host is not None else "?"
 
 
 def _problem(model: type[Settings], domain: str, err: Mapping[str, Any],
-             origin: Origin | None, host: Host) -> Problem:
+             origin: Origin | None, host: Host | None) -> Problem:
     loc = tuple(err.get("loc", ()))
     kind = err.get("type", "")
     key = ".".join([domain, *(str(part) for part in loc)])

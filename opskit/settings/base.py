@@ -93,7 +93,27 @@ Seconds = Annotated[float, AfterValidator(_seconds)]
 Positive = Annotated[int, AfterValidator(_positive)]
 Port = Annotated[int, AfterValidator(_port)]
 Text = Annotated[str, AfterValidator(_text)]
-Pattern = Annotated[str, AfterValidator(_text)]  # an inventory --limit pattern
+
+
+class PatternMarker:
+    """Marks a field whose value is an inventory pattern: ``inventory check`` resolves it."""
+
+
+Pattern = Annotated[str, AfterValidator(_text), PatternMarker()]  # an inventory --limit pattern
+
+
+def pattern_fields(model: BaseModel) -> list[tuple[tuple[str, ...], str]]:
+    """Every (path, pattern) of ``model`` whose field is a :data:`Pattern`, nested included."""
+    found: list[tuple[tuple[str, ...], str]] = []
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if value is None:
+            continue
+        if any(isinstance(m, PatternMarker) for m in info.metadata) and isinstance(value, str):
+            found.append(((name,), value))
+        elif isinstance(value, BaseModel):
+            found.extend(((name, *path), v) for path, v in pattern_fields(value))
+    return found
 
 
 def field_doc(model: type[BaseModel], name: str) -> str:

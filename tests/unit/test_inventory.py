@@ -480,35 +480,3 @@ def test_from_dict() -> None:
         inventory.from_dict({"web": {"hosts": ["w1"]}})
 
 
-def test_production_inventory_describes_the_fleet() -> None:
-    inv = inventory.load(REPO / "inventory" / "production.yml")
-    assert len(inv.groups["lb"].hosts) == 3
-    assert len(inv.members("app")) >= 25
-    assert len(inv.members("pg_primary")) == 12
-    assert len(inv.members("pg_replica")) == 12
-    assert len(inv.members("memcached")) == 6
-    assert {"pg_primary", "pg_replica"} <= set(inv.groups["db"].children)
-    assert {"redis_master", "redis_replica"} <= set(inv.groups["redis"].children)
-    assert inv.members("solr") and inv.members("gearman_worker")
-    for host in inv.hosts.values():
-        assert host.user == "ubuntu"
-        assert host.domain("aws").get("region") == "us-east-1"
-        assert "endpoint_url" not in host.domain("aws")
-    # Every primary has a replica in the same shard group.
-    for primary in inv.members("pg_primary"):
-        shard = [g for g in primary.groups if g.startswith("pg_shard") and g != "pg_shards"]
-        assert len(shard) == 1
-        pair = inv.members(shard[0])
-        assert {"pg_primary", "pg_replica"} == {
-            r for h in pair for r in h.groups if r in ("pg_primary", "pg_replica")
-        }
-        assert primary.domain("postgres")["shard"] == int(shard[0][-2:])
-    # Snapshots are taken on replicas only (role group vars survive the shard groups).
-    assert all(h.domain("snapshot")["enabled"] for h in inv.members("pg_replica"))
-    assert not any(h.domain("snapshot")["enabled"] for h in inv.members("pg_primary"))
-    assert all(h.domain("snapshot")["enabled"] for h in inv.members("redis_replica"))
-    assert inv.hosts["app07"].domain("deploy")["service"] == "gunicorn"
-    assert inv.select("pg_primary:&pg_shard0[1-4]") == [
-        inv.hosts[n] for n in ("pg01a", "pg02a", "pg03a", "pg04a")
-    ]
-

@@ -2,7 +2,9 @@
 
 A db host takes part when its vars have ``postgres``; its repmgr node name is the inventory
 host name unless ``postgres.node_name`` says otherwise. The PgBouncer hosts are the
-inventory pattern in ``postgres.pgbouncer``; each has ``pgbouncer`` vars.
+inventory pattern in ``postgres.pgbouncer``; each has ``pgbouncer`` vars. The values are
+declared and checked in :mod:`opskit.pg.settings` (through :func:`opskit.settings.of`); what
+needs the host too (its address, its name as the node name) is checked here.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ import posixpath
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
+from opskit import settings
 from opskit.errors import InventoryError
 from opskit.inventory import Host, Inventory
+
+if TYPE_CHECKING:
+    from opskit.pg.settings import PgbouncerSettings, PostgresSettings
 
 # \Z, not $: "$" also matches before a final newline, and a newline in a value written into
 # pgbouncer.ini would start a line (a section, a setting) of its own.
@@ -94,89 +100,35 @@ class BouncerNode:
         return self.host.name
 
 
-def _get(host: Host, section: dict[str, Any], key: str, kind: type, default: Any = None,
-         where: str = "postgres") -> Any:
-    value = section.get(key, default)
-    if value is None:
-        raise InventoryError(f"host {host.name}: {where}.{key} is missing",
-                             hint=f"set {where}: {{{key}: ...}} in the inventory "
-                                  "(docs/postgres.md)")
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InventoryError(f"host {host.name}: {where}.{key} must be a number, "
-                                 f"got {value!r}")
-        if key == "port" and not 1 <= value <= 65535:
-            raise InventoryError(f"host {host.name}: {where}.port must be 1-65535, "
-                                 f"got {value!r}", hint="e.g. port: 5432")
-        return value
-    if kind is str and not isinstance(value, str):
-        raise InventoryError(f"host {host.name}: {where}.{key} must be a string, got {value!r}")
-    if key.endswith(("dir", "directory", "conf", "ini")) and not str(value).startswith("/"):
-        raise InventoryError(f"host {host.name}: {where}.{key} must be an absolute path, "
-                             f"got {value!r}")
-    return value
-
-
 def node(host: Host) -> PgNode:
-    pg = host.vars.get("postgres")
-    if not isinstance(pg, dict):
+    """``host``'s PostgreSQL node, its ``postgres:`` settings checked (opskit.pg.settings)."""
+    if not isinstance(host.vars.get("postgres"), dict):
         raise InventoryError(f"host {host.name} has no postgres settings",
                              hint="select db hosts with postgres vars, e.g. -l db")
-    name = str(pg.get("node_name") or host.name)
+    pg = cast("PostgresSettings", settings.of(host, "postgres"))
+    name = pg.node_name or host.name
     if not _NAME.match(name):
-        raise InventoryError(f"host {host.name}: postgres.node_name {name!r} is not a plain name")
-    bindir = _get(host, pg, "bindir", str, "/usr/lib/postgresql/15/bin")
+        raise InventoryError(f"host {host.name}: the repmgr node name {name!r} (the host "
+                             "name) is not a plain name",
+                             hint="set postgres.node_name: letters, digits, _ . -")
     _address(host)  # it is written into pgbouncer.ini at a failover: refuse it now
-    dbname = _get(host, pg, "dbname", str, "postgres")
-    if not _NAME.match(dbname):
-        raise InventoryError(f"host {host.name}: postgres.dbname {dbname!r} is not a plain "
-                             "name", hint="letters, digits, _ . - (e.g. dbname: app)")
     return PgNode(
-        host=host, node_name=name,
-        port=_get(host, pg, "port", int, 5432),
-        bindir=bindir,
-        data_directory=_get(host, pg, "data_directory", str),
-        repmgr_conf=_get(host, pg, "repmgr_conf", str, "/etc/repmgr.conf"),
-        os_user=_get(host, pg, "os_user", str, "postgres"),
-        socket_dir=_get(host, pg, "socket_dir", str, "/var/run/postgresql"),
-        dbname=dbname,
-        app_user=_get(host, pg, "app_user", str, "postgres"),
-        max_lag_bytes=_get(host, pg, "max_lag_bytes", int, 16 * 1024 * 1024),
-        pgbouncer=pg.get("pgbouncer"),
-        repmgr_user=_get(host, pg, "repmgr_user", str, "repmgr"),
-        repmgr_db=_get(host, pg, "repmgr_db", str, "repmgr"),
-        cluster=_plain(host, pg, "cluster", "main"),
-        witnesses=pg.get("witnesses"),
-    )  # fmt: skip
-
-
-def _plain(host: Host, section: dict[str, Any], key: str, default: str) -> str:
-    value = _get(host, section, key, str, default)
-    if not _NAME.match(value):
-        raise InventoryError(f"host {host.name}: postgres.{key} {value!r} is not a plain name",
-                             hint="letters, digits, _ . - (e.g. cluster: users)")
-    return str(value)
+        host=host, node_name=name, port=pg.port, bindir=pg.bindir,
+        data_directory=pg.data_directory, repmgr_conf=pg.repmgr_conf, os_user=pg.os_user,
+        socket_dir=pg.socket_dir, dbname=pg.dbname, app_user=pg.app_user,
+        max_lag_bytes=pg.max_lag_bytes, pgbouncer=pg.pgbouncer, repmgr_user=pg.repmgr_user,
+        repmgr_db=pg.repmgr_db, cluster=pg.cluster, witnesses=pg.witnesses,
+    )
 
 
 def bouncer(host: Host) -> BouncerNode:
-    pb = host.vars.get("pgbouncer")
-    if not isinstance(pb, dict):
+    """``host``'s PgBouncer, its ``pgbouncer:`` settings checked (opskit.pg.settings)."""
+    if host.vars.get("pgbouncer") is None:
         raise InventoryError(f"host {host.name} is named as a PgBouncer host but has no "
                              f"pgbouncer settings", hint="set pgbouncer: {ini: ..., port: 6432}")
-    dbs = pb.get("databases") or []
-    if not isinstance(dbs, list) or not dbs or not all(
-            isinstance(d, str) and _NAME.match(d) for d in dbs):
-        raise InventoryError(f"host {host.name}: pgbouncer.databases must list the [databases] "
-                             f"entries to re-point, got {dbs!r}", hint="e.g. databases: [app]")
-    return BouncerNode(
-        host=host,
-        ini=_get(host, pb, "ini", str, where="pgbouncer"),
-        port=_get(host, pb, "port", int, 6432, where="pgbouncer"),
-        admin_user=_get(host, pb, "admin_user", str, "pgbouncer", where="pgbouncer"),
-        os_user=_get(host, pb, "os_user", str, "postgres", where="pgbouncer"),
-        databases=tuple(dbs),
-        psql=_get(host, pb, "psql", str, "psql", where="pgbouncer"),
-    )
+    pb = cast("PgbouncerSettings", settings.of(host, "pgbouncer"))
+    return BouncerNode(host=host, ini=pb.ini, port=pb.port, admin_user=pb.admin_user,
+                       os_user=pb.os_user, databases=tuple(pb.databases), psql=pb.psql)
 
 
 @dataclass(frozen=True)

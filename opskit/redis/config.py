@@ -1,13 +1,19 @@
 """The ``redis:`` inventory vars. An instance is HOST:PORT; a host with ``redis.ports`` (a
-list) has several instances, else one on ``redis.port`` (6379)."""
+list) has several instances, else one on ``redis.port`` (6379). The values are declared and
+checked in :mod:`opskit.redis.settings` (through :func:`opskit.settings.of`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
+from opskit import settings
 from opskit.errors import InventoryError
 from opskit.inventory import Host, Inventory
+
+if TYPE_CHECKING:
+    from opskit.redis.settings import RedisSettings
 
 
 @dataclass(frozen=True)
@@ -42,34 +48,16 @@ class Instance:
         return f"{self.host.address}:{self.port}"
 
 
-def _publish(host: Host, value: object) -> Publish | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict) or not value.get("hosts") or not value.get("file"):
-        raise InventoryError(f"host {host.name}: redis.publish needs hosts and file",
-                             hint="publish: {hosts: app, file: /etc/app/redis.json, "
-                                  "reload: 'systemctl reload app'}")
-    if not str(value["file"]).startswith("/"):
-        raise InventoryError(f"host {host.name}: redis.publish.file must be an absolute path")
-    return Publish(str(value["hosts"]), str(value["file"]),
-                   str(value["reload"]) if value.get("reload") else None)
-
-
 def instances(host: Host) -> list[Instance]:
-    r = host.vars.get("redis")
-    if not isinstance(r, dict):
+    """``host``'s Redis instances, its ``redis:`` settings checked (opskit.redis.settings)."""
+    if not isinstance(host.vars.get("redis"), dict):
         raise InventoryError(f"host {host.name} has no redis settings",
                              hint="select the redis hosts, e.g. -l redis")
-    ports = r.get("ports") or [r.get("port", 6379)]
-    if not isinstance(ports, list) or not all(
-            isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536 for p in ports):
-        raise InventoryError(f"host {host.name}: redis.port(s) must be port numbers, got {ports!r}")
-    limit = r.get("max_link_down_seconds", 60)
-    if isinstance(limit, bool) or not isinstance(limit, int | float) or limit < 0:
-        raise InventoryError(f"host {host.name}: redis.max_link_down_seconds must be a number")
-    return [Instance(host, int(p), str(r.get("cli", "redis-cli")), str(r.get("os_user", "redis")),
-                     r.get("data_dir"), float(limit), _publish(host, r.get("publish")))
-            for p in ports]
+    r = cast("RedisSettings", settings.of(host, "redis"))
+    pub = (Publish(r.publish.hosts, r.publish.file, r.publish.reload or None)
+           if r.publish is not None else None)
+    return [Instance(host, p, r.cli, r.os_user, r.data_dir, r.max_link_down_seconds, pub)
+            for p in (r.ports or [r.port])]
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,12 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opskit.errors import InventoryError, UsageError
+from opskit.errors import UsageError
+
+if TYPE_CHECKING:
+    from opskit.inventory import Host
 
 NAGIOS_OK, NAGIOS_WARNING, NAGIOS_CRITICAL, NAGIOS_UNKNOWN = 0, 1, 2, 3
 NAMES = {NAGIOS_OK: "OK", NAGIOS_WARNING: "WARNING", NAGIOS_CRITICAL: "CRITICAL",
@@ -63,34 +66,38 @@ def _known(key: str) -> str:
     return key
 
 
-def _number(where: str, value: Any) -> float | None:
-    if value is None:
-        return None  # an explicit null turns that level off
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InventoryError(f"{where} must be a number, got {value!r}",
-                             hint="e.g. health: {disk_percent: {warn: 85, crit: 95}}")
-    return float(value)
+def from_vars(host_vars: Mapping[str, Any] | Host, host: str = "host") -> Thresholds:
+    """Thresholds from a host's ``health:`` vars: ``{KEY: {warn: N, crit: N}}``.
+
+    Pass the inventory :class:`Host` for errors that name the file and line of a bad value
+    (a mapping of vars works too, named ``host``). The settings schema (pydantic) is loaded
+    only for a host that has ``health:`` vars, or a var that looks like a misspelling of it:
+    the health command and the Munin plugin run often, on hosts that mostly have none.
+    """
+    vars_ = host_vars if isinstance(host_vars, Mapping) else host_vars.vars
+    if not _mentions_health(vars_):
+        return Thresholds()
+    if isinstance(host_vars, Mapping):
+        from opskit.inventory.model import Host as _Host
+
+        found = _Host(host, dict(host_vars))
+    else:
+        found = host_vars
+    from opskit import settings
+
+    cfg = settings.of(found, "health")  # InventoryError: file, line, key; did you mean
+    levels: dict[str, tuple[float | None, float | None]] = {}
+    for key, (warn, crit, _) in DEFAULTS.items():
+        given = getattr(cfg, key)  # None: not set; its fields default to the built-in levels
+        levels[key] = (warn, crit) if given is None else (given.warn, given.crit)
+    return Thresholds(levels)
 
 
-def from_vars(host_vars: Mapping[str, Any], host: str = "host") -> Thresholds:
-    """Thresholds from a host's ``health:`` vars: ``{KEY: {warn: N, crit: N}}``."""
-    cfg = host_vars.get("health") or {}
-    if not isinstance(cfg, Mapping):
-        raise InventoryError(f"{host}: health must be a mapping, got {cfg!r}")
-    warn, crit = {}, {}
-    for key, levels in cfg.items():
-        if not isinstance(levels, Mapping) or not set(levels) <= {"warn", "crit"}:
-            raise InventoryError(f"{host}: health.{key} must be {{warn: N, crit: N}}, "
-                                 f"got {levels!r}")
-        try:
-            _known(str(key))
-        except UsageError as exc:
-            raise InventoryError(f"{host}: {exc.message}", hint=exc.hint) from None
-        if "warn" in levels:
-            warn[key] = _number(f"{host}: health.{key}.warn", levels["warn"])
-        if "crit" in levels:
-            crit[key] = _number(f"{host}: health.{key}.crit", levels["crit"])
-    return Thresholds().with_overrides(warn, crit)
+def _mentions_health(host_vars: Mapping[str, Any]) -> bool:
+    """``health`` is set, or a var is close enough to be its misspelling (``helth``), which
+    settings.of then names instead of ignoring it."""
+    return any(var == "health" or difflib.get_close_matches(var, ["health"], n=1, cutoff=0.8)
+               for var in host_vars if isinstance(var, str))
 
 
 def parse_overrides(pairs: Iterable[str], flag: str) -> dict[str, float | None]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
+from opskit import settings
 from opskit.errors import UsageError
 from opskit.health import checks as ck
 from opskit.health import probe, workingset
@@ -17,6 +18,9 @@ from opskit.inventory import Host, Inventory
 from opskit.runner import fleet as fleet_mod
 from opskit.runner.fleet import OK, Observer, RunOptions
 from opskit.transport.session import Session
+
+if TYPE_CHECKING:
+    from opskit.lab.settings import LabSettings
 
 LAB_NOTE = ("lab hosts share one kernel: CPU, load, memory, swap, network and processes are "
             "the whole machine's, the same on every host; only mounts (e.g. /data) differ")
@@ -74,7 +78,15 @@ def inventory_host(inv: Inventory, name: str) -> Host:
 
 
 def notes_for(hosts: Sequence[Host]) -> list[str]:
-    return [LAB_NOTE] if any("lab" in h.vars for h in hosts) else []
+    return [LAB_NOTE] if any(_is_lab(h) for h in hosts) else []
+
+
+def _is_lab(host: Host) -> bool:
+    """A lab host: its ``lab:`` settings (written by ``opskit lab up``) name the lab's
+    state_dir. Checked like any settings, and only for a host that has them."""
+    if "lab" not in host.vars:
+        return False
+    return bool(cast("LabSettings", settings.of(host, "lab")).state_dir)
 
 
 def judge(name: str, sample: dict[str, Any], t: ck.Thresholds) -> HostHealth:
@@ -96,7 +108,8 @@ def run(hosts: Sequence[Host], options: RunOptions, *, interval: float = 1.0,
     """Sample and judge every host, in parallel; thresholds from each host's ``health`` vars
     with ``warn``/``crit`` overrides on top."""
     # Thresholds first: a bad inventory value is an error before any host is touched.
-    limits = {h.name: ck.from_vars(h.vars, h.name).with_overrides(warn, crit) for h in hosts}
+    limits = {h.name: ck.from_vars(h).with_overrides(warn, crit) for h in hosts}
+    notes = notes_for(hosts)
     result = fleet_mod.run(hosts, lambda s: sample_host(s, interval, working_set), options,
                            observer=observer)
     out = []
@@ -106,4 +119,4 @@ def run(hosts: Sequence[Host], options: RunOptions, *, interval: float = 1.0,
         else:
             out.append(HostHealth(r.host, ck.NAGIOS_UNKNOWN, reach=r.status,
                                   error=r.error or r.status))
-    return FleetHealth(out, notes_for(hosts), result.duration)
+    return FleetHealth(out, notes, result.duration)

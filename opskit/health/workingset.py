@@ -7,8 +7,9 @@ The data directory is measured with opskit's page-map helper (mincore, reads not
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
+from opskit import settings
 from opskit.cache import tools as cache_tools
 from opskit.errors import OpskitError
 from opskit.redis import config as redis_config
@@ -16,6 +17,9 @@ from opskit.redis import state as redis_state
 from opskit.transport.errors import CommandFailed
 from opskit.transport.session import Session
 from opskit.units import human_bytes
+
+if TYPE_CHECKING:
+    from opskit.pg.settings import PostgresSettings
 
 
 def _pg(s: Session, path: str, ram: int) -> dict[str, Any]:
@@ -58,9 +62,14 @@ def _redis(s: Session, ram: int) -> list[dict[str, Any]]:
 def measure(s: Session, ram: int) -> list[dict[str, Any]]:
     """One entry per data service of the host (none when its vars name none)."""
     out: list[dict[str, Any]] = []
-    pg = s.host.vars.get("postgres")
-    if isinstance(pg, dict) and pg.get("data_directory"):
-        out.append(_pg(s, str(pg["data_directory"]), ram))
+    if isinstance(s.host.vars.get("postgres"), dict):
+        try:
+            data_directory = cast("PostgresSettings",
+                                  settings.of(s.host, "postgres")).data_directory
+        except OpskitError as exc:  # one host's bad settings: UNKNOWN there, not a crash
+            out.append({"service": "postgres", "error": exc.message})
+        else:
+            out.append(_pg(s, data_directory, ram))
     if isinstance(s.host.vars.get("redis"), dict):
         out.extend(_redis(s, ram))
     return out

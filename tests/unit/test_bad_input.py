@@ -152,7 +152,7 @@ CASES: list[tuple[str, str | None, list[str], list[str]]] = [
     ("dbname with a newline", pg(dbname='"app\\nx"'), ["pg", "failover", "-l", "db", "--yes"],
      ["postgres.dbname"]),
     ("bouncer database with a newline", pg(dbs='["app\\n[pgbouncer]"]'),
-     ["pg", "failover", "-l", "db", "--yes"], ["host lb1", "pgbouncer.databases"]),
+     ["pg", "failover", "-l", "db", "--yes"], ["host 'lb1'", "pgbouncer.databases"]),
     # --limit and the inventory itself
     ("limit range of 10**8", base(), ["-l", "app[1:100000000]", "exec", "--yes", "--", "true"],
      ["limit of 100,000"]),

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from opskit.deploy import config
 from opskit.errors import UsageError
 from opskit.inventory import Host
 
@@ -88,7 +89,7 @@ def build(hosts: Sequence[Host], ref: str | None, tarball: str | None, workdir: 
                          hint="opskit deploy --ref v2, or --artifact build/app.tar.gz")
     if tarball:
         return from_tarball(tarball, workdir)
-    repos = {h.domain("deploy").get("repo") for h in hosts}
+    repos = {config.repo(h) for h in hosts}
     if len(repos) != 1 or None in repos:
         raise UsageError("the selected hosts do not share one deploy.repo",
                          hint="set deploy.repo for the group, or deploy one app at a time with -l")

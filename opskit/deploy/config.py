@@ -1,5 +1,8 @@
 """A host's ``deploy:`` settings, checked before anything runs.
 
+The keys, their types and grammar are the schema's (``deploy/settings.py``, read through
+``settings.of``); this module makes the host's :class:`DeployConfig` from them.
+
 Placeholders ``{address}`` and ``{name}`` in ``health_url``, ``install``, ``start`` and a
 ``reload`` command are filled with the host's address and inventory name (the lab binds each
 host's gunicorn to its own address): in the commands as quoted shell words, and only when the
@@ -12,13 +15,17 @@ import posixpath
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
+from opskit import settings
 from opskit.deploy import validate
 from opskit.errors import InventoryError
 from opskit.inventory import Host
 
-RELOAD_METHODS = ("hup", "usr2")
+if TYPE_CHECKING:
+    from opskit.deploy.settings import DeploySettings
+
+RELOAD_METHODS = ("hup", "usr2")  # as in deploy/settings.py (not imported: pydantic)
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
@@ -86,66 +93,42 @@ def _fill(template: str | None, host: Host, key: str, shell: bool = True) -> str
     return _PLACEHOLDER.sub(sub, template)
 
 
-def _rel_paths(host: Host, key: str, value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InventoryError(f"host {host.name}: deploy.{key} must be a list of relative paths")
-    for v in value:
-        if not validate.is_inside_path(v):
-            raise InventoryError(
-                f"host {host.name}: deploy.{key} entry {v!r} must be a relative path without "
-                f"'..' (inside the release)",
-                hint="e.g. shared_dirs: [log, tmp/pids]",
-            )
-    return tuple(posixpath.normpath(v) for v in value)
-
-
 def load(host: Host) -> DeployConfig:
-    """The deploy settings of ``host``; InventoryError (one line) when they are unusable."""
-    d = host.domain("deploy")
-    root = d.get("root")
-    if not isinstance(root, str) or not root.startswith("/") or posixpath.normpath(root) == "/":
-        raise InventoryError(
-            f"host {host.name}: deploy.root must be an absolute path below /, got {root!r}",
-            hint="set deploy: {root: /srv/APP} in the group vars of the app hosts",
-        )
-    keep = d.get("keep_releases", 5)
-    if not isinstance(keep, int) or keep < 2:
-        raise InventoryError(
-            f"host {host.name}: deploy.keep_releases must be an integer >= 2, got {keep!r}",
-            hint="current and previous are always kept; 5 is the default",
-        )
-    reload = d.get("reload", "hup")
-    reload_command = None
+    """The deploy settings of ``host``; InventoryError (one line) when they are unusable.
+
+    The values are checked by the schema (``deploy/settings.py``, with file and line); what
+    needs the host -- its name and address in the templates -- is checked here.
+    """
+    d = cast("DeploySettings", settings.of(host, "deploy"))
+    reload, reload_command = d.reload, None
     if reload not in RELOAD_METHODS:
         # Anything else is a command, e.g. "systemctl reload app".
-        reload, reload_command = "command", str(reload)
-    if reload in ("hup", "usr2") and not d.get("pid_file"):
-        raise InventoryError(
-            f"host {host.name}: deploy.reload {reload} needs deploy.pid_file",
-            hint="the gunicorn master's pid file, e.g. /srv/APP/shared/pids/gunicorn.pid",
-        )
+        reload, reload_command = "command", d.reload
     return DeployConfig(
-        root=posixpath.normpath(root),
-        repo=d.get("repo"),
-        keep_releases=keep,
-        shared_dirs=_rel_paths(host, "shared_dirs", d.get("shared_dirs")),
-        shared_files=_rel_paths(host, "shared_files", d.get("shared_files")),
-        install=_fill(d.get("install"), host, "install"),
+        root=d.root,
+        repo=d.repo,
+        keep_releases=d.keep_releases,
+        shared_dirs=tuple(d.shared_dirs),
+        shared_files=tuple(d.shared_files),
+        install=_fill(d.install, host, "install"),
         reload=reload,
         reload_command=_fill(reload_command, host, "reload"),
-        pid_file=d.get("pid_file"),
-        start=_fill(d.get("start"), host, "start"),
+        pid_file=d.pid_file,
+        start=_fill(d.start, host, "start"),
         # An argument of the probe, not shell: no quotes in the URL.
-        health_url=_fill(d.get("health_url"), host, "health_url", shell=False),
-        health_timeout=host.seconds("deploy", "health_timeout", 10),
-        expect_release=bool(d.get("expect_release", True)),
-        target_group_arn=d.get("target_group_arn"),
-        drain_timeout=host.seconds("deploy", "drain_timeout", 30),
-        healthy_timeout=host.seconds("deploy", "healthy_timeout", 60),
+        health_url=_fill(d.health_url, host, "health_url", shell=False),
+        health_timeout=d.health_timeout,
+        expect_release=d.expect_release,
+        target_group_arn=d.target_group_arn,
+        drain_timeout=d.drain_timeout,
+        healthy_timeout=d.healthy_timeout,
         aws=dict(host.domain("aws")),
     )
+
+
+def repo(host: Host) -> str | None:
+    """``deploy.repo`` of ``host`` (the git repository ``deploy --ref`` archives from)."""
+    return cast("DeploySettings", settings.of(host, "deploy")).repo
 
 
 def check_release_name(name: str) -> str:

@@ -202,7 +202,7 @@ def test_bad_input_is_one_line(tmp_path: Path, repo: Path) -> None:
         assert "Traceback" not in proc.stderr
     relative = make_inventory(tmp_path, repo, root="srv/app")
     proc = opskit(relative, "deploy", "--ref", "v1", "--yes")
-    assert proc.returncode == 1 and "deploy.root must be an absolute path" in proc.stderr
+    assert proc.returncode == 1 and "deploy.root: must be an absolute path" in proc.stderr
     assert not any(root(tmp_path, i).exists() for i in (1, 2, 3))
 
 

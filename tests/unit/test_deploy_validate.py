@@ -88,8 +88,9 @@ def test_templates_fill_quoted_host_words() -> None:
 @pytest.mark.parametrize("key", ["start", "install", "reload", "health_url"])
 def test_hostile_name_in_a_template_is_a_config_error(key: str) -> None:
     evil = "web1;touch${IFS}PWNED;#"
+    template = "http://{name}:8000/health" if key == "health_url" else "x {name}"
     with pytest.raises(InventoryError) as exc:
-        config.load(host(evil, **{key: "x {name}"}))
+        config.load(host(evil, **{key: template}))
     msg = exc.value.message
     assert repr(evil) in msg and f"deploy.{key}" in msg and "\n" not in msg
 

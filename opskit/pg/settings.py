@@ -14,7 +14,15 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-from opskit.settings.base import AbsPath, Field, Pattern, PlainName, Port, Settings, Text
+from opskit.settings.base import (
+    AbsPath,
+    Field,
+    PatternMarker,
+    PlainName,
+    Port,
+    Settings,
+    Text,
+)
 
 
 def _not_negative(value: int) -> int:
@@ -31,7 +39,16 @@ def _databases(value: list[str]) -> list[str]:
     return value
 
 
+def _pattern(value: str | None) -> str | None:
+    if value is not None and "\0" in value:
+        raise ValueError("must not contain NUL")
+    return value
+
+
 Bytes = Annotated[int, AfterValidator(_not_negative)]
+# An optional inventory pattern (null: none, e.g. to drop a YAML anchor's value). The marker is
+# on the field itself, not inside the union, so ``inventory check`` resolves it.
+MaybePattern = Annotated[str | None, AfterValidator(_pattern), PatternMarker()]
 Databases = Annotated[list[PlainName], AfterValidator(_databases)]
 
 
@@ -62,7 +79,7 @@ class PostgresSettings(Settings):
     max_lag_bytes: Bytes = Field(16 * 1024 * 1024, description="Bytes of WAL a standby may "
                                  "be behind and still be promoted without --force (the "
                                  "smallest of the selected nodes counts).")
-    pgbouncer: Pattern | None = Field(None, description="Inventory pattern of the PgBouncer "
+    pgbouncer: MaybePattern = Field(None, description="Inventory pattern of the PgBouncer "
                                       "hosts that follow this cluster's primary (each has "
                                       "pgbouncer: settings).")
     repmgr_user: PlainName = Field("repmgr", description="The database user of opskit's psql "
@@ -72,7 +89,7 @@ class PostgresSettings(Settings):
     cluster: PlainName = Field("main", description="The cluster's name: selected nodes must "
                                "share it, and the cluster lease is named after it (one "
                                "runbook at a time).")
-    witnesses: Pattern | None = Field(None, description="Inventory pattern of extra lock "
+    witnesses: MaybePattern = Field(None, description="Inventory pattern of extra lock "
                                       "hosts for the cluster lease (e.g. a repmgr witness), "
                                       "so a two-node cluster keeps a majority.")
 

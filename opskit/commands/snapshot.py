@@ -72,8 +72,15 @@ def create(app: AppContext, change: Change, mount: str | None, tags: tuple[str, 
     if cron:
         env.quiet_success = True
     extra = _parse_tags(tags)
-    hosts = app.select()
+    selected = app.select()
+    # snapshot.enabled: false -> never frozen: left out here, shown as skipped, never loaded.
+    off = [h.name for h in selected if not snap_config.enabled(h)]
+    hosts = [h for h in selected if h.name not in off]
+    if not hosts:
+        raise UsageError(f"{snap_config.DISABLED} for every selected host: {', '.join(off)}",
+                         hint="select hosts whose snapshots are enabled (e.g. the replicas)")
     cfgs = {h.name: snap_config.load(h, mount, freeze_timeout, retention) for h in hosts}
+    skipped = [{"host": name, "skipped": snap_config.DISABLED} for name in off]
     if change.dry_run:
         plan = [{"host": h.name, "mount": c.mount, "instance_id": c.instance_id,
                  "freeze_timeout": c.freeze_timeout, "pre_freeze": list(c.pre_freeze)}
@@ -84,11 +91,15 @@ def create(app: AppContext, change: Change, mount: str | None, tags: tuple[str, 
             env.table(("host", "mount", "instance", "freeze timeout"),
                       [(p["host"], p["mount"], p["instance_id"], p["freeze_timeout"])
                        for p in plan])
+            for name in off:
+                env.line(f"{name}: skipped: {snap_config.DISABLED}", style="yellow")
 
-        return change.planned({"dry_run": True, "plan": plan}, show, [h.name for h in hosts])
-    change.begin(f"Freeze and snapshot {len(hosts)} hosts?", assume_yes=cron,
-                 targets=[h.name for h in hosts],
-                 plan=[{"host": h.name, "mount": cfgs[h.name].mount} for h in hosts])
+        return change.planned({"dry_run": True, "plan": plan, "skipped": skipped}, show,
+                              [h.name for h in hosts])
+    change.begin(f"Freeze and snapshot {len(hosts)} hosts"
+                 + (f" ({len(off)} skipped: {snap_config.DISABLED})?" if off else "?"),
+                 assume_yes=cron, targets=[h.name for h in hosts],
+                 plan=[{"host": h.name, "mount": cfgs[h.name].mount} for h in hosts] + skipped)
     with contextlib.ExitStack() as stack:
         if cron:
             try:
@@ -103,7 +114,10 @@ def create(app: AppContext, change: Change, mount: str | None, tags: tuple[str, 
               f"snapshots of {h.name}:{cfgs[h.name].mount}") for h in hosts]))
         with env.progress(len(hosts), "snapshot") as observer:
             observer.on_finish.append(lambda r: _render_host(env, r))
-            result = snap_create.create(hosts, cfgs, extra, app.run_options(), observer)
+            result = snap_create.create(selected, cfgs, extra, app.run_options(), observer)
+    for r in result.results:
+        if r.host in off and not env.quiet_success:  # cron: in the journal, no mail each run
+            _render_host(env, r)
     change.record_fleet(result, details={
         "sets": {r.host: r.value["set_id"] for r in result.results if r.value},
         "cron": cron})

@@ -1,15 +1,25 @@
-"""A host's ``snapshot:`` settings (inventory), with command-line overrides."""
+"""A host's ``snapshot:`` settings (inventory), with command-line overrides.
+
+The keys, their types and grammar are the schema's (``snapshot/settings.py``, read through
+``settings.of``); this module makes the host's :class:`SnapshotConfig` from them and the
+options, and answers whether a host may be snapshotted at all (``snapshot.enabled``).
+"""
 
 from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from opskit.errors import InventoryError, UsageError
+from opskit import settings
+from opskit.errors import SafetyError, UsageError
 from opskit.inventory import Host
 
+if TYPE_CHECKING:
+    from opskit.snapshot.settings import SnapshotSettings
+
 DEFAULT_FREEZE_TIMEOUT = 30.0
+DISABLED = "snapshot.enabled is false"  # why such a host is skipped: never frozen
 
 
 @dataclass(frozen=True)
@@ -28,33 +38,44 @@ class SnapshotConfig:
         return str(value) if value else None
 
 
+def _settings(host: Host) -> SnapshotSettings:
+    return cast("SnapshotSettings", settings.of(host, "snapshot"))
+
+
+def enabled(host: Host) -> bool:
+    """False when the inventory says ``snapshot: {enabled: false}``: never freeze that host."""
+    return _settings(host).enabled
+
+
 def load(host: Host, mount: str | None, freeze_timeout: float | None,
          retention: str | None = None) -> SnapshotConfig:
-    d = host.domain("snapshot")
-    mount = mount or d.get("mount")
+    """``host``'s snapshot config; the options (``--mount``…) override the inventory.
+
+    A host with ``snapshot.enabled: false`` has none: SafetyError, so no code path can freeze
+    it (``snapshot create`` leaves such hosts out first, see :func:`enabled`).
+    """
+    d = _settings(host)
+    if not d.enabled:
+        raise SafetyError(f"host {host.name}: {DISABLED}: it is never frozen nor snapshotted",
+                          hint="leave it out of the selection (-l), or set snapshot.enabled "
+                               "to true in the inventory")
+    mount = mount or d.mount
     if not isinstance(mount, str) or not mount.startswith("/"):
         raise UsageError(f"host {host.name}: which mount? got {mount!r}",
                          hint="pass --mount /data or set snapshot.mount in the inventory")
-    if posixpath.normpath(mount) == "/":
+    if not posixpath.normpath(mount).strip("/"):  # "/", "//", "/./.."
         raise UsageError("refusing to freeze /: it would block the whole host",
                          hint="snapshot a data mount such as /data")
-    timeout = (freeze_timeout if freeze_timeout is not None
-               else host.seconds("snapshot", "freeze_timeout", DEFAULT_FREEZE_TIMEOUT))
+    timeout = freeze_timeout if freeze_timeout is not None else d.freeze_timeout
     if not 0 < timeout <= 600:
         raise UsageError(f"--freeze-timeout must be in (0, 600] seconds, got {timeout:g}",
                          hint="the default is 30")
-    volumes = d.get("volumes") or []
-    hooks = d.get("pre_freeze") or []
-    if not isinstance(volumes, list) or not all(isinstance(v, str) for v in volumes):
-        raise InventoryError(f"host {host.name}: snapshot.volumes must be a list of volume ids")
-    if isinstance(hooks, str):
-        hooks = [hooks]
     return SnapshotConfig(
         mount=posixpath.normpath(mount),
         freeze_timeout=timeout,
-        discovery_root=str(d.get("discovery_root") or "/"),
-        volumes=tuple(volumes),
-        pre_freeze=tuple(str(h) for h in hooks),
-        retention=retention or str(d.get("retention", "default")),
+        discovery_root=d.discovery_root,
+        volumes=tuple(d.volumes),
+        pre_freeze=tuple(d.pre_freeze),
+        retention=retention or d.retention,
         aws=dict(host.domain("aws")),
     )

@@ -24,9 +24,9 @@ from opskit import __version__, aws
 from opskit.errors import SafetyError
 from opskit.inventory import Host
 from opskit.runner import fleet, interrupts
-from opskit.runner.fleet import OK, SKIPPED, FleetResult, Observer, RunOptions
+from opskit.runner.fleet import OK, SKIPPED, FleetResult, HostResult, Observer, RunOptions
 from opskit.snapshot import discovery
-from opskit.snapshot.config import SnapshotConfig
+from opskit.snapshot.config import DISABLED, SnapshotConfig, enabled
 from opskit.snapshot.discard import discard
 from opskit.snapshot.freeze import ThawNotConfirmed, frozen
 from opskit.transport.errors import CommandFailed
@@ -174,19 +174,34 @@ class _CreateOnHost:
 
 def create(hosts: Sequence[Host], cfgs: dict[str, SnapshotConfig], extra_tags: dict[str, str],
            run_options: RunOptions, observer: Observer | None = None) -> FleetResult:
-    return fleet.run(hosts, _CreateOnHost(cfgs, extra_tags), run_options, observer=observer)
+    """A set for each host; a host with ``snapshot.enabled: false`` is not contacted at all:
+    its result is ``skipped`` with the reason :data:`~opskit.snapshot.config.DISABLED`."""
+    todo = [h for h in hosts if enabled(h)]
+    result = fleet.run(todo, _CreateOnHost(cfgs, extra_tags), run_options, observer=observer)
+    ran = {r.host: r for r in result.results}
+    result.results = [ran.get(h.name) or HostResult(h.name, SKIPPED, error=DISABLED)
+                      for h in hosts]
+    return result
+
+
+def disabled(result: FleetResult) -> list[str]:
+    """The hosts skipped because of ``snapshot.enabled: false``."""
+    return [r.host for r in result.results if r.status == SKIPPED and r.error == DISABLED]
 
 
 def interrupted_summary(result: FleetResult) -> tuple[str, str]:
     """After an interrupted ``snapshot create``: which hosts have a new set, which not."""
     done = [f"{r.host} ({r.value['set_id']})" for r in result.results
             if r.status == OK and r.value]
-    not_started = [r.host for r in result.results if r.status == SKIPPED]
+    off = disabled(result)
+    not_started = [r.host for r in result.results if r.status == SKIPPED and r.host not in off]
     other = [f"{r.host} ({r.status}: {r.error})" for r in result.results
              if r.status not in (OK, SKIPPED)]
     text = ("snapshot create interrupted at a safe point (every filesystem thawed, no set left "
             f"untagged); a new complete set: {', '.join(done) or 'none'}; not started, no new "
             f"set: {', '.join(not_started) or 'none'}")
+    if off:
+        text += f"; skipped ({DISABLED}): {', '.join(off)}"
     if other:
         text += f"; see above: {', '.join(other)}"
     hint = (f"snapshot the rest: `opskit snapshot create -l {','.join(not_started)} --yes` "

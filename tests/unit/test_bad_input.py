@@ -135,11 +135,11 @@ CASES: list[tuple[str, str | None, list[str], list[str]]] = [
     ("top level a list", "- app1\n", ["inventory"], ["mapping"]),
     # settings of the wrong type
     ("health_timeout abc", base(health="abc"), ["-l", "app1", "deploy", "--dry-run"],
-     ["host app1", "deploy.health_timeout", "'abc'"]),
+     ["inv.yml line 7, group 'app'", "deploy.health_timeout", "'abc'"]),
     ("health_timeout bool", base(health="true"), ["-l", "app1", "deploy", "--dry-run"],
-     ["host app1", "deploy.health_timeout"]),
+     ["group 'app'", "deploy.health_timeout", "True"]),
     ("freeze_timeout abc", base(freeze="abc"), ["-l", "app1", "snapshot", "create", "--dry-run"],
-     ["host app1", "snapshot.freeze_timeout", "'abc'"]),
+     ["inv.yml line 8, group 'app'", "snapshot.freeze_timeout", "'abc'"]),
     ("freeze_timeout negative", base(freeze="-5"),
      ["-l", "app1", "snapshot", "create", "--dry-run"], ["snapshot.freeze_timeout"]),
     # PostgreSQL / PgBouncer values that would be written into pgbouncer.ini

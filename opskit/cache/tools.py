@@ -6,20 +6,25 @@ import json
 import re
 import shlex
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
+from opskit import settings
 from opskit.cache.pagemap import PageMap, WarmPlan
 from opskit.onhost import script
 from opskit.transport.errors import CommandFailed, ProcessTimeout
 from opskit.transport.session import Session
 
+if TYPE_CHECKING:
+    from opskit.cache.settings import CacheSettings
+
 _VMTOUCH_RESIDENT = re.compile(r"Resident Pages:\s*(\d+)/(\d+)")
 
 
 def tools(s: Session) -> tuple[str, str]:
-    """The host's python3 and vmtouch (``cache.python`` / ``cache.vmtouch`` in its vars)."""
-    c = s.host.vars.get("cache") or {}
-    return str(c.get("python", "python3")), str(c.get("vmtouch", "vmtouch"))
+    """The host's python3 and vmtouch (``cache.python`` / ``cache.vmtouch`` in its vars;
+    checked by ``cache/settings.py``)."""
+    c = cast("CacheSettings", settings.of(s.host, "cache"))
+    return c.python, c.vmtouch
 
 
 def _need(program: str, what: str) -> str:

@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import datetime
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from opskit.errors import InventoryError
 from opskit.inventory import patterns
 from opskit.inventory.origin import Origin
 
@@ -61,29 +59,6 @@ class Host:
     def domain(self, key: str) -> dict[str, Any]:
         """The settings of one domain, e.g. ``host.domain('deploy')``; {} when unset."""
         return self.vars.get(key) or {}
-
-    def seconds(self, domain: str, key: str, default: float) -> float:
-        """A positive duration setting such as ``deploy.health_timeout``; ``default`` if unset.
-
-        YAML happily yields a string ("abc") or a bool there: refused with the host and key
-        named, instead of a ValueError from float() deep in a command.
-        """
-        value = self.domain(domain).get(key)
-        if value is None:
-            return float(default)
-        number = None
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            try:
-                number = float(value)
-            except ValueError:
-                number = None
-        if number is None or not math.isfinite(number) or number <= 0:
-            raise InventoryError(
-                f"host {self.name}: {domain}.{key} must be a positive number of seconds, "
-                f"got {value!r}",
-                hint=f"e.g. `{domain}: {{{key}: {default:g}}}` in the host or group vars",
-            )
-        return number
 
 
 @dataclass

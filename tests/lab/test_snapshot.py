@@ -104,6 +104,49 @@ def test_create_one_set_of_4_tagged_snapshots(lab: LabStatus, tmp_path: Path) ->
     assert entry["command"] == "snapshot create" and entry["details"]["sets"][HOST] == v["set_id"]
 
 
+def host_sets(lab: LabStatus, name: str) -> int:
+    resp = ec2(lab).describe_snapshots(Filters=[{"Name": "tag:opskit:host", "Values": [name]}])
+    return len(resp["Snapshots"])
+
+
+def test_a_disabled_host_is_never_frozen_and_gets_no_snapshot(lab: LabStatus,
+                                                              tmp_path: Path) -> None:
+    # db1 and db2 run the same pre-freeze hook (right before the freeze); db2 says
+    # snapshot.enabled: false, so nothing may run there: no hook, no freeze, no snapshot.
+    marker = "/data/.opskit-pre-freeze-ran"
+    data = yaml.safe_load(lab.inventory_path.read_text())
+    for name in (HOST, "db2"):
+        labmod.run_in_host(name, ["rm", "-f", marker], state_dir=lab.state_dir, timeout=10)
+        data["all"]["hosts"][name]["snapshot"]["pre_freeze"] = f"touch {marker}"
+    data["all"]["hosts"]["db2"]["snapshot"]["enabled"] = False
+    inv = tmp_path / "disabled.yml"
+    inv.write_text(yaml.safe_dump(data))
+    skipped = {"host": "db2", "skipped": "snapshot.enabled is false"}
+    code, plan = run_json(inv, "snapshot", "create", "-l", f"{HOST},db2", "--dry-run")
+    assert code == 0 and [p["host"] for p in plan["plan"]] == [HOST], plan
+    assert plan["skipped"] == [skipped]
+    db1_before, db2_before = host_sets(lab, HOST), host_sets(lab, "db2")
+    code, doc = run_json(inv, "snapshot", "create", "-l", f"{HOST},db2", "--yes")
+    assert code == 0, doc
+    by_host = {h["host"]: h for h in doc["hosts"]}
+    assert by_host[HOST]["status"] == "ok" and by_host[HOST]["value"]["set_id"]
+    assert (by_host["db2"]["status"], by_host["db2"]["error"]) == ("skipped",
+                                                                   skipped["skipped"])
+    assert host_sets(lab, HOST) == db1_before + 4 and host_sets(lab, "db2") == db2_before
+
+    def hook_ran(name: str) -> bool:
+        return labmod.run_in_host(name, ["test", "-e", marker], state_dir=lab.state_dir,
+                                  timeout=10).returncode == 0
+
+    assert hook_ran(HOST) and not hook_ran("db2")
+    entry = json.loads((tmp_path / "journal.jsonl").read_text().splitlines()[-1])
+    assert entry["outcomes"]["db2"]["status"] == "skipped"
+    proc = opskit(inv, "snapshot", "create", "-l", "db2", "--yes")
+    assert proc.returncode == 1, proc.stderr
+    assert "snapshot.enabled is false for every selected host: db2" in proc.stderr
+    assert host_sets(lab, "db2") == db2_before and not hook_ran("db2")
+
+
 DRIVER = """
 import sys, time
 from opskit.runner import fleet

@@ -9,10 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from opskit.inventory import patterns
+from opskit.errors import InventoryError
+from opskit.inventory import patterns, ssh_args
 from opskit.inventory.origin import Origin
 
 CONNECTIONS = {"ssh": "ssh", "smart": "ssh", "paramiko": "ssh", "local": "local"}
+_NO_SSH_ARGS = ssh_args.SshOptions()
 
 
 @dataclass
@@ -36,15 +38,17 @@ class Host:
     @property
     def port(self) -> int | None:
         port = self.vars.get("ansible_port")
+        if port is None:
+            port = self._ssh().port
         return int(port) if port is not None else None
 
     @property
     def user(self) -> str | None:
-        return self.vars.get("ansible_user") or None
+        return self.vars.get("ansible_user") or self._ssh().user or None
 
     @property
     def key_file(self) -> str | None:
-        path = self.vars.get("ansible_ssh_private_key_file")
+        path = self.vars.get("ansible_ssh_private_key_file") or self._ssh().key_file
         return os.path.expanduser(path) if path else None
 
     @property
@@ -53,8 +57,32 @@ class Host:
 
     @property
     def known_hosts(self) -> str | None:
+        """The extra known_hosts file (the loader refuses a host with two different ones)."""
+        files = self.known_hosts_files
+        return files[0] if files else None
+
+    @property
+    def known_hosts_files(self) -> list[str]:
+        """Every extra known_hosts file: opskit_known_hosts, then ssh args'
+        ``-o UserKnownHostsFile=`` (``~`` expanded, duplicates dropped)."""
         path = self.vars.get("opskit_known_hosts")
-        return os.path.expanduser(path) if path else None
+        files = [os.path.expanduser(path)] if path else []
+        for extra in self._ssh().known_hosts:
+            if extra not in files:
+                files.append(extra)
+        return files
+
+    def _ssh(self) -> ssh_args.SshOptions:
+        """The honoured options of ansible_ssh_common_args / _extra_args (parsed once per
+        distinct text; the loader has already refused what opskit does not honour)."""
+        common = self.vars.get(ssh_args.COMMON)
+        extra = self.vars.get(ssh_args.EXTRA)
+        if not common and not extra:
+            return _NO_SSH_ARGS
+        try:
+            return ssh_args.options(common, extra)
+        except ssh_args.SshArgsError as exc:
+            raise InventoryError(f"host {self.name}: {exc.message}", hint=exc.hint) from None
 
     def domain(self, key: str) -> dict[str, Any]:
         """The settings of one domain, e.g. ``host.domain('deploy')``; {} when unset."""

@@ -292,12 +292,13 @@ def test_host_vars_not_a_mapping(tmp_path: Path) -> None:
 @pytest.mark.parametrize("port", ["ssh", "0", "70000", "true", "2.5"])
 def test_port_not_an_int(tmp_path: Path, port: str) -> None:
     err = error_of(tmp_path, f"web:\n  hosts:\n    a:\n      ansible_port: {port}\n")
-    assert err.message.startswith(f"{tmp_path / 'x.yml'} line 3: ansible_port of host 'a'")
+    # The line of the var itself (the YAML parser keeps every key's line).
+    assert err.message.startswith(f"{tmp_path / 'x.yml'} line 4: ansible_port of host 'a'")
 
 
 def test_port_in_group_vars(tmp_path: Path) -> None:
     err = error_of(tmp_path, "web:\n  vars:\n    ansible_port: [22]\n")
-    assert "line 2: ansible_port of group 'web' must be an integer" in err.message
+    assert "line 3: ansible_port of group 'web' must be an integer" in err.message
 
 
 def test_unsupported_connection(tmp_path: Path) -> None:

@@ -169,8 +169,8 @@ class NotAProgram(Exception):
     """The executable file has no #! line (ENOEXEC): Ansible then reads it as a file."""
 
 
-def run(script: str, args: list[str]) -> str:
-    """Run ``script args`` (argv, no shell); its stdout, or a one-line error."""
+def run(script: str, args: list[str]) -> tuple[str, str]:
+    """Run ``script args`` (argv, no shell): (stdout, stderr), or a one-line error."""
     argv = [script, *args]
     what = " ".join([script, *args])
     try:
@@ -199,20 +199,20 @@ def run(script: str, args: list[str]) -> str:
         raise InventoryError(f"{what} exited with status {proc.returncode}{_said(stderr)}",
                              hint="run it by hand to see why it fails")
     try:
-        return out.decode("utf-8")
+        return out.decode("utf-8"), stderr
     except UnicodeDecodeError:
         raise InventoryError(f"{what} printed output that is not UTF-8{_said(stderr)}",
                              hint="run it by hand to see its output") from None
 
 
-def add_script(collector: Collector, script: str, listing: str) -> None:
+def add_script(collector: Collector, script: str, listing: tuple[str, str]) -> None:
     """Add what an inventory script printed for ``--list`` (run again with ``--host`` if its
     output has no ``_meta``)."""
-    data = loads(listing, f"{script} --list")
+    data = loads(*listing[:1], f"{script} --list", listing[1])
 
     def host_vars_of(host: str) -> Any:
-        text = run(script, ["--host", host])
-        return loads(text, f"{script} --host {host}") if text.strip() else {}
+        text, stderr = run(script, ["--host", host])
+        return loads(text, f"{script} --host {host}", stderr) if text.strip() else {}
 
     add(collector, data, f"{script} --list", host_vars_of)
 

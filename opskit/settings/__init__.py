@@ -149,8 +149,10 @@ def _outcome(domain: str, value: Any, origin: Origin | None, host: Host | None) 
     try:
         outcome: _Outcome = (model.model_validate({} if value is None else value), ())
     except ValidationError as exc:
-        outcome = (None, tuple(_problem(model, domain, err, origin, host)
-                               for err in exc.errors()))
+        # An unknown key first: a misspelt required key is also "missing", and the
+        # did-you-mean is the line that tells what to fix.
+        errors = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")
+        outcome = (None, tuple(_problem(model, domain, err, origin, host) for err in errors))
     if origin is not None:
         _CACHE[origin] = outcome
     return outcome
@@ -175,7 +177,7 @@ def _problem(model: type[Settings], domain: str, err: Mapping[str, Any],
                 else f"valid keys: {', '.join(valid)}")
         return Problem(where, key, "unknown key", hint)
     if kind == "missing":
-        return Problem(where, key, "is missing", f"set it under {domain}: (see {REFERENCE})")
+        return Problem(where, key, "is missing", f"a required key: see {REFERENCE}")
     message = str(err.get("msg", "is not valid"))
     message = message.removeprefix("Value error, ")
     if kind in ("model_type", "dataclass_type", "dict_type"):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import posixpath
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -102,6 +102,15 @@ class PatternMarker:
 Pattern = Annotated[str, AfterValidator(_text), PatternMarker()]  # an inventory --limit pattern
 
 
+def _marked(metadata: list[Any], annotation: Any) -> bool:
+    """A PatternMarker on the field, or inside its type (``Pattern | None``)."""
+    if any(isinstance(m, PatternMarker) for m in metadata):
+        return True
+    if get_origin(annotation) is Annotated:
+        return any(isinstance(m, PatternMarker) for m in get_args(annotation)[1:])
+    return any(_marked([], arg) for arg in get_args(annotation))
+
+
 def pattern_fields(model: BaseModel) -> list[tuple[tuple[str, ...], str]]:
     """Every (path, pattern) of ``model`` whose field is a :data:`Pattern`, nested included."""
     found: list[tuple[tuple[str, ...], str]] = []
@@ -109,7 +118,7 @@ def pattern_fields(model: BaseModel) -> list[tuple[tuple[str, ...], str]]:
         value = getattr(model, name)
         if value is None:
             continue
-        if any(isinstance(m, PatternMarker) for m in info.metadata) and isinstance(value, str):
+        if _marked(info.metadata, info.annotation) and isinstance(value, str):
             found.append(((name,), value))
         elif isinstance(value, BaseModel):
             found.extend(((name, *path), v) for path, v in pattern_fields(value))

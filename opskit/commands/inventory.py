@@ -80,9 +80,12 @@ Examples:
   opskit -i inventory/production.yml inventory check --json | jq '.problems[]'
 Exit codes: 0 every setting is valid, 1 one line per problem (or the inventory does not load).
 """)
+@click.option("--discover", is_flag=True,
+              help="Also query AWS for the hosts of EC2 sources (else their files and vars are "
+                   "checked without any call). Example: --discover")
 @shared_options
 @pass_app
-def check(app: AppContext) -> int:
+def check(app: AppContext, discover: bool) -> int:
     """Validate every setting of every selected host against its schema; connect nowhere.
 
     Loads the inventory (its own checks: YAML, ranges, groups, connection vars), then checks
@@ -90,11 +93,12 @@ def check(app: AppContext) -> int:
     health:, lab:) against docs/settings.md: unknown keys (with the closest valid one), types,
     values, the inventory patterns they name, and what each domain derives from them.
     A problem shared by many hosts (a group's var) is reported once, where it is declared.
+    An EC2 source is parsed and its vars checked without calling AWS, unless --discover.
     """
     from opskit import settings  # the schemas (pydantic) only for this subcommand
 
-    inv = app.inventory()
-    hosts = app.select()
+    inv = app.inventory(discover=discover)
+    hosts = app.select() if inv.hosts else []
     problems = settings.check(hosts, inv)
     env = app.env
     if env.json:
@@ -104,5 +108,8 @@ def check(app: AppContext) -> int:
         for p in problems:
             env.line(str(p))
         if not problems:
-            env.line(f"{len(hosts)} hosts, every setting valid ({', '.join(inv.sources)})")
+            unasked = (f" ({len(inv.undiscovered)} EC2 source(s) checked without asking AWS "
+                       "for hosts: --discover)" if inv.undiscovered else "")
+            env.line(f"{len(hosts)} hosts, every setting valid{unasked} "
+                     f"({', '.join(inv.sources)})")
     return 1 if problems else 0

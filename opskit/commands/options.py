@@ -46,14 +46,15 @@ class AppContext:
             self._env = Environment(json=self.json, verbose=self.verbose)
         return self._env
 
-    def inventory(self) -> Inventory:
+    def inventory(self, *, discover: bool = True) -> Inventory:
+        """The inventory of -i (loaded once); ``discover=False``: EC2 sources not queried."""
         if self._inventory is None:
             if not self.inventory_path:
                 raise InventoryError(
                     "no inventory given",
                     hint="pass -i PATH (a YAML file or a directory) or set OPSKIT_INVENTORY",
                 )
-            self._inventory = inventory_mod.load(self.inventory_path)
+            self._inventory = inventory_mod.load(self.inventory_path, discover=discover)
         return self._inventory
 
     def select(self, default: str | None = None) -> list[Host]:

@@ -46,6 +46,10 @@ class Collector:
     edge_where: dict[tuple[str, str], str] = field(default_factory=dict)
     group_files: dict[str, tuple[dict[str, Any], dict[str, Origin]]] = field(default_factory=dict)
     host_files: dict[str, tuple[dict[str, Any], dict[str, Origin]]] = field(default_factory=dict)
+    # False: sources that would call an API (EC2) are parsed and checked, not run; the vars
+    # they would give every host are kept in ``undiscovered`` for `inventory check`.
+    discover: bool = True
+    undiscovered: list[dict[str, Origin]] = field(default_factory=list)
 
     def group(self, name: str) -> RawGroup:
         return self.groups.setdefault(name, RawGroup())

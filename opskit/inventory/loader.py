@@ -59,9 +59,13 @@ IGNORED_NAMES = ("group_vars", "host_vars", "vars_plugins")
 # --------------------------------------------------------------------------- loading
 
 
-def load(path: str | os.PathLike[str]) -> Inventory:
+def load(path: str | os.PathLike[str], *, discover: bool = True) -> Inventory:
     """Load an inventory file (YAML, INI, --list JSON, script, EC2 source) or a directory of
-    them (merged), with the group_vars/ and host_vars/ beside it."""
+    them (merged), with the group_vars/ and host_vars/ beside it.
+
+    ``discover=False`` (``inventory check``): an EC2 source is checked but not queried; the
+    inventory then has no hosts from it and lists its declared vars in ``undiscovered``.
+    """
     root = Path(path)
     if root.is_dir():
         files = _directory(root, top=True)
@@ -75,7 +79,7 @@ def load(path: str | os.PathLike[str]) -> Inventory:
         basedir = root.parent
     else:
         raise InventoryError(f"inventory not found: {root}", hint=MISSING_HINT)
-    collector = Collector()
+    collector = Collector(discover=discover)
     for file in files:
         _add_file(collector, file)
     vars_dirs.add(collector, basedir)
@@ -226,7 +230,7 @@ def _build(collector: Collector, sources: list[str]) -> Inventory:
     }
     if "ungrouped" not in groups["all"].children:
         groups["all"].children.append("ungrouped")
-    return Inventory(hosts, groups, sources)
+    return Inventory(hosts, groups, sources, undiscovered=collector.undiscovered)
 
 
 def _parents(raw: Mapping[str, RawGroup]) -> dict[str, list[str]]:

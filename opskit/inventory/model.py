@@ -105,10 +105,13 @@ class Group:
 class Inventory:
     """Hosts (in file order) and groups (always including 'all' and 'ungrouped')."""
 
-    def __init__(self, hosts: dict[str, Host], groups: dict[str, Group], sources: list[str]):
+    def __init__(self, hosts: dict[str, Host], groups: dict[str, Group], sources: list[str],
+                 undiscovered: list[dict[str, Origin]] | None = None):
         self.hosts = hosts
         self.groups = groups
         self.sources = sources
+        # The vars an EC2 source would give its hosts, when loaded without discovery.
+        self.undiscovered = undiscovered or []
         self._members: dict[str, list[str]] = {name: [] for name in groups}
         for host in hosts.values():
             for group in host.groups:

@@ -338,6 +338,17 @@ def _add_hosts(collector: Collector, where: Where, body: Mapping[str, Any], grou
 def add_ec2(collector: Collector, data: Mapping[str, Any], source: str) -> None:
     from opskit.inventory import ec2  # lazy: pulls in boto3 only when an EC2 source is used
 
+    if not collector.discover:
+        config = ec2.parse_config(data, source)  # every key checked, no AWS call
+        # What discovery would give every host: the file's aws: (plus the region) and vars:.
+        aws_vars = {**config.aws, "region": config.regions[0]}
+        declared = {"aws": aws_vars, **config.vars}
+        checked = check_vars(declared, source, "EC2 source", templates=False)
+        origins = origins_of(data.get("vars") or {}, source, "EC2 source 'vars'")
+        origins["aws"] = Origin(source, "EC2 source 'aws'", getattr(data, "key_lines", {})
+                                .get("aws"), checked["aws"])
+        collector.undiscovered.append(origins)
+        return
     for found in ec2.discover(data, source):
         checked = check_vars(found.vars, source, f"EC2 host '{found.name}'", templates=False)
         origins = origins_of(found.vars, source, f"EC2 host '{found.name}'")

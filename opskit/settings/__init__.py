@@ -106,6 +106,10 @@ def check(hosts: Iterable[Host], inventory: Inventory | None = None) -> list[Pro
                 add(_patterns(host, domain, model, inventory))
     if inventory is not None:
         add(_declarations(hosts, inventory))
+        for declared in inventory.undiscovered:  # an EC2 source's vars, not queried
+            for domain, origin in declared.items():
+                if domain in DOMAINS:
+                    add(_outcome(domain, origin.raw, origin, None)[1])
     return out
 
 

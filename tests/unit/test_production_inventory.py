@@ -59,3 +59,60 @@ def test_inventory_check_passes_on_it() -> None:
                           stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{len(inventory.load(PRODUCTION).hosts)} hosts, every setting valid" in proc.stdout
+
+
+def test_deploy_plans_every_app_and_worker_host(inv: Inventory) -> None:
+    from opskit.deploy import config
+
+    for host in [*inv.members("app"), *inv.members("gearman_worker")]:
+        cfg = config.load(host)
+        assert cfg.root == "/srv/instagram" and cfg.keep_releases == 5
+    app = config.load(inv.hosts["app07"])
+    assert app.reload == "hup" and app.pid_file and app.health_url == "http://app07:8000/health/"
+    worker = config.load(inv.hosts["worker03"])
+    assert worker.reload == "command" and worker.health_url is None
+    assert worker.reload_command == "systemctl restart gearman-workers"
+
+
+@pytest.mark.parametrize("shard", SHARDS)
+def test_each_shard_is_its_own_cluster_with_its_pgbouncers_and_witnesses(
+        inv: Inventory, shard: str) -> None:
+    from opskit.pg import config
+
+    cluster = config.load(inv, inv.select(shard))
+    n = shard[-2:]
+    assert cluster.name == f"shard{n}"
+    assert [x.name for x in cluster.nodes] == [f"pg{n}a", f"pg{n}b"]
+    assert [b.name for b in cluster.bouncers] == [f"pg{n}a", f"pg{n}b"]
+    assert cluster.bouncers[0].databases == ("instagram",)
+    # With its primary down, the replica and the two witnesses are 3 of 4: a majority.
+    assert [h.name for h in cluster.lock_hosts] == sorted(
+        [f"pg{n}a", f"pg{n}b", "gearman01", "gearman02"])
+    assert all(x.data_directory == "/data/postgresql/15/main" for x in cluster.nodes)
+
+
+def test_a_selection_of_two_shards_is_refused_for_one_cluster(inv: Inventory) -> None:
+    from opskit.errors import InventoryError
+    from opskit.pg import config
+
+    with pytest.raises(InventoryError, match="2 clusters"):
+        config.load(inv, inv.select("pg_shard01:pg_shard02"))
+
+
+@pytest.mark.parametrize("group", ["redis_feed", "redis_activity", "redis_sessions"])
+def test_each_redis_subsystem_has_its_pairs_and_publishes_to_the_apps(
+        inv: Inventory, group: str) -> None:
+    from opskit.redis import config
+
+    topology = config.load(inv, inv.select(group))
+    assert topology.instances and all(i.port == 6379 for i in topology.instances)
+    assert topology.publish is not None and topology.publish.hosts == "app"
+    assert topology.publish.file.endswith(f"{group.removeprefix('redis_')}.json")
+    assert inv.select(topology.publish.hosts)
+
+
+def test_health_thresholds_load_for_every_host(inv: Inventory) -> None:
+    from opskit.health import checks
+
+    for host in inv.hosts.values():
+        checks.from_vars(host.vars, host.name)

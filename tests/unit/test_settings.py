@@ -53,7 +53,7 @@ def test_an_unknown_key_names_file_line_owner_and_the_closest_key() -> None:
     with pytest.raises(InventoryError) as caught:
         settings.of(host, "aws")
     assert "\n" not in caught.value.message
-    assert caught.value.message.startswith("site.yml line 11, group 'db': aws.region: ")
+    assert caught.value.message.startswith("site.yml line 12, group 'db': aws.region: ")
     assert "(got 5)" in caught.value.message
 
 
@@ -61,9 +61,9 @@ def test_check_reports_each_declaration_once_and_a_near_miss_var() -> None:
     inv = inventory.loads(TYPO, "site.yml")
     problems = [str(p) for p in settings.check(inv.hosts.values(), inv)]
     assert problems == [
-        "site.yml line 10, group 'db': postgress: is not an opskit setting "
+        "site.yml line 11, group 'db': postgress: is not an opskit setting "
         "(did you mean postgres?)",
-        "site.yml line 11, group 'db': aws.region: input should be a valid string (got 5)",
+        "site.yml line 12, group 'db': aws.region: input should be a valid string (got 5)",
         # Every member of 'all' overrides its aws:, but a typo there is still reported.
         "site.yml line 5, group 'all': aws.regoin: unknown key (did you mean aws.region?)",
     ], problems
@@ -76,10 +76,11 @@ def test_values_are_not_coerced() -> None:
 
 
 def test_a_domain_that_is_not_a_mapping_is_one_line() -> None:
-    inv = inventory.loads("all: {hosts: {h: {aws: [us-east-1]}}}", "x.yml")
+    inv = inventory.loads("all: {hosts: {h: {health: [disk_percent]}}}", "x.yml")
     with pytest.raises(InventoryError) as caught:
         inventory_check_one(inv)
-    assert "aws: must be a mapping of settings" in caught.value.message
+    assert caught.value.message == ("x.yml line 1, host 'h': health: must be a mapping of "
+                                    "settings (got ['disk_percent'])")
 
 
 def inventory_check_one(inv: inventory.Inventory) -> None:
@@ -129,3 +130,17 @@ def test_pydantic_is_not_imported_at_start_up() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, timeout=60, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_an_ec2_source_is_checked_without_asking_aws(tmp_path: Path) -> None:
+    """No endpoint and no credentials here: a query would fail; the check makes none."""
+    source = tmp_path / "ec2.yml"
+    source.write_text("source: ec2\nregions: [us-east-1]\naws: {profile: nosuch}\n"
+                      "vars:\n  ansible_user: ubuntu\n  snapshot: {mount: /data, enabeld: true}\n")
+    proc = opskit("-i", str(source), "inventory", "check")
+    assert proc.returncode == 1, proc
+    assert proc.stdout.strip() == (f"{source} line 6, EC2 source 'vars': snapshot.enabeld: "
+                                   "unknown key (did you mean snapshot.enabled?)")
+    source.write_text(source.read_text().replace("enabeld", "enabled"))
+    proc = opskit("-i", str(source), "inventory", "check")
+    assert proc.returncode == 0 and "without asking AWS" in proc.stdout, proc

@@ -304,7 +304,7 @@ def _layers(collector: Collector, ordered: list[str], host: str,
 
 
 def _check_ssh_args(host: Host) -> None:
-    """ssh args that contradict the plain vars, or give a second extra known_hosts file."""
+    """ssh args that contradict the plain vars (every extra known_hosts file is read)."""
     common = host.origins.get(ssh_args.COMMON) or host.origins.get(ssh_args.EXTRA)
     at = common.where() if common else f"host '{host.name}'"
     try:
@@ -328,9 +328,3 @@ def _check_ssh_args(host: Host) -> None:
             raise InventoryError(
                 f"{at}: ssh args set {what} {from_args!r} but {var} is {value!r}{there} for "
                 f"host '{host.name}'", hint=f"keep one: remove it from the ssh args or {var}")
-    files = host.known_hosts_files
-    if len(files) > 1:
-        raise InventoryError(
-            f"{at}: host '{host.name}' gets two extra known_hosts files ({', '.join(files)}); "
-            "opskit reads one per host", hint="use the same file in opskit_known_hosts and "
-            "-o UserKnownHostsFile, or only one of them")

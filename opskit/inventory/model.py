@@ -57,7 +57,7 @@ class Host:
 
     @property
     def known_hosts(self) -> str | None:
-        """The extra known_hosts file (the loader refuses a host with two different ones)."""
+        """The first extra known_hosts file (connections read all: known_hosts_files)."""
         files = self.known_hosts_files
         return files[0] if files else None
 

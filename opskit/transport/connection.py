@@ -249,7 +249,7 @@ def connect(host: Host, options: ConnectOptions) -> Connection | Context:
         config=_fabric_config(options),
         connect_timeout=options.connect_timeout,
         connect_kwargs=connect_kwargs,
-        known_hosts=[host.known_hosts] if host.known_hosts else [],
+        known_hosts=host.known_hosts_files,
         insecure=options.insecure_host_keys,
     )
     conn.open()

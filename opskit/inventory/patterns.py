@@ -23,6 +23,8 @@ from opskit.errors import PatternError
 from opskit.inventory import hostrange
 
 _GLOB_CHARS = frozenset("*?[")
+# Ansible's subscript: GROUP[3], GROUP[0:2], GROUP[1-5], GROUP[:4] (positions in the group).
+_SUBSCRIPT = re.compile(r"(?P<group>.+)\[(?:-?\d+|\d*[:-]\d*)\]\Z")
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,13 @@ def match_term(text: str, hosts: Sequence[str], members: Mapping[str, Sequence[s
     """Hosts matched by one term (without its operator)."""
     if text.startswith("~"):
         return _match_regex(text, hosts, members)
+    subscript = _SUBSCRIPT.match(text)
+    if subscript and subscript["group"] in members:
+        # Ansible picks hosts by position here; a range of names would silently differ.
+        raise PatternError(
+            f"'{text}' is an Ansible subscript (hosts by position in group "
+            f"'{subscript['group']}'), which opskit does not support",
+            hint="name the hosts, a range of host names (app[01:05]) or a glob (app0[1-5])")
     if hostrange.has_range(text):
         try:
             names = hostrange.expand(text, keep_classes=True)

@@ -207,3 +207,15 @@ def test_split() -> None:
     assert split("x[1:3]:y") == [Term("", "x[1:3]"), Term("", "y")]
     # With a comma, ':' is not a separator (room for regexes).
     assert split("~a:b,c") == [Term("", "~a:b"), Term("", "c")]
+
+
+def test_an_ansible_subscript_of_a_group_is_refused(inv: inventory.Inventory) -> None:
+    """Ansible reads web[0:1] as the first two hosts of group web; a range of names would
+    select other hosts silently (app[01:02] is app02, app03 in Ansible when app is a group)."""
+    for pattern in ("web[0:1]", "web[1]", "web[-1]", "db[1-2]", "web[:3]"):
+        with pytest.raises(PatternError, match="Ansible subscript") as caught:
+            inv.select(pattern)
+        assert "app[01:05]" in str(caught.value.hint)
+    # Not a group: a range or a glob class of names, as before.
+    assert names(inv, "app[02:03]") == ["app02", "app03"]
+    assert names(inv, "pg0[1-2]a") == ["pg01a", "pg02a"]

@@ -287,7 +287,6 @@ class PostgresService:
             "repmgr_conf": REPMGR_CONF,
             "os_user": OS_USER,
             "socket_dir": SOCKET_DIR,
-            "dbname": APP_DB,
             "app_user": APP_USER,
             "max_lag_bytes": MAX_LAG_BYTES,
             "pgbouncer": BOUNCER_GROUP,

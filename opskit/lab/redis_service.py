@@ -89,9 +89,6 @@ def host_settings() -> dict[str, object]:
     return {
         "port": PORT,
         "cli": CLI,
-        "os_user": OS_USER,  # owns the data dir and the config
-        "conf": CONF,
-        "data_dir": DATA_DIR,
         "max_link_down_seconds": MAX_LINK_DOWN_SECONDS,
         "publish": dict(PUBLISH),
     }

@@ -59,7 +59,6 @@ class PgNode:
     repmgr_conf: str
     os_user: str
     socket_dir: str
-    dbname: str
     app_user: str
     max_lag_bytes: int
     pgbouncer: str | None
@@ -115,7 +114,7 @@ def node(host: Host) -> PgNode:
     return PgNode(
         host=host, node_name=name, port=pg.port, bindir=pg.bindir,
         data_directory=pg.data_directory, repmgr_conf=pg.repmgr_conf, os_user=pg.os_user,
-        socket_dir=pg.socket_dir, dbname=pg.dbname, app_user=pg.app_user,
+        socket_dir=pg.socket_dir, app_user=pg.app_user,
         max_lag_bytes=pg.max_lag_bytes, pgbouncer=pg.pgbouncer, repmgr_user=pg.repmgr_user,
         repmgr_db=pg.repmgr_db, cluster=pg.cluster, witnesses=pg.witnesses,
     )

@@ -70,9 +70,6 @@ class PostgresSettings(Settings):
                                "psql, pg_ctl and repmgr run as it (runuser, or sudo -n -u).")
     socket_dir: AbsPath = Field("/var/run/postgresql", description="Directory of the server's "
                                 "Unix socket, where opskit's psql connects (psql -h).")
-    dbname: PlainName = Field("postgres", description="The application database. Not used by "
-                              "any command yet (the write check goes through the first of "
-                              "pgbouncer.databases).")
     app_user: PlainName = Field("postgres", description="The database user the write check "
                                 "connects as, through PgBouncer, after a failover or "
                                 "switchover.")

@@ -30,8 +30,6 @@ class Instance:
     host: Host
     port: int
     cli: str
-    os_user: str
-    data_dir: str | None
     max_link_down_seconds: float
     publish: Publish | None
 
@@ -56,7 +54,7 @@ def instances(host: Host) -> list[Instance]:
     r = cast("RedisSettings", settings.of(host, "redis"))
     pub = (Publish(r.publish.hosts, r.publish.file, r.publish.reload or None)
            if r.publish is not None else None)
-    return [Instance(host, p, r.cli, r.os_user, r.data_dir, r.max_link_down_seconds, pub)
+    return [Instance(host, p, r.cli, r.max_link_down_seconds, pub)
             for p in (r.ports or [r.port])]
 
 

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, model_validator
 
-from opskit.settings.base import AbsPath, Field, Nested, Pattern, PlainName, Port, Settings, Text
+from opskit.settings.base import AbsPath, Field, Nested, Pattern, Port, Settings, Text
 
 
 def _not_negative_seconds(value: float) -> float:
@@ -61,15 +61,6 @@ class RedisSettings(Settings):
                                 "runs several (instead of port:).")
     cli: Text = Field("redis-cli", description="The redis-cli program on the host (a name on "
                       "PATH or a path); every command runs it there.")
-    # Not read by any command yet (the lab's inventory has them): accepted, checked, flagged.
-    os_user: PlainName = Field("redis", description="The OS user that owns the Redis data "
-                               "and configuration. Not used by any command yet (redis-cli "
-                               "runs as the login user).")
-    data_dir: AbsPath | None = Field(None, description="The instance's data directory. Not "
-                                     "used by any command yet (redis backup asks the server "
-                                     "for its dir).")
-    conf: AbsPath | None = Field(None, description="The instance's redis.conf. Not used by "
-                                 "any command yet (roles are persisted with CONFIG REWRITE).")
     max_link_down_seconds: Duration = Field(60.0, description="A replica whose link to the "
                                             "master has been down longer is not promoted "
                                             "without --force (its data may be stale).")

@@ -37,7 +37,6 @@ EXPECTED_PG_VARS = {
     "repmgr_conf": "/etc/opskit-lab/repmgr.conf",
     "os_user": "postgres",
     "socket_dir": "/etc/opskit-lab/pg/run",
-    "dbname": "app",
     "app_user": "app",
     "max_lag_bytes": 16777216,
     "pgbouncer": "pgbouncer",

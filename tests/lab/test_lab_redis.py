@@ -33,9 +33,6 @@ NODES = ("redis1", "redis2", "redis3")
 EXPECTED_VARS = {
     "port": 6379,
     "cli": "/usr/bin/redis-cli",
-    "os_user": "redis",
-    "conf": "/etc/opskit-lab/redis/redis.conf",
-    "data_dir": "/data/redis",
     "max_link_down_seconds": 60,
     "publish": {"hosts": "app", "file": "/srv/redis-master.json", "reload": "true"},
 }

@@ -41,7 +41,7 @@ all:
         db2: {ansible_host: %(db2_host)s}
       vars:
         postgres: {data_directory: /var/lib/postgresql/15/main, pgbouncer: lb,
-                   port: %(port)s, dbname: %(dbname)s}
+                   port: %(port)s, app_user: %(app_user)s}
     lb:
       hosts:
         lb1:
@@ -71,9 +71,9 @@ def base(health: str = "10", freeze: str = "30") -> str:
     return BASE % {"health": health, "freeze": freeze}
 
 
-def pg(db2_host: str = "127.0.0.2", port: str = "5432", dbname: str = "app",
+def pg(db2_host: str = "127.0.0.2", port: str = "5432", app_user: str = "app",
        dbs: str = "[app]") -> str:
-    return PG % {"db2_host": db2_host, "port": port, "dbname": dbname, "dbs": dbs}
+    return PG % {"db2_host": db2_host, "port": port, "app_user": app_user, "dbs": dbs}
 
 
 def assert_refused(tmp_path: Path, proc: subprocess.CompletedProcess[str], inventory: str | None,
@@ -149,8 +149,8 @@ CASES: list[tuple[str, str | None, list[str], list[str]]] = [
      ["pg", "failover", "-l", "db", "--yes"], ["host db2", "ansible_host"]),
     ("port out of range", pg(port="70000"), ["pg", "failover", "-l", "db", "--yes"],
      ["postgres.port", "1-65535"]),
-    ("dbname with a newline", pg(dbname='"app\\nx"'), ["pg", "failover", "-l", "db", "--yes"],
-     ["postgres.dbname"]),
+    ("app_user with a newline", pg(app_user='"app\\nx"'),
+     ["pg", "failover", "-l", "db", "--yes"], ["postgres.app_user", "plain name"]),
     ("bouncer database with a newline", pg(dbs='["app\\n[pgbouncer]"]'),
      ["pg", "failover", "-l", "db", "--yes"], ["host 'lb1'", "pgbouncer.databases"]),
     # --limit and the inventory itself

@@ -82,6 +82,16 @@ def test_a_misspelt_var_name_is_not_ignored() -> None:
                         "(did you mean postgres?)"]
 
 
+def test_dbname_is_not_a_setting() -> None:
+    """postgres.dbname was read by nothing (the write check goes through the first of
+    pgbouncer.databases): it is an unknown key now, even with a hostile value."""
+    for value in ("app", '"app\\n[pgbouncer]"'):
+        err = node_error(f"dbname: {value}")
+        assert err.message == "x.yml line 11, group 'db': postgres.dbname: unknown key"
+    assert "dbname" not in PostgresSettings.model_fields
+    assert "dbname" not in config.PgNode.__dataclass_fields__
+
+
 @pytest.mark.parametrize(("pg", "key", "text"), [
     ("port: '5432'", "postgres.port", "(got '5432')"),
     ("port: true", "postgres.port", "(got True)"),
@@ -93,7 +103,6 @@ def test_a_misspelt_var_name_is_not_ignored() -> None:
     ("bindir: usr/lib/postgresql/15/bin", "postgres.bindir", "absolute path"),
     ("socket_dir: run/postgresql", "postgres.socket_dir", "absolute path"),
     ("repmgr_conf: repmgr.conf", "postgres.repmgr_conf", "absolute path"),
-    ('dbname: "app\\n[pgbouncer]"', "postgres.dbname", "plain name"),
     ("repmgr_user: 'repmgr password=x'", "postgres.repmgr_user", "plain name"),
     ("repmgr_db: 'repmgr host=evil'", "postgres.repmgr_db", "plain name"),
     ("os_user: -postgres", "postgres.os_user", "plain name"),
@@ -175,10 +184,10 @@ def test_the_defaults_are_the_ones_used_before() -> None:
     inv = inventory.loads(INV % {"pg": "", "pb": ""}, "x.yml")
     n = config.node(inv.hosts["db1"])
     assert (n.node_name, n.port, n.bindir, n.data_directory, n.repmgr_conf, n.os_user,
-            n.socket_dir, n.dbname, n.app_user, n.max_lag_bytes, n.pgbouncer, n.repmgr_user,
+            n.socket_dir, n.app_user, n.max_lag_bytes, n.pgbouncer, n.repmgr_user,
             n.repmgr_db, n.cluster, n.witnesses) == (
         "db1", 5432, "/usr/lib/postgresql/15/bin", "/data/pg/15/main", "/etc/repmgr.conf",
-        "postgres", "/var/run/postgresql", "postgres", "postgres", 16 * 1024 * 1024, "lb",
+        "postgres", "/var/run/postgresql", "postgres", 16 * 1024 * 1024, "lb",
         "repmgr", "repmgr", "main", None)
     assert n.conninfo() == ("host=10.0.0.1 port=5432 user=repmgr dbname=repmgr "
                             "connect_timeout=2")
@@ -193,16 +202,16 @@ def test_every_value_is_read_into_the_node() -> None:
     """No dead keys: each key of the schemas reaches PgNode / BouncerNode."""
     pg = ("node_name: n1\n          port: 5433\n          bindir: /opt/pg/bin\n"
           "          repmgr_conf: /etc/r.conf\n          os_user: pg\n"
-          "          socket_dir: /run/pg\n          dbname: app\n          app_user: app\n"
+          "          socket_dir: /run/pg\n          app_user: app\n"
           "          max_lag_bytes: 0\n          repmgr_user: rm\n          repmgr_db: rmdb\n"
           "          cluster: shard1\n          witnesses: lb")
     pb = ("port: 6433\n            admin_user: adm\n            os_user: pgb\n"
           "            psql: /usr/bin/psql")
     inv = load(pg=pg, pb=pb)
     n = config.node(inv.hosts["db1"])
-    assert (n.node_name, n.port, n.bindir, n.repmgr_conf, n.os_user, n.socket_dir, n.dbname,
+    assert (n.node_name, n.port, n.bindir, n.repmgr_conf, n.os_user, n.socket_dir,
             n.app_user, n.max_lag_bytes, n.repmgr_user, n.repmgr_db, n.cluster,
-            n.witnesses) == ("n1", 5433, "/opt/pg/bin", "/etc/r.conf", "pg", "/run/pg", "app",
+            n.witnesses) == ("n1", 5433, "/opt/pg/bin", "/etc/r.conf", "pg", "/run/pg",
                              "app", 0, "rm", "rmdb", "shard1", "lb")
     b = config.bouncer(inv.hosts["lb1"])
     assert (b.port, b.admin_user, b.os_user, b.psql) == (6433, "adm", "pgb", "/usr/bin/psql")

@@ -62,6 +62,19 @@ def test_a_misspelt_publish_key_names_its_own_line() -> None:
     assert err.hint == "did you mean redis.publish.reload?"
 
 
+@pytest.mark.parametrize("r", [
+    "os_user: redis", "os_user: 'redis\\nx'", "data_dir: /data/redis", "data_dir: data/redis",
+    "conf: /etc/redis/redis.conf", "conf: redis.conf"])
+def test_keys_nothing_reads_are_unknown(r: str) -> None:
+    """os_user, data_dir and conf were read by no command (redis-cli runs as the login user,
+    redis backup asks the server for its dir, roles persist with CONFIG REWRITE): refused."""
+    key = r.partition(":")[0]
+    err = error(r)
+    assert err.message == f"x.yml line 11, group 'redis': redis.{key}: unknown key"
+    assert key not in RedisSettings.model_fields
+    assert key not in config.Instance.__dataclass_fields__
+
+
 @pytest.mark.parametrize(("r", "key", "text"), [
     ("port: '6379'", "redis.port", "(got '6379')"),
     ("port: true", "redis.port", "(got True)"),
@@ -76,9 +89,6 @@ def test_a_misspelt_publish_key_names_its_own_line() -> None:
     ("max_link_down_seconds: -1", "redis.max_link_down_seconds", "0 or more"),
     ("max_link_down_seconds: .nan", "redis.max_link_down_seconds", "0 or more"),
     ("max_link_down_seconds: '60'", "redis.max_link_down_seconds", "(got '60')"),
-    ("os_user: 'redis\\nx'", "redis.os_user", "plain name"),
-    ("data_dir: data/redis", "redis.data_dir", "absolute path"),
-    ("conf: redis.conf", "redis.conf", "absolute path"),
     ("cli: [redis-cli]", "redis.cli", "(got ['redis-cli'])"),
     ("publish: /etc/app/redis.json", "redis.publish", "must be a mapping"),
     (PUBLISH.replace("/etc/app", "etc/app") % "", "redis.publish.file", "absolute path"),
@@ -107,22 +117,20 @@ def test_port_or_ports_not_both() -> None:
 def test_the_defaults_are_the_ones_used_before() -> None:
     inv = inventory.loads("all: {hosts: {r1: {redis: {}}}}", "x.yml")
     [i] = config.instances(inv.hosts["r1"])
-    assert (i.port, i.cli, i.os_user, i.data_dir, i.max_link_down_seconds, i.publish) == (
-        6379, "redis-cli", "redis", None, 60.0, None)
+    assert (i.port, i.cli, i.max_link_down_seconds, i.publish) == (
+        6379, "redis-cli", 60.0, None)
     assert isinstance(i.max_link_down_seconds, float)
 
 
 def test_every_value_is_read() -> None:
-    r = ("ports: [6380, 6381]\n          cli: /usr/bin/redis-cli\n          os_user: rds\n"
-         "          data_dir: /data/redis\n"
-         "          conf: /etc/redis/redis.conf\n          max_link_down_seconds: 0\n          "
+    r = ("ports: [6380, 6381]\n          cli: /usr/bin/redis-cli\n"
+         "          max_link_down_seconds: 0\n          "
          + PUBLISH % "reload: systemctl reload app")
     inv = load(r)
     found = config.instances(inv.hosts["redis1"])
     assert [i.name for i in found] == ["redis1:6380", "redis1:6381"]
     i = found[0]
-    assert (i.cli, i.os_user, i.data_dir, i.max_link_down_seconds) == (
-        "/usr/bin/redis-cli", "rds", "/data/redis", 0.0)
+    assert (i.cli, i.max_link_down_seconds) == ("/usr/bin/redis-cli", 0.0)
     assert i.publish == config.Publish("app", "/etc/app/redis.json", "systemctl reload app")
     assert config.load(inv, inv.select("redis")).publish == i.publish
     assert settings.check(inv.hosts.values(), inv) == []
@@ -147,5 +155,4 @@ def test_no_redis_vars() -> None:
 
 def test_the_schema_has_the_keys_the_config_reads() -> None:
     assert set(RedisSettings.model_fields) == {
-        "port", "ports", "cli", "os_user", "data_dir", "conf", "max_link_down_seconds",
-        "publish"}
+        "port", "ports", "cli", "max_link_down_seconds", "publish"}

@@ -115,7 +115,7 @@ def _local(app: AppContext, host_name: str | None, warn: dict[str, float | None]
            crit: dict[str, float | None], interval: float, working_set: bool) -> int:
     env = app.env
     host = survey.inventory_host(app.inventory(), host_name) if host_name else None
-    base = ck.from_vars(host.vars, host.name) if host else ck.Thresholds()
+    base = ck.from_vars(host) if host else ck.Thresholds()  # errors name file and line
     sample = local.collect(interval)
     if host and working_set:
         # The data directories named in the inventory, measured here (the host is this machine).
@@ -151,7 +151,7 @@ def munin_group() -> None:
 def _munin(app: AppContext, host_name: str | None, mode: str) -> int:
     t = ck.Thresholds()
     if host_name:
-        t = ck.from_vars(survey.inventory_host(app.inventory(), host_name).vars, host_name)
+        t = ck.from_vars(survey.inventory_host(app.inventory(), host_name))
     gs = munin.local_graphs(t)
     app.env.stdout.write(munin.config_text(gs) if mode == "config" else munin.fetch_text(gs))
     app.env.stdout.flush()

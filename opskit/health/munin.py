@@ -176,7 +176,7 @@ def thresholds_from_env() -> ck.Thresholds:
     from opskit import inventory
     from opskit.health.survey import inventory_host
 
-    return ck.from_vars(inventory_host(inventory.load(inv), host).vars, host)
+    return ck.from_vars(inventory_host(inventory.load(inv), host))  # errors: file, line
 
 
 def main(argv: Sequence[str] | None = None) -> int:

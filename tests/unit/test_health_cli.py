@@ -95,6 +95,30 @@ def test_local_host_thresholds_come_from_inventory(inv: Path) -> None:
     assert opskit("-i", str(inv), "health", "--local", "--host", "nosuch").returncode == 3
 
 
+def test_a_misspelt_health_key_names_file_and_line(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every path that reads a host's health: vars (--local --host, munin --host, the fleet,
+    the opskit-munin plugin) refuses a typo naming the file, line, host and the right key."""
+    path = tmp_path / "inv.yml"
+    path.write_text(LOCAL_INVENTORY.replace("memory_percent: {warn: 0}",
+                                            "memory_percnt: {warn: 0}"))
+    monkeypatch.setenv("OPSKIT_JOURNAL", str(tmp_path / "journal.jsonl"))
+    monkeypatch.delenv("OPSKIT_INVENTORY", raising=False)
+    expect = f"{path} line 8, host 'here2': health.memory_percnt: unknown key"
+    for args in (["health", "--local", "--host", "here2", "--interval", "0.2"],
+                 ["health", "munin", "config", "--host", "here2"],
+                 ["health", "--interval", "0.2"]):
+        proc = opskit("-i", str(path), *args)
+        assert proc.returncode == 3, (args, proc.stdout + proc.stderr)
+        assert proc.stderr.splitlines() == [f"error: {expect}",
+                                            "hint: did you mean health.memory_percent?"], args
+    plugin = subprocess.run([Path(sys.executable).with_name("opskit-munin"), "config"],
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
+                            env={**os.environ, "OPSKIT_INVENTORY": str(path),
+                                 "OPSKIT_MUNIN_HOST": "here2"})
+    assert plugin.returncode != 0 and expect in plugin.stderr, plugin.stderr
+
+
 def test_probe_agrees_with_psutil() -> None:
     out = subprocess.run(["python3", "-I", "-S", "-c", script("health_probe"), "0.2", "3"],
                          capture_output=True, text=True, timeout=60, check=True).stdout

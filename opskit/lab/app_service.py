@@ -22,7 +22,6 @@ from opskit.lab import net, procs, sample_repo
 from opskit.lab.models import LabHost
 from opskit.lab.services import InventoryVars, LabContext, register
 
-APP = "sample"
 ROOT = "/srv/sample"
 CURRENT = f"{ROOT}/current"
 SHARED = f"{ROOT}/shared"
@@ -85,7 +84,6 @@ def start_command(port: int, address: str = "{address}") -> str:
 def deploy_vars(repo: pathlib.Path, target_group_arn: str | None, port: int) -> dict[str, Any]:
     """The ``deploy:`` group vars of ``app`` (see docs/lab.md)."""
     settings: dict[str, Any] = {
-        "app": APP,
         "repo": str(repo),
         "root": ROOT,
         "keep_releases": 5,

@@ -8,6 +8,7 @@ import pathlib
 import shlex
 import signal
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -251,6 +252,17 @@ def test_lab_yml_is_an_ansible_inventory(lab: LabStatus, lab_params) -> None:
         f"[{a}]:{lab.port}" for a in by_name.values()
     )
     assert all(line.split()[1] == "ssh-ed25519" for line in known)
+
+
+def test_the_lab_inventories_pass_inventory_check(lab: LabStatus) -> None:
+    """Every key the lab writes (root and ops user) is one opskit reads and accepts."""
+    path = pathlib.Path(lab.inventory_path)
+    for inv in (path, path.with_name(f"{path.stem}-ops{path.suffix}")):
+        proc = subprocess.run([sys.executable, "-m", "opskit", "-i", str(inv), "inventory",
+                               "check"], capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"{len(lab.hosts)} hosts, every setting valid" in proc.stdout
 
 
 # ---------------------------------------------------------------- separate small labs

@@ -154,7 +154,7 @@ CASES: list[tuple[str, str | None, list[str], list[str]]] = [
     ("bouncer database with a newline", pg(dbs='["app\\n[pgbouncer]"]'),
      ["pg", "failover", "-l", "db", "--yes"], ["host 'lb1'", "pgbouncer.databases"]),
     # --limit and the inventory itself
-    ("limit range of 10**8", base(), ["-l", "app[1:100000000]", "exec", "--yes", "--", "true"],
+    ("limit range of 10**8", base(), ["-l", "x[1:100000000]", "exec", "--yes", "--", "true"],
      ["limit of 100,000"]),
     ("connect-timeout empty", base(), ["--connect-timeout", "", "exec", "--yes", "--", "true"],
      ["not a number"]),

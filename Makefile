@@ -75,8 +75,11 @@ unit: venv
 lab-test: venv
 	@$(PYTEST) tests/lab || { echo "failed with seed $$seed: make $@ SEED=$$seed"; exit 1; }
 
+# Unit tests on both cores (pytest-xdist; they share nothing), then the lab tests one at a time
+# (one lab at a time: real ports), both in the same random order's seed.
 test: venv lint check-inventories
-	@$(PYTEST) tests/unit tests/lab || { echo "failed with seed $$seed: make $@ SEED=$$seed"; exit 1; }
+	@$(PYTEST) -n 2 tests/unit && $(BIN)/pytest -q -p randomly --randomly-seed=$$seed tests/lab \
+	  || { echo "failed with seed $$seed: make $@ SEED=$$seed"; exit 1; }
 
 demo: venv
 	@PATH="$(CURDIR)/$(BIN):$$PATH" LAB_HOSTS=$(LAB_HOSTS) bash scripts/demo.sh

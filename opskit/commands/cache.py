@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from opskit import settings
 from opskit.cache import ranges as rg
 from opskit.cache import tools, warm
 from opskit.cache.pagemap import PageMap, compare
@@ -37,6 +38,7 @@ def _one(app: AppContext, spec: str) -> Host:
     if len(hosts) != 1:
         raise UsageError(f"{spec!r} names {len(hosts)} hosts, not one",
                          hint="give one inventory host name")
+    settings.of(hosts[0], "cache")  # a bad cache: setting is refused before any connection
     return hosts[0]
 
 

@@ -97,3 +97,18 @@ def test_cache_map_refuses_a_misspelt_key_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 1 and len(lines) == 2, proc.stdout + proc.stderr
     assert lines[0].endswith(f"inv.yml line {LINE}, group 'db': cache.vmtuch: unknown key")
     assert lines[1] == "hint: did you mean cache.vmtouch?"
+
+
+def test_a_bad_cache_setting_is_refused_before_any_connection(tmp_path: Path) -> None:
+    """The host's sshd would be 127.0.0.1:1 (refused at once: exit 3 if opskit tried)."""
+    (tmp_path / "inv.yml").write_text(
+        "all:\n  hosts:\n    db1:\n      ansible_host: 127.0.0.1\n      ansible_port: 1\n"
+        "      cache: {python: 'python3 -c x'}\n")
+    env = {**os.environ, "OPSKIT_JOURNAL": str(tmp_path / "journal.jsonl")}
+    env.pop("OPSKIT_INVENTORY", None)
+    for argv in (["map", "db1", "--path", "/data"], ["evict", "db1", "--path", "/data", "--yes"]):
+        proc = subprocess.run([sys.executable, "-m", "opskit", "-i", str(tmp_path / "inv.yml"),
+                               "cache", *argv], capture_output=True, text=True, timeout=60,
+                              env=env, cwd=tmp_path, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "inv.yml line 6, host 'db1': cache.python: must be a program name" in proc.stderr

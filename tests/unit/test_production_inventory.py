@@ -116,3 +116,27 @@ def test_health_thresholds_load_for_every_host(inv: Inventory) -> None:
 
     for host in inv.hosts.values():
         checks.from_vars(host.vars, host.name)
+
+
+def test_snapshots_plan_the_replicas_and_never_a_primary(inv: Inventory) -> None:
+    from opskit.errors import SafetyError
+    from opskit.snapshot import config
+
+    for host in [*inv.members("db"), *inv.members("redis")]:
+        replica = "pg_replica" in host.groups or "redis_replica" in host.groups
+        assert config.enabled(host) is replica, host.name
+        if replica:
+            cfg = config.load(host, None, None)
+            assert cfg.mount == "/data" and cfg.retention == "hourly"
+        else:
+            with pytest.raises(SafetyError):
+                config.load(host, None, None)
+    assert not any(config.enabled(h) for h in inv.members("pg_primary"))
+    with_snapshots = [h for h in inv.hosts.values() if "snapshot" in h.vars]
+    assert sum(config.enabled(h) for h in with_snapshots) == 12 + 4
+
+
+def test_every_host_s_cache_settings_load(inv: Inventory) -> None:
+    for host in inv.hosts.values():
+        assert settings.of(host, "cache").model_dump() == {"python": "python3",
+                                                           "vmtouch": "vmtouch"}

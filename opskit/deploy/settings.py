@@ -15,18 +15,11 @@ from typing import Annotated
 from pydantic import AfterValidator, ValidationInfo, field_validator
 
 from opskit.deploy import validate
-from opskit.settings.base import AbsPath, Field, Seconds, Settings, Text
+from opskit.settings.base import AbsPath, BelowRoot, Field, Seconds, Settings, Text
 
 RELOAD_METHODS = ("hup", "usr2")
 PLACEHOLDERS = ("address", "name")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
-
-
-def _root(value: str) -> str:
-    norm = posixpath.normpath(value)
-    if not norm.strip("/"):  # "/", "//" (normpath keeps a leading //), "/./.."
-        raise ValueError("must be a directory below /, not / itself")
-    return norm
 
 
 def _keep(value: int) -> int:
@@ -69,7 +62,6 @@ def _arn(value: str) -> str:
     return value
 
 
-Root = Annotated[AbsPath, AfterValidator(_root)]
 KeepReleases = Annotated[int, AfterValidator(_keep)]
 SharedPath = Annotated[str, AfterValidator(_shared)]
 Template = Annotated[str, AfterValidator(_template)]
@@ -80,7 +72,7 @@ Arn = Annotated[str, AfterValidator(_arn)]
 class DeploySettings(Settings):
     """An app's releases on its hosts: build, upload, switch, reload, health, prune."""
 
-    root: Root = Field(description="The app's directory on the host (absolute, below /): "
+    root: BelowRoot = Field(description="The app's directory on the host (absolute, below /): "
                        "releases/, shared/ and the current link live here.")
     repo: Text | None = Field(None, description="The app's git repository on the operator "
                               "machine; `deploy --ref` archives the ref from it.")

@@ -16,6 +16,7 @@ from pydantic import AfterValidator
 
 from opskit.settings.base import (
     AbsPath,
+    Distinct,
     Field,
     PatternMarker,
     PlainName,
@@ -34,8 +35,6 @@ def _not_negative(value: int) -> int:
 def _databases(value: list[str]) -> list[str]:
     if not value:
         raise ValueError("must list the [databases] entries to re-point, e.g. [app]")
-    if len(set(value)) != len(value):
-        raise ValueError(f"lists a database twice (got {value!r})")
     return value
 
 
@@ -49,7 +48,7 @@ Bytes = Annotated[int, AfterValidator(_not_negative)]
 # An optional inventory pattern (null: none, e.g. to drop a YAML anchor's value). The marker is
 # on the field itself, not inside the union, so ``inventory check`` resolves it.
 MaybePattern = Annotated[str | None, AfterValidator(_pattern), PatternMarker()]
-Databases = Annotated[list[PlainName], AfterValidator(_databases)]
+Databases = Annotated[list[PlainName], AfterValidator(_databases), Distinct]
 
 
 class PostgresSettings(Settings):

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, model_validator
 
-from opskit.settings.base import AbsPath, Field, Nested, Pattern, Port, Settings, Text
+from opskit.settings.base import AbsPath, Distinct, Field, Nested, Pattern, Port, Settings, Text
 
 
 def _not_negative_seconds(value: float) -> float:
@@ -25,8 +25,6 @@ def _not_negative_seconds(value: float) -> float:
 def _ports(value: list[int]) -> list[int]:
     if not value:
         raise ValueError("must list at least one port (or set port: instead)")
-    if len(set(value)) != len(value):
-        raise ValueError(f"lists a port twice (got {value!r})")
     return value
 
 
@@ -37,7 +35,7 @@ def _some(value: str) -> str:
 
 
 Duration = Annotated[float, AfterValidator(_not_negative_seconds)]
-Ports = Annotated[list[Port], AfterValidator(_ports)]
+Ports = Annotated[list[Port], AfterValidator(_ports), Distinct]
 
 
 class Publish(Nested):

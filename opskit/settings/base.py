@@ -20,8 +20,8 @@ from typing import Annotated, Any, get_args, get_origin
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 __all__ = [
-    "AbsPath", "Field", "Pattern", "PlainName", "Port", "Positive", "RelPath", "Seconds",
-    "Settings", "Text",
+    "AbsPath", "BelowRoot", "Distinct", "Field", "Pattern", "PlainName", "Port", "Positive",
+    "RelPath", "Seconds", "Settings", "Text",
 ]
 
 
@@ -80,6 +80,20 @@ def _port(value: int) -> int:
     return value
 
 
+def _below_root(value: str) -> str:
+    norm = posixpath.normpath(value)
+    if not norm.strip("/"):  # "/", "//" (normpath keeps a leading //), "/./.."
+        raise ValueError("must be a directory below /, not / itself")
+    return norm
+
+
+def _distinct(value: list[Any]) -> list[Any]:
+    twice = sorted({str(v) for v in value if value.count(v) > 1})
+    if twice:
+        raise ValueError(f"lists {', '.join(twice)} twice")
+    return value
+
+
 def _text(value: str) -> str:
     if "\0" in value:
         raise ValueError("must not contain NUL")
@@ -87,6 +101,8 @@ def _text(value: str) -> str:
 
 
 AbsPath = Annotated[str, AfterValidator(_abs_path)]
+BelowRoot = Annotated[str, AfterValidator(_abs_path), AfterValidator(_below_root)]  # not /
+Distinct = AfterValidator(_distinct)  # a list without repeats: Annotated[list[X], Distinct]
 RelPath = Annotated[str, AfterValidator(_rel_path)]
 PlainName = Annotated[str, AfterValidator(_plain_name)]
 Seconds = Annotated[float, AfterValidator(_seconds)]

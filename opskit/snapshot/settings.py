@@ -6,23 +6,15 @@ create`` skips it, visibly, and refuses a selection of only such hosts).
 
 from __future__ import annotations
 
-import posixpath
 import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator
 
-from opskit.settings.base import AbsPath, Field, PlainName, Seconds, Settings
+from opskit.settings.base import AbsPath, BelowRoot, Distinct, Field, PlainName, Seconds, Settings
 
 MAX_FREEZE_TIMEOUT = 600.0  # as --freeze-timeout: a longer freeze blocks the database too long
 _VOLUME_ID = re.compile(r"vol-[0-9a-f]{1,32}\Z")
-
-
-def _mount(value: str) -> str:
-    norm = posixpath.normpath(value)
-    if not norm.strip("/"):  # "/", "//" (normpath keeps a leading //), "/./.."
-        raise ValueError("must not be /: freezing it would block the whole host")
-    return norm
 
 
 def _freeze_timeout(value: float) -> float:
@@ -37,13 +29,6 @@ def _volume_id(value: str) -> str:
     return value
 
 
-def _distinct(value: list[str]) -> list[str]:
-    twice = sorted({v for v in value if value.count(v) > 1})
-    if twice:
-        raise ValueError(f"names {', '.join(twice)} more than once")
-    return value
-
-
 def _command(value: str) -> str:
     if not value.strip() or "\0" in value:
         raise ValueError(f"must be a shell command (not empty, no NUL), got {value!r}")
@@ -54,7 +39,6 @@ def _one_or_many(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-Mount = Annotated[AbsPath, AfterValidator(_mount)]
 FreezeTimeout = Annotated[Seconds, AfterValidator(_freeze_timeout)]
 VolumeId = Annotated[str, AfterValidator(_volume_id)]
 Command = Annotated[str, AfterValidator(_command)]
@@ -66,7 +50,7 @@ class SnapshotSettings(Settings):
     enabled: bool = Field(True, description="false: never freeze nor snapshot this host "
                           "(`snapshot create` skips it and says so; e.g. a primary whose "
                           "replica is snapshotted instead).")
-    mount: Mount | None = Field(None, description="The mount point to freeze and snapshot, "
+    mount: BelowRoot | None = Field(None, description="The mount point to freeze and snapshot, "
                                 "e.g. /data (absolute, not /); `--mount` overrides it.")
     freeze_timeout: FreezeTimeout = Field(30.0, description="Seconds after which the freeze "
                                           "guard thaws whatever happens (at most 600); a set "
@@ -75,7 +59,7 @@ class SnapshotSettings(Settings):
     discovery_root: AbsPath = Field("/", description="Prefix under which discovery reads "
                                     "proc/mounts, sys/block and dev/disk/by-id (the lab and "
                                     "tests point it at a fixture tree).")
-    volumes: Annotated[list[VolumeId], AfterValidator(_distinct)] = Field(
+    volumes: Annotated[list[VolumeId], Distinct] = Field(
         [], description="The mount's EBS member volume ids in member order, where discovery "
         "cannot tell the order; when set, discovery must agree with it.")
     pre_freeze: Annotated[list[Command], BeforeValidator(_one_or_many)] = Field(

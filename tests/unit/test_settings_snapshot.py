@@ -79,7 +79,7 @@ def test_a_misspelt_key_names_file_line_group_and_the_right_key(typo: str, right
     ("volumes: vol-0a1", "snapshot.volumes", "valid list"),
     ("volumes: [vol-0a1, '/dev/sdf']", "snapshot.volumes.1", "EBS volume id"),
     ('volumes: ["vol-0a1\\n"]', "snapshot.volumes.0", "EBS volume id"),
-    ("volumes: [vol-0a1, vol-0b2, vol-0a1]", "snapshot.volumes", "vol-0a1 more than once"),
+    ("volumes: [vol-0a1, vol-0b2, vol-0a1]", "snapshot.volumes", "lists vol-0a1 twice"),
     ("pre_freeze: [sync, '']", "snapshot.pre_freeze.1", "shell command"),
     ("pre_freeze: ' '", "snapshot.pre_freeze.0", "shell command"),
     ("pre_freeze: 5", "snapshot.pre_freeze", "valid list"),

@@ -99,7 +99,7 @@ def test_refused_host_exits_4(tmp_path: Path) -> None:
 
 
 def test_freezing_root_is_refused_before_anything_runs() -> None:
-    with pytest.raises(Exception, match="snapshot.mount: must not be /"):
+    with pytest.raises(Exception, match="snapshot.mount: must be a directory below /"):
         config.load(Host("h", {"snapshot": {"mount": "/"}}), None, None)
     with pytest.raises(Exception, match="refusing to freeze /"):
         config.load(Host("h", {"snapshot": {"mount": "/data"}}), "//", None)

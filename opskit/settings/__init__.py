@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from opskit.errors import InventoryError
+from opskit.redact import is_secret_name
 from opskit.settings.registry import DOMAINS, schema
 
 if TYPE_CHECKING:
@@ -186,6 +187,10 @@ def _problem(model: type[Settings], domain: str, err: Mapping[str, Any],
     message = message.removeprefix("Value error, ")
     if kind in ("model_type", "dataclass_type", "dict_type"):
         message = "must be a mapping of settings"
+    if any(is_secret_name(str(part)) for part in (domain, *loc)):
+        # aws.secret_access_key: 12345 must not reach a terminal or a CI log.
+        return Problem(where, key, "is not valid (a secret's value is not shown)",
+                       f"see {REFERENCE} for what it must be")
     if not kind.startswith("value_error"):
         message = f"{message[:1].lower()}{message[1:]} (got {_shown(err.get('input'))})"
     return Problem(where, key, message)

@@ -144,3 +144,17 @@ def test_an_ec2_source_is_checked_without_asking_aws(tmp_path: Path) -> None:
     source.write_text(source.read_text().replace("enabeld", "enabled"))
     proc = opskit("-i", str(source), "inventory", "check")
     assert proc.returncode == 0 and "without asking AWS" in proc.stdout, proc
+
+
+def test_a_secret_s_value_is_never_shown(tmp_path: Path) -> None:
+    secret = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"
+    bad = tmp_path / "site.yml"
+    bad.write_text("all:\n  hosts:\n    h:\n      aws: {secret_access_key: [" + secret + "]}\n")
+    for argv in (["inventory", "check"], ["--json", "inventory", "check"]):
+        proc = opskit("-i", str(bad), *argv)
+        assert proc.returncode == 1 and "aws.secret_access_key" in proc.stdout, proc
+        assert secret not in proc.stdout + proc.stderr
+    inv = inventory.load(bad)
+    with pytest.raises(InventoryError) as caught:
+        settings.of(inv.hosts["h"], "aws")
+    assert secret not in caught.value.message + str(caught.value.hint)

@@ -32,6 +32,7 @@ from opskit.errors import InventoryError
 from opskit.inventory import hostport
 from opskit.inventory.collect import Collector, check_vars
 from opskit.inventory.origin import Origin
+from opskit.redact import is_secret_name
 
 _SECTION = re.compile(r"\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?")
 _GROUP_NAME = re.compile(r"([^:\]\s]+)\s*(?:#.*)?")
@@ -156,7 +157,7 @@ def _host_line(collector: Collector, line: str, source: str, number: int, group:
     for word in words[1:]:
         if "=" not in word:
             raise InventoryError(f"{at}: expected name=value after host '{pattern}', got "
-                                 f"{word!r}", hint="host vars are name=value, e.g. "
+                                 f"{_shown(word)}", hint="host vars are name=value, e.g. "
                                  "ansible_port=2222")
         key, value = word.split("=", 1)
         host_vars[key] = parse_value(value, at)
@@ -174,12 +175,20 @@ def _host_line(collector: Collector, line: str, source: str, number: int, group:
 def _var_line(collector: Collector, line: str, source: str, number: int, group: str) -> None:
     at = f"{source} line {number}"
     if "=" not in line:
-        raise InventoryError(f"{at}: expected name=value in [{group}:vars], got {line!r}",
+        raise InventoryError(f"{at}: expected name=value in [{group}:vars], got {_shown(line)}",
                              hint="one `name = value` per line")
     key, value = (part.strip() for part in line.split("=", 1))
     owner = f"group '{group}'"
     checked = check_vars({key: parse_value(value, at)}, at, owner)
     collector.set_group_vars(group, checked, {key: Origin(source, owner, number, checked[key])})
+
+
+def _shown(text: str) -> str:
+    """A malformed line as an error quotes it, unless it may hold a secret (db_password x)."""
+    first = re.split(r"[=:\s]", text.strip(), maxsplit=1)[0]
+    if is_secret_name(first):
+        return f"a line starting {first!r} (the rest is not shown: it may be a secret)"
+    return repr(text)
 
 
 def parse_value(text: str, at: str) -> Any:

@@ -344,3 +344,10 @@ def test_a_script_template_value_is_refused(tmp_path: Path) -> None:
 def test_an_executable_file_without_shebang_is_read_by_extension(tmp_path: Path) -> None:
     path = write(tmp_path / "site.yml", "web:\n  hosts: {w1: }\n", 0o755)
     assert list(inventory.load(path).hosts) == ["w1"]
+
+
+def test_a_malformed_ini_line_that_may_hold_a_secret_is_not_echoed(tmp_path: Path) -> None:
+    for text in ("[all:vars]\ndb_password {{hunter2}}\n", "[web]\nw1 api_token:hunter2\n"):
+        err = refused(write(tmp_path / "x.ini", text))
+        assert "hunter2" not in err.message + str(err.hint), err.message
+        assert "line 2" in err.message and "not shown" in err.message

@@ -103,7 +103,8 @@ def check(app: AppContext, discover: bool) -> int:
     env = app.env
     if env.json:
         env.emit_json({"sources": inv.sources, "hosts": len(hosts), "ok": not problems,
-                       "problems": [str(p) for p in problems]})
+                       "problems": [{"where": p.where, "key": p.key, "message": p.message,
+                                     "hint": p.hint, "line": str(p)} for p in problems]})
     else:
         for p in problems:
             env.line(str(p))

@@ -113,7 +113,9 @@ def test_inventory_check_exit_codes_and_one_line_per_problem(tmp_path: Path) -> 
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 3 and all(str(bad) in line for line in lines), proc.stdout
     doc = json.loads(opskit("-i", str(bad), "--json", "inventory", "check").stdout)
-    assert doc["ok"] is False and len(doc["problems"]) == 3
+    assert doc["ok"] is False and [p["line"] for p in doc["problems"]] == lines
+    assert doc["problems"][0]["key"] == "postgress" and doc["problems"][0]["hint"] == \
+        "did you mean postgres?"
     good = tmp_path / "good.yml"
     good.write_text("all: {vars: {aws: {region: us-east-1}}, hosts: {h1: , h2: }}\n")
     proc = opskit("-i", str(good), "inventory", "check")

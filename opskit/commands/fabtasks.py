@@ -25,8 +25,10 @@ from invoke.exceptions import Exit
 
 # Commands that make no sense as a Fabric task (shell completion of the opskit CLI itself).
 SKIP = frozenset({"completion"})
-# The task of a group that also runs on its own (``opskit health``): ``fab health`` / ``.check``.
-GROUP_TASK = "check"
+# The task of a group that also runs on its own (``opskit health``): ``fab health`` / ``.run``.
+# (Not "check": ``opskit inventory check`` is a subcommand, and a task of the same name would
+# replace the group's own, so ``fab inventory`` would run the check.)
+GROUP_TASK = "run"
 
 
 def _flag(param: click.Parameter) -> str:
@@ -134,6 +136,7 @@ def _collection(group: click.Group, ctx: click.Context, path: list[str],
             continue
         sub = group.get_command(ctx, sub_name)
         assert sub is not None
+        assert sub_name != GROUP_TASK, f"a subcommand may not be named {GROUP_TASK}"
         sub_ctx = click.Context(sub, info_name=sub_name, parent=ctx)
         if isinstance(sub, click.Group):
             coll.add_collection(_collection(sub, sub_ctx, [*path, sub_name], sub_name))

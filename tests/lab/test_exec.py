@@ -119,6 +119,13 @@ def test_unknown_host_key_refused_then_opt_out(lab, tmp_path: Path) -> None:
     target = lab.hosts[0].name
     home = tmp_path / "home"
     home.mkdir()
+    # The lab's ssh args (-o UserKnownHostsFile=its known_hosts) are read too: accepted.
+    assert "UserKnownHostsFile" in data["all"]["vars"]["ansible_ssh_common_args"]
+    code, doc = exec_json(inv, "-l", target, "--", "hostname", home=home)
+    assert code == 0 and doc["hosts"][0]["stdout"].strip() == target
+    # With neither file knowing the host: refused.
+    del data["all"]["vars"]["ansible_ssh_common_args"]
+    inv.write_text(yaml.safe_dump(data))
     code, doc = exec_json(inv, "-l", target, "--", "touch /srv/should-not-exist", home=home)
     assert code == 3
     host = doc["hosts"][0]
@@ -229,6 +236,7 @@ def test_proxyjump_hop_host_key_is_checked(lab, tmp_path: Path) -> None:
     home, inv = _ssh_config_home(tmp_path, lab, config)
     data = yaml.safe_load(inv.read_text())
     data["all"]["vars"]["opskit_known_hosts"] = str(only_target)
+    del data["all"]["vars"]["ansible_ssh_common_args"]  # it names the lab's whole file
     inv.write_text(yaml.safe_dump(data))
     code, doc = exec_json(inv, "-l", target.name, "--", "true", home=home)
     assert code == 3 and "not in known_hosts" in doc["hosts"][0]["error"]

@@ -76,11 +76,18 @@ pass_app = click.make_pass_decorator(AppContext, ensure=True)
 
 
 def _store(attr: str) -> Callable[[click.Context, click.Parameter, Any], None]:
-    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
         # Unset values (None/False) never overwrite what the other position set.
         if value is None or value is False:
             return
-        setattr(ctx.ensure_object(AppContext), attr, value)
+        app = ctx.ensure_object(AppContext)
+        # Each level (opskit, a group, its subcommand) has the shared options: an environment
+        # default read again at a lower level must not replace `-i X` given at a higher one.
+        source = ctx.get_parameter_source(param.name or "")
+        if source is not click.core.ParameterSource.COMMANDLINE and \
+                getattr(app, attr, None) not in (None, False):
+            return
+        setattr(app, attr, value)
 
     return callback
 

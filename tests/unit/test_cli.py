@@ -184,3 +184,18 @@ def test_exec_does_not_import_other_commands_libraries() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == ""
+
+
+def test_an_explicit_inventory_beats_the_environment_at_every_level(
+        inv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`opskit -i X inventory check` with OPSKIT_INVENTORY=Y set: X, though the subcommand
+    reads its own -i default from the environment again."""
+    other = tmp_path / "other.yml"
+    other.write_text("all: {hosts: {solo: }}\n")
+    monkeypatch.setenv("OPSKIT_INVENTORY", str(other))
+    for argv in (["-i", str(inv), "inventory", "check"], ["inventory", "check", "-i", str(inv)],
+                 ["-i", str(inv), "inventory", "--json"]):
+        proc = opskit(*argv)
+        assert proc.returncode == 0 and str(other) not in proc.stdout, (argv, proc)
+        assert "4 hosts" in proc.stdout or "db1" in proc.stdout, (argv, proc.stdout)
+    assert "1 hosts" in opskit("inventory", "check").stdout  # the environment alone

@@ -20,8 +20,10 @@ MASK = "***"
 SECRET_WORDS = re.compile(
     r"pass|pwd|secret|token|credential|auth|(api|private|signing|encryption|master|session)"
     r"[_-]?key", re.IGNORECASE)
-# ...unless the name says it holds where the secret is, what kind it is, or a public id.
-_NOT_SECRET = re.compile(r"(file|path|dir|_id|-id|_type|_method|_name)$", re.IGNORECASE)
+# ...unless the name says it holds where the secret is, what kind it is, or a public id,
+# or it is a flag that asks for one (--ask-sudo-pass: the word after it is no secret).
+_NOT_SECRET = re.compile(r"(file|path|dir|_id|-id|_type|_method|_name)$|^ask[_-]",
+                         re.IGNORECASE)
 
 _NAME = r"[A-Za-z_][\w.-]*"
 _VALUE = r"(?:\"[^\"]*\"|'[^']*'|[^\s'\"]+)"

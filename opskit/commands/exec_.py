@@ -26,7 +26,8 @@ Examples:
 @click.argument("command", nargs=-1, required=True)
 @click.option("--sudo", is_flag=True, help="Run the whole command as root, under one `sudo -n "
               "-- sh -c` (a no-op when the SSH user is root; a sudo that wants a password "
-              "fails the host at once). Example: --sudo")
+              "fails the host at once, unless given it with -K or --sudo-pass-file). "
+              "Example: --sudo")
 @click.option("-t", "--timeout", type=SECONDS, metavar="S",
               help="Fail a host whose command runs longer than S seconds (status 'timeout'). "
               "Example: --timeout 30")

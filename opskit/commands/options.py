@@ -3,11 +3,19 @@
 The fleet options (-i, -l, -f, --json, -v, ...) are accepted both before and after the
 command name (``opskit -l app exec ...`` and ``opskit exec -l app ...``), like pip's
 shared options; whichever is given last wins.
+
+The sudo password (``-K``/``--ask-sudo-pass``, ``--sudo-pass-file``, ``OPSKIT_SUDO_PASS_FILE``)
+is resolved once, when the command (not its group) starts: after every option is parsed,
+before the confirmation and before any host is contacted (see :func:`shared_options`).
 """
 
 from __future__ import annotations
 
+import functools
+import getpass
 import math
+import os
+import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,13 +24,18 @@ from typing import Any
 import click
 
 from opskit import inventory as inventory_mod
-from opskit.errors import InventoryError
+from opskit.errors import InventoryError, UsageError
 from opskit.inventory import Host, Inventory
 from opskit.output import Environment
 from opskit.runner.fleet import RunOptions
 from opskit.transport.connection import ConnectOptions
+from opskit.transport.session import SudoPassword
 
 DEFAULT_FORKS = 50
+SUDO_PASS_FILE_ENV = "OPSKIT_SUDO_PASS_FILE"
+# Read by nobody: named so that whoever sets it learns why (see _refuse_password_in_env).
+SUDO_PASSWORD_ENV = "OPSKIT_SUDO_PASSWORD"
+_MAX_PASS_FILE = 4096  # a password file, not a file that happens to be there
 
 
 @dataclass
@@ -36,6 +49,11 @@ class AppContext:
     insecure_host_keys: bool = False
     argv: list[str] = field(default_factory=lambda: list(sys.argv[1:]))
     via: str = "opskit"  # the front end: "opskit" (this CLI) or "fab" (the Fabric tasks)
+    ask_sudo_pass: bool = False
+    sudo_pass_file: str | None = None
+    sudo_pass_file_from_env: bool = False
+    sudo_password: SudoPassword | None = None
+    _sudo_resolved: bool = False
     _env: Environment | None = None
     _inventory: Inventory | None = None
 
@@ -69,7 +87,105 @@ class AppContext:
                 connect_timeout=self.connect_timeout,
                 insecure_host_keys=self.insecure_host_keys,
             ),
+            sudo_password=self.sudo_password,
         )
+
+    def resolve_sudo_password(self) -> None:
+        """Ask for (-K) or read (--sudo-pass-file, $OPSKIT_SUDO_PASS_FILE) the sudo password,
+        once per run. An explicit option beats the environment's file; -K and an explicit
+        file together are a contradiction, refused."""
+        if self._sudo_resolved:
+            return
+        self._sudo_resolved = True
+        _refuse_password_in_env()
+        explicit_file = self.sudo_pass_file if not self.sudo_pass_file_from_env else None
+        if self.ask_sudo_pass and explicit_file:
+            raise UsageError("--ask-sudo-pass and --sudo-pass-file both given",
+                             hint="give the sudo password one way: asked on the terminal (-K) "
+                             "or read from a file (--sudo-pass-file FILE)")
+        if self.ask_sudo_pass:
+            self.sudo_password = ask_sudo_password(self.env.stdin_isatty)
+        elif self.sudo_pass_file:
+            self.sudo_password = read_sudo_password_file(self.sudo_pass_file)
+
+
+def ask_sudo_password(stdin_isatty: bool) -> SudoPassword:
+    """-K: the password typed once on the terminal, not echoed (getpass: /dev/tty)."""
+    if not stdin_isatty:
+        raise UsageError("--ask-sudo-pass needs a terminal to ask on (stdin is not a TTY)",
+                         hint="in cron or a script, put the password in a file only you can "
+                         "read (chmod 600) and pass --sudo-pass-file FILE or set "
+                         f"{SUDO_PASS_FILE_ENV}")
+    try:
+        value = getpass.getpass("sudo password: ")
+    except EOFError:
+        value = ""
+    if not value:
+        raise UsageError("no sudo password typed", hint="type the login's sudo password at "
+                         "the prompt, or leave out --ask-sudo-pass")
+    if any(c in value for c in "\r\0"):
+        raise UsageError("the sudo password typed holds a control character (CR or NUL)",
+                         hint="sudo reads the password as one line of text")
+    return SudoPassword(value, "the prompt")
+
+
+def read_sudo_password_file(path: str) -> SudoPassword:
+    """--sudo-pass-file: the password in a file nobody else may read (ssh's rule for keys),
+    owned by the operator (or root); one trailing newline is not part of it. No message
+    ever quotes the file's content."""
+    where = os.path.expanduser(path)
+    try:
+        fd = os.open(where, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise UsageError(f"cannot read the sudo password file {path}: {exc.strerror}",
+                         hint="give a file that holds the password on one line "
+                         f"(--sudo-pass-file FILE or {SUDO_PASS_FILE_ENV})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"the sudo password file {path} is not a regular file",
+                             hint="give a file that holds the password on one line")
+        if st.st_mode & 0o077:
+            raise UsageError(f"the sudo password file {path} is open to others (mode "
+                             f"{stat.S_IMODE(st.st_mode):04o}): refusing to use it",
+                             hint=f"chmod 600 {path} (only its owner may read it, as ssh "
+                             "wants of a private key)")
+        if st.st_uid not in (os.geteuid(), 0):
+            raise UsageError(f"the sudo password file {path} belongs to uid {st.st_uid}, not "
+                             "to you or root: refusing to use it",
+                             hint=f"use a file of your own (chown, then chmod 600 {path})")
+        data = os.read(fd, _MAX_PASS_FILE + 1)
+    finally:
+        os.close(fd)
+    if len(data) > _MAX_PASS_FILE:
+        raise UsageError(f"the sudo password file {path} is larger than {_MAX_PASS_FILE} bytes",
+                         hint="the file holds the password alone, on one line")
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    try:
+        value = data.decode()
+    except UnicodeDecodeError:
+        raise UsageError(f"the sudo password file {path} is not UTF-8 text",
+                         hint="the file holds the password alone, on one line") from None
+    if not value:
+        raise UsageError(f"the sudo password file {path} is empty",
+                         hint="write the password into it: printf '%s\\n' PASSWORD > FILE "
+                         "in a shell without history, or an editor")
+    if any(c in value for c in "\n\r\0"):
+        raise UsageError(f"the sudo password file {path} holds more than one line (or a CR "
+                         "or NUL): sudo reads one line", hint="the file holds the password "
+                         "alone, on one line (one trailing newline is fine)")
+    return SudoPassword(value, f"file {path}")
+
+
+def _refuse_password_in_env() -> None:
+    """A password in the environment is inherited by every child process and readable in
+    /proc/PID/environ; cron's would sit in the crontab. Say so instead of ignoring it."""
+    if os.environ.get(SUDO_PASSWORD_ENV):
+        raise UsageError(f"{SUDO_PASSWORD_ENV} is not read: opskit takes no password from "
+                         "the environment", hint=f"put the password in a file only you can "
+                         f"read (chmod 600) and set {SUDO_PASS_FILE_ENV}=FILE or pass "
+                         "--sudo-pass-file FILE")
 
 
 pass_app = click.make_pass_decorator(AppContext, ensure=True)
@@ -124,6 +240,16 @@ class Seconds(click.ParamType):
 SECONDS = Seconds()
 
 
+def _store_pass_file(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value is None:
+        return
+    app = ctx.ensure_object(AppContext)
+    from_env = ctx.get_parameter_source(param.name or "") == click.core.ParameterSource.ENVIRONMENT
+    if from_env and app.sudo_pass_file and not app.sudo_pass_file_from_env:
+        return  # the environment's file never replaces one named on the command line
+    app.sudo_pass_file, app.sudo_pass_file_from_env = str(value), from_env
+
+
 SHARED = [
     click.option(
         "-i", "--inventory", "inventory_path", envvar="OPSKIT_INVENTORY", metavar="PATH",
@@ -160,11 +286,36 @@ SHARED = [
         help="UNSAFE: accept any SSH host key without checking known_hosts (opens you to "
         "man-in-the-middle attacks). Only for throwaway hosts.",
     ),
+    click.option(
+        "-K", "--ask-sudo-pass", "ask_sudo_pass", is_flag=True, default=None,
+        expose_value=False, callback=_store("ask_sudo_pass"),
+        help="Ask once, on the terminal, for the SSH user's sudo password (for --sudo and "
+        "the steps run as root or postgres); it goes to sudo on stdin only. Example: "
+        "exec -K --sudo -- 'df -h'",
+    ),
+    click.option(
+        "--sudo-pass-file", metavar="FILE", envvar=SUDO_PASS_FILE_ENV, expose_value=False,
+        callback=_store_pass_file,
+        help=f"Read the sudo password from FILE (for cron; env {SUDO_PASS_FILE_ENV}): one "
+        "line, the file mode 0600 or it is refused. Example: --sudo-pass-file "
+        "~/.config/opskit/sudo-pass",
+    ),
 ]
 
 
 def shared_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Attach the shared fleet options to a command or group."""
+    """Attach the shared fleet options to a command or group. When the command itself runs
+    (a group only when it runs alone), the sudo password is resolved first: asked or read
+    before the command's own work, confirmation and first connection."""
+
+    @functools.wraps(fn)
+    def resolving(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        if not (isinstance(ctx.command, click.Group) and ctx.invoked_subcommand is not None):
+            ctx.ensure_object(AppContext).resolve_sudo_password()
+        return fn(*args, **kwargs)
+
+    out: Callable[..., Any] = resolving
     for option in reversed(SHARED):
-        fn = option(fn)
-    return fn
+        out = option(out)
+    return out

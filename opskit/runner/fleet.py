@@ -25,7 +25,7 @@ from opskit.inventory import Host
 from opskit.runner import interrupts
 from opskit.transport.connection import ConnectOptions, connect, describe_connect_error
 from opskit.transport.errors import CommandFailed, CommandTimedOut, Interrupted
-from opskit.transport.session import Session
+from opskit.transport.session import Session, SudoPassword
 
 OK, FAILED, UNREACHABLE, TIMEOUT, SKIPPED = "ok", "failed", "unreachable", "timeout", "skipped"
 REFUSED = "refused"  # a per-host safety check said no; nothing was changed on that host
@@ -111,6 +111,8 @@ class RunOptions:
     forks: int = 50
     command_timeout: float | None = None
     connect: ConnectOptions = field(default_factory=ConnectOptions)
+    # The login's sudo password (--ask-sudo-pass, --sudo-pass-file): given to every session.
+    sudo_password: SudoPassword | None = None
 
 
 class _InFlight:
@@ -168,7 +170,7 @@ def _attempt(
         message, hint = describe_connect_error(exc)
         return HostResult(host.name, UNREACHABLE, error=message, hint=hint)
     session = Session(host, conn, command_timeout=options.command_timeout, stop=stop,
-                      abandon=abandon)
+                      abandon=abandon, sudo_password=options.sudo_password)
     if make_session is not None:
         make_session(session)
     res = HostResult(host.name, OK)

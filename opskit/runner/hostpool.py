@@ -46,7 +46,8 @@ class HostPool:
             return
         with self._lock:
             self._sessions[host.name] = Session(host, conn,
-                                                command_timeout=self.options.command_timeout)
+                                                command_timeout=self.options.command_timeout,
+                                                sudo_password=self.options.sudo_password)
 
     def get(self, host: Host) -> Session:
         """The host's session; raises ConnectFailed (also when it was before)."""

@@ -34,9 +34,11 @@ class Interrupted(Exception):
 
 
 class SudoRefused(CommandFailed):
-    """sudo would not run a step (it wants a password, or is not there): nothing ran."""
+    """sudo would not run a step (it wants a password, rejected the one given, or is not
+    there): nothing ran."""
 
     def __init__(self, message: str, exit_status: int | None = None, stderr: str = "",
-                 *, hint: str | None = None) -> None:
+                 *, hint: str | None = None, password_rejected: bool = False) -> None:
         super().__init__(message, exit_status, stderr)
         self.hint = hint
+        self.password_rejected = password_rejected

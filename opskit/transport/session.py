@@ -4,6 +4,8 @@ Every step goes through :meth:`Session.run` so that output is captured for the h
 the command timeout applies, an interrupt stops the operation between steps, and the
 environment is exported with quoted values (Fabric's own ``env=`` does not quote). A step run
 as another user (``sudo=True``, ``as_user=``) is wrapped here, whole: see :func:`elevated`.
+With a sudo password (``--ask-sudo-pass``, ``--sudo-pass-file``) it goes to sudo on the step's
+stdin, never in a command line: see :class:`SudoPassword` and :meth:`Session._needs_password`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from opskit.inventory import Host
 from opskit.transport import process
 from opskit.transport.errors import CommandFailed, CommandTimedOut, Interrupted, SudoRefused
 from opskit.transport.process import HostProcess
+from opskit.transport.quick_runner import StdinBytes
 
 TAIL_CHARS = 4000
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -36,9 +39,35 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # only then is sudo asked again, with a no-op, to tell its refusal from the command's failure.
 _SUDO_MAYBE_REFUSED = (1, 127)
 _PROBE_TIMEOUT = 15.0
+# The last stdout line of the password probe: which sudo this login gets for a target user.
+_NOPASSWD, _PASSWORD = "opskit-sudo:nopasswd", "opskit-sudo:password"
 
 
-def elevated(command: str, *, login_user: str, as_user: str = "root") -> str:
+class SudoPassword:
+    """The login's sudo password for one run: given to sudo on stdin, shown nowhere (its repr
+    and str name only where it came from), never joined into a command line."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str) -> None:
+        if not value or any(c in value for c in "\n\r\0"):
+            raise ValueError("a sudo password is one non-empty line")
+        self._value = value
+        self.source = source  # "the prompt", "file /path": for messages
+
+    def line(self) -> bytes:
+        """What ``sudo -S`` reads: the password and one newline (sudo reads up to it, one byte
+        at a time, and leaves the rest of stdin to the step)."""
+        return (self._value + "\n").encode()
+
+    def __repr__(self) -> str:
+        return f"SudoPassword(from {self.source})"
+
+    __str__ = __repr__
+
+
+def elevated(command: str, *, login_user: str, as_user: str = "root",
+             password: bool = False) -> str:
     """Shell text that runs ``command`` (shell text) as ``as_user`` when logged in as
     ``login_user``: the whole command as one quoted word of ``sh -c``.
 
@@ -46,12 +75,16 @@ def elevated(command: str, *, login_user: str, as_user: str = "root") -> str:
     or ``a && b`` ran ``cmd`` / ``b`` unprivileged; here every part of it, its exported
     environment included, runs as ``as_user``. ``-n``: sudo never prompts, a sudo that wants
     a password fails at once. Root switches with ``runuser`` (no sudoers needed).
+
+    ``password``: the caller puts the password line first on the step's stdin: ``-S`` reads
+    it from there (never argv), ``-p ''`` prints no prompt into the output, ``-k`` ignores a
+    cached sudo timestamp so that sudo always reads the line (else the step would get it).
     """
     if as_user == login_user:
         return command
     if login_user == "root":
         return shlex.join(["runuser", "-u", as_user, "--", "sh", "-c", command])
-    return shlex.join([*_sudo(as_user), "sh", "-c", command])
+    return shlex.join([*_sudo(as_user, password=password), "sh", "-c", command])
 
 
 def sudo_probe(as_user: str = "root") -> str:
@@ -59,8 +92,24 @@ def sudo_probe(as_user: str = "root") -> str:
     return shlex.join([*_sudo(as_user), "sh", "-c", ":"])
 
 
-def _sudo(as_user: str) -> list[str]:
-    return ["sudo", "-n", *([] if as_user == "root" else ["-u", as_user]), "--"]
+def password_probe(as_user: str = "root") -> str:
+    """With the password line on stdin: which sudo to use for ``as_user``, in one round trip.
+    ``sudo -n -k`` first: a NOPASSWD rule needs no password (and must not get the line, or
+    the step would read it); else the password is tried once on a no-op -- stdin ends after
+    it, so a wrong one fails after one try (sudo's second read meets EOF), not three."""
+    nopass = shlex.join(["sudo", "-n", "-k", *_target(as_user), "--", "sh", "-c", ":"])
+    with_pw = shlex.join([*_sudo(as_user, password=True), "sh", "-c", ":"])
+    return (f"if {nopass} 2>/dev/null; then echo {_NOPASSWD}; "
+            f"else {with_pw} && echo {_PASSWORD}; fi")
+
+
+def _target(as_user: str) -> list[str]:
+    return [] if as_user == "root" else ["-u", as_user]
+
+
+def _sudo(as_user: str, *, password: bool = False) -> list[str]:
+    flags = ["-S", "-k", "-p", ""] if password else ["-n"]
+    return ["sudo", *flags, *_target(as_user), "--"]
 
 
 def sudo_refusal(host: str, login_user: str, as_user: str, exit_status: int,
@@ -72,9 +121,16 @@ def sudo_refusal(host: str, login_user: str, as_user: str, exit_status: int,
         return SudoRefused(f"no sudo on {host} to run as {as_user}: {said}", exit_status, stderr,
                            hint=f"install sudo on {host} (apt-get install sudo), or log in as "
                            "root (ansible_user: root)")
-    hint = (f"opskit runs sudo -n (never a prompt): give {login_user} passwordless sudo "
-            f"to {as_user} on {host} (NOPASSWD in sudoers), or log in as root; "
-            "sudo passwords are not supported yet")
+    if "incorrect password attempt" in said:
+        return SudoRefused(f"sudo on {host} rejected the sudo password of {login_user} "
+                           f"(to run as {as_user}): {said}", exit_status, stderr,
+                           hint="check the password given with --ask-sudo-pass (-K), "
+                           "--sudo-pass-file or OPSKIT_SUDO_PASS_FILE; sudo was given it once "
+                           "(no retries), so the account is not locked by repeated tries",
+                           password_rejected=True)
+    hint = (f"opskit runs sudo -n (never a prompt) unless given the password: pass "
+            f"--ask-sudo-pass (-K) or --sudo-pass-file FILE, give {login_user} passwordless "
+            f"sudo to {as_user} on {host} (NOPASSWD in sudoers), or log in as root")
     return SudoRefused(f"sudo refused to run as {as_user} on {host}: {said}", exit_status,
                        stderr, hint=hint)
 
@@ -104,6 +160,14 @@ class Session:
     # Set when the operator left a critical section on purpose (the third Ctrl-C): then even
     # finishing steps stop, as the warning said.
     abandon: threading.Event = field(default_factory=threading.Event)
+    # The login's sudo password, if the operator gave one; per target user, whether sudo
+    # wants it here (found by one probe, see _needs_password).
+    sudo_password: SudoPassword | None = None
+    _sudo_modes: dict[str, bool] = field(default_factory=dict, repr=False)
+    # A password sudo rejected here: not tried again for another target user of this host
+    # (each try is a failed attempt in its auth log, and lockouts count them).
+    _sudo_rejected: SudoRefused | None = field(default=None, repr=False)
+    _sudo_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def is_root(self) -> bool:
@@ -141,11 +205,12 @@ class Session:
                 raise ValueError(f"not an environment variable name: {bad[0]!r}")
             exports = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in sorted(env.items()))
             command = f"export {exports}; {command}"
-        shell, target, via_sudo = self._as(command, sudo, as_user)
+        shell, target, via_sudo, feed = self._as(command, sudo, as_user)
         kwargs: dict[str, Any] = {
             "hide": True,
             "warn": True,
-            "in_stream": False,
+            # The password line for sudo -S, then EOF; else no stdin at all.
+            "in_stream": StdinBytes(feed) if feed else False,
             "timeout": timeout if timeout is not None else self.command_timeout,
         }
         if self.out_stream is not None:
@@ -165,17 +230,53 @@ class Session:
             raise CommandFailed(f"exit status {result.exited}", result.exited, result.stderr)
         return out
 
-    def _as(self, command: str, sudo: bool, as_user: str | None) -> tuple[str, str, bool]:
+    def _as(self, command: str, sudo: bool,
+            as_user: str | None) -> tuple[str, str, bool, bytes]:
         """The shell text that runs ``command`` as root (``sudo``) or ``as_user``, whom it
-        runs as, and whether sudo is in the way (so that its refusal must be told apart)."""
+        runs as, whether sudo is in the way (so that its refusal must be told apart), and
+        what must come first on its stdin (the password line for ``sudo -S``, or nothing)."""
         login = "root" if self.is_root else self.user
         target = as_user or ("root" if sudo else login)
-        shell = elevated(command, login_user=login, as_user=target)
-        return shell, target, shell != command and login != "root"
+        if target == login or login == "root":
+            return elevated(command, login_user=login, as_user=target), target, False, b""
+        pw = self.sudo_password
+        if pw is None or not self._needs_password(target):
+            return elevated(command, login_user=login, as_user=target), target, True, b""
+        return (elevated(command, login_user=login, as_user=target, password=True), target,
+                True, pw.line())
+
+    def _needs_password(self, as_user: str) -> bool:
+        """Whether sudo wants the password to run as ``as_user`` here: probed once per target
+        user and session (a wrong password is a SudoRefused at this probe, before any step
+        ran -- and before a step's own stdin could be read by sudo as a second try)."""
+        with self._sudo_lock:
+            if as_user not in self._sudo_modes:
+                self._sudo_modes[as_user] = self._probe_password(as_user)
+            return self._sudo_modes[as_user]
+
+    def _probe_password(self, as_user: str) -> bool:
+        assert self.sudo_password is not None
+        if self._sudo_rejected is not None:
+            raise self._sudo_rejected
+        try:
+            out, err, status = process.run_with_input(
+                self.conn, password_probe(as_user), self.sudo_password.line(), _PROBE_TIMEOUT)
+        except (TimeoutError, subprocess.TimeoutExpired) as exc:
+            raise CommandTimedOut(f"sudo probe timed out: {exc}") from None
+        said = out.strip().splitlines()[-1:] or [""]
+        if status == 0 and said[0] in (_NOPASSWD, _PASSWORD):
+            return said[0] == _PASSWORD
+        refusal = sudo_refusal(self.host.name, self.user, as_user, status, err)
+        if refusal.password_rejected:
+            self._sudo_rejected = refusal
+        raise refusal
 
     def _check_sudo(self, as_user: str) -> None:
         """After a sudo step failed: raise SudoRefused if sudo itself refuses (a no-op under
         the same sudo fails too), so its refusal is not mistaken for the command's failure."""
+        if self.sudo_password is not None:
+            self._probe_password(as_user)  # raises if sudo refuses now
+            return
         probe = self.conn.run(sudo_probe(as_user), hide=True, warn=True, in_stream=False,
                               timeout=_PROBE_TIMEOUT)
         if probe.exited != 0:
@@ -189,12 +290,13 @@ class Session:
                   as_user: str | None = None, check: bool = True,
                   timeout: float | None = None) -> StepOutput:
         """Run one shell command with ``data`` on its stdin (e.g. an artifact to unpack);
-        ``sudo`` / ``as_user`` wrap it as in :meth:`run`."""
+        ``sudo`` / ``as_user`` wrap it as in :meth:`run` (a password line goes before
+        ``data``: sudo reads exactly that line, the command gets ``data`` byte for byte)."""
         self._check_stop()
-        command, target, via_sudo = self._as(command, sudo, as_user)
+        command, target, via_sudo, feed = self._as(command, sudo, as_user)
         try:
             out, err, status = process.run_with_input(
-                self.conn, command, data,
+                self.conn, command, feed + data,
                 timeout if timeout is not None else self.command_timeout)
         except (TimeoutError, subprocess.TimeoutExpired) as exc:
             self._capture("", "", None)

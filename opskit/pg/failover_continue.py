@@ -2,9 +2,10 @@
 
 The journal says what that run decided (its ``"pg failover decision"`` record: the target and
 the old primary); the cluster, gathered again, says what is done. The remaining steps are
-then taken, each only if still needed: hold clients and fence the old primary if it is still a
-primary, promote the target if it is still a standby, make the standbys that do not stream
-from it follow, re-point PgBouncer and RESUME (always: both are idempotent), verify a write.
+then taken in the failover's own order and code (``pg/failover_steps.py``), each only if still
+needed: hold clients and fence the old primary if it is still a primary, promote the target if
+it is still a standby, re-point PgBouncer and RESUME (always: both are idempotent), verify a
+write, make the standbys that do not stream from the target follow.
 A state that contradicts the journal (another node is primary, the target is down, the old
 primary answers as primary next to a promoted target) is refused before anything changes.
 A run stopped before its preflight decided anything is simply a failover from the start.
@@ -16,13 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from opskit import journal
-from opskit.errors import SafetyError, StepError, UsageError
-from opskit.pg import bouncer, failover, state, steps
+from opskit.errors import SafetyError, UsageError
+from opskit.pg import failover, failover_steps, state
 from opskit.pg.config import Cluster, PgNode
-from opskit.runner import interrupts
 from opskit.runner.hostpool import HostPool
 from opskit.runner.runbook import Runbook, Step
-from opskit.transport.errors import CommandFailed
 
 DECISION = "pg failover decision"
 
@@ -46,6 +45,7 @@ class _Plan:
     old_alive: bool  # the old primary still answers as primary: fence it first
     promote: bool  # the target is still a standby
     follow: list[PgNode]  # standbys not streaming from the target
+    target_timeline: int | None = None  # the target's, now (the re-check before a promote)
 
 
 def _decide(cluster: Cluster, cs: state.ClusterState, facts: dict[str, Any]) -> _Plan:
@@ -73,7 +73,7 @@ def _decide(cluster: Cluster, cs: state.ClusterState, facts: dict[str, Any]) -> 
               if n.role == state.STANDBY and n.name != target.name
               and (old is None or n.name != old.name)
               and (n.upstream or "").rsplit(":", 1)[0] != target.address]
-    return _Plan(target, old, bool(others), t.role == state.STANDBY, follow)
+    return _Plan(target, old, bool(others), t.role == state.STANDBY, follow, t.timeline)
 
 
 def run(cluster: Cluster, pool: HostPool, rb: Runbook, run_id: str,
@@ -100,72 +100,15 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, run_id: str,
                     *[n.name for n in cluster.nodes], *[b.name for b in cluster.bouncers],
                     run=ask)
     target, old = plan.target, plan.old
-    bnames = [b.name for b in cluster.bouncers]
-    dbs = bouncer.database_names(cluster)
-    # The progress of this run, in the failover's terms (for the paragraph on an interrupt).
-    p = failover.Progress(old_stopped=not plan.old_alive, promoted=not plan.promote,
-                           followed=not plan.follow)
-
-    def left() -> str:
-        return failover.state_left(p, target.name, old.name if old else None,
-                                   [n.name for n in plan.follow], bnames)
-
-    def hold(st: Step) -> None:
-        bouncer.each(cluster, pool, lambda s, b: bouncer.hold(s, b, kill=True))
-        p.held = True
-
-    def fence(st: Step) -> None:
-        assert old is not None
-        st.detail = steps.stop(pool.get(old.host), old)
-        p.old_stopped = True
-
-    def promote(st: Step) -> None:
-        steps.promote(pool.get(target.host), target)
-        p.promoted = True
-
-    def follow(st: Step) -> None:
-        bad = steps.follow_all(pool, cluster, plan.follow, target)
-        p.followed = True
-        if bad:
-            st.status, st.detail = "warning", f"{bad} (run `opskit pg rejoin` for them)"
-
-    def repoint(st: Step) -> None:
-        st.detail = bouncer.repoint_then_resume(cluster, pool, target, p)
-
-    def verify(st: Step) -> None:
-        wrote = bouncer.each(cluster, pool,
-                             lambda s, b: steps.write_through(s, b, cluster, target))
-        p.verified = True
-        st.detail = "; ".join(wrote.values())
-
-    try:
-        if plan.old_alive and old is not None:
-            rb.step("hold clients at PgBouncer (KILL)", *bnames,
-                    does=f"KILL {dbs} on the admin console", run=hold)
-            rb.step(f"fence the old primary: stop postgres on {old.name}", old.name,
-                    does="pg_ctl stop -m fast (immediate if that fails)", run=fence)
-        with rb.critical("promote -> standbys follow -> re-point PgBouncer -> RESUME",
-                         leaves=left):
-            if plan.promote:
-                rb.step(f"promote {target.name} (repmgr standby promote)", target.name,
-                        does="repmgr standby promote; wait until out of recovery",
-                        run=promote)
-            if plan.follow:
-                rb.step(f"make {', '.join(n.name for n in plan.follow)} follow {target.name}",
-                        *[n.name for n in plan.follow],
-                        does="repmgr standby follow; wait until streaming", run=follow)
-            rb.step(f"re-point PgBouncer at {target.name}, RELOAD, RESUME", *bnames,
-                    does=f"[databases] {dbs} -> host={target.address} port={target.port}; "
-                         f"RELOAD; RESUME {dbs}", run=repoint)
-        rb.step("verify: a write through PgBouncer lands on the new primary",
-                *bnames, target.name,
-                does=f"txid_current() through PgBouncer answered by {target.name}",
-                run=verify)
-    except CommandFailed as exc:
-        raise StepError(f"continuing the failover stopped: {exc}",
-                        hint="`opskit pg status`; the journal has every step") from None
-    except (KeyboardInterrupt, interrupts.Stopped):
-        raise interrupts.Stopped(f"pg failover --continue interrupted: {left()}.",
-                                 hint=rb.continue_command()) from None
+    # The progress of this run, in the failover's terms (for the paragraph it ends with).
+    p = failover_steps.Progress(old_stopped=not plan.old_alive, promoted=not plan.promote)
+    timeline = facts.get("timeline")
+    failover_steps.take(cluster, pool, rb, failover_steps.Remaining(
+        target, old,
+        fence="pg_ctl stop -m fast (immediate if that fails)"
+        if plan.old_alive and old is not None else None,
+        promote=plan.promote, follow=plan.follow, target_timeline=plan.target_timeline,
+        timeline=timeline if isinstance(timeline, int) else None, progress=p),
+        what="pg failover --continue")
     return {"target": target.name, "old_primary": old.name if old else None,
             "continues": run_id}

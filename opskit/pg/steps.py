@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from opskit.pg import tools
+from opskit.pg import state, tools
 from opskit.pg.config import BouncerNode, Cluster, PgNode
 from opskit.runner import wait
 from opskit.runner.hostpool import HostPool
@@ -47,12 +47,11 @@ def follow(s: Session, node: PgNode, upstream: PgNode) -> None:
 
 
 def follow_all(pool: HostPool, cluster: Cluster, standbys: Sequence[PgNode],
-               upstream: PgNode) -> str:
-    """Make every standby follow ``upstream``, in parallel; "" when all did, else one line
-    naming each that did not (the step goes on: they can be rejoined later)."""
-    res = pool.each([n.host for n in standbys],
-                    lambda s: follow(s, cluster.node(s.host.name), upstream))
-    return "; ".join(f"{k}: {v}" for k, v in res.items() if isinstance(v, Exception))
+               upstream: PgNode) -> None:
+    """Make every standby follow ``upstream``, in parallel; CommandFailed naming each that
+    did not, once all have run (a failed follow is a failed step, never a silent one)."""
+    pool.each([n.host for n in standbys],
+              lambda s: follow(s, cluster.node(s.host.name), upstream), strict=True)
 
 
 def wait_streaming(s: Session, node: PgNode, upstream: PgNode, timeout: float = 30.0) -> None:
@@ -81,3 +80,21 @@ def write_through(s: Session, b: BouncerNode, cluster: Cluster, expect: PgNode,
 
     return wait.until(probe, what=f"a write through PgBouncer {b.name} to reach {expect.name}",
                       timeout=timeout, interval=0.3, retry=(CommandFailed,))
+
+
+def verify_writes(cluster: Cluster, pool: HostPool, target: PgNode,
+                  timeline_before: int | None) -> str:
+    """A write through every PgBouncer lands on ``target``, and (when ``timeline_before`` is
+    known) its timeline went above it: the detail of a verify step; CommandFailed if not."""
+    by_name = {b.name: b for b in cluster.bouncers}
+    wrote = pool.each([b.host for b in cluster.bouncers],
+                      lambda s: write_through(s, by_name[s.host.name], cluster, target),
+                      strict=True)
+    detail = "; ".join(str(v) for v in wrote.values())
+    if timeline_before is None:
+        return detail
+    after = state.probe_node(pool.get(target.host), target)
+    if (after.timeline or 0) <= timeline_before:
+        raise CommandFailed(f"{target.name} is on timeline {after.timeline}, expected above "
+                            f"{timeline_before}")
+    return f"{detail}; timeline {timeline_before} -> {after.timeline}"

@@ -3,8 +3,10 @@
 PgBouncer PAUSE (running transactions finish, new ones wait) -> stop the old primary cleanly
 (its walsenders ship every WAL record, the shutdown checkpoint last) -> check the target
 received it all (else start the old primary again: nothing lost, nothing changed) -> promote
-the target -> the old primary rejoins as its standby -> the other standbys follow -> re-point
-PgBouncer and RELOAD -> RESUME, always, also when a step failed.
+the target -> re-point PgBouncer and RELOAD -> RESUME, always, also when a step failed ->
+verify a write -> the old primary rejoins as its standby -> the other standbys follow.
+Clients wait from the PAUSE to the RESUME only: the rejoin (a CHECKPOINT, maybe pg_rewind) and
+the follow come after, on a cluster whose old primary stays stopped until it is a standby.
 
 repmgr's own ``standby switchover --siblings-follow`` does the same steps but drives the old
 primary over its own SSH between the db hosts as the postgres user; opskit already holds a
@@ -71,8 +73,8 @@ class _Progress:
 
 def state_left(p: _Progress, old: str, target: str, siblings: list[str],
                resumed: bool) -> str:
-    """One paragraph after an interrupt: what was done, where PgBouncer points, whether
-    clients can write (``resumed``: the always-step RESUMEs PgBouncer after it)."""
+    """One paragraph after an interrupt or a failure: what was done, where PgBouncer points,
+    whether clients can write (``resumed``: the always-step RESUMEs PgBouncer after it)."""
     held = "RESUMEd" if resumed or not p.paused else "PAUSED (clients wait)"
     if not p.promoted:
         first = (f"nothing was switched: {old} runs as the primary again" if p.restarted
@@ -82,13 +84,14 @@ def state_left(p: _Progress, old: str, target: str, siblings: list[str],
         return (f"{first}; PgBouncer points at {old} and is {held}; clients "
                 f"{'can' if ok else 'cannot'} write")
     said = [f"{target} is the primary",
-            f"{old} {'rejoined as its standby' if p.rejoined else 'has not rejoined'}"]
+            f"PgBouncer points at {target if p.repointed else old} and is {held}"]
+    ok = p.repointed and (resumed or not p.paused)
+    said.append(f"clients {'can' if ok else 'cannot'} write")
+    said.append(f"{old} rejoined as its standby" if p.rejoined
+                else f"{old} is stopped, not yet rejoined")
     if siblings:
         said.append(f"{', '.join(siblings)} {'follow' if p.followed else 'do not yet follow'}"
                     f" {target}")
-    said.append(f"PgBouncer points at {target if p.repointed else old} and is {held}")
-    ok = p.repointed and (resumed or not p.paused)
-    said.append(f"clients {'can' if ok else 'cannot'} write")
     return "; ".join(said)
 
 
@@ -151,10 +154,8 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str) -> dict[str, Any
         p.rejoined = True
 
     def follow(st: Step) -> None:
-        bad = steps.follow_all(pool, cluster, siblings, target)
+        steps.follow_all(pool, cluster, siblings, target)
         p.followed = True
-        if bad:
-            st.status, st.detail = "warning", bad
 
     def repoint(st: Step) -> None:
         changed = bouncer.each(cluster, pool, lambda s, b: bouncer.repoint(s, b, target))
@@ -175,9 +176,7 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str) -> dict[str, Any
             st.status, st.detail = "warning", "; ".join(map(str, bad))
 
     def verify(st: Step) -> None:
-        wrote = bouncer.each(cluster, pool,
-                             lambda s, b: steps.write_through(s, b, cluster, target))
-        st.detail = "; ".join(wrote.values())
+        st.detail = steps.verify_writes(cluster, pool, target, None)
 
     def undo() -> None:
         rb.step(f"undo: start the old primary {old.name} again", old.name,
@@ -196,19 +195,12 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str) -> dict[str, Any
             rb.step(f"check {target.name} received every WAL record", target.name,
                     does="receive LSN past the shutdown checkpoint, else restart the old "
                          "primary", run=check_received)
-            with rb.critical("promote -> old primary rejoins -> standbys follow -> re-point "
-                             "PgBouncer -> RESUME", leaves=left):
+            # RESUME (the always-step) ends it: clients are let go once the target takes
+            # writes; the rejoin and the follow come after, without holding them.
+            with rb.critical("promote -> re-point PgBouncer -> RESUME", leaves=left):
                 rb.step(f"promote {target.name} (repmgr standby promote)", target.name,
                         does=f"repmgr -f {target.repmgr_conf} standby promote; wait until "
                              "out of recovery", run=promote)
-                rb.step(f"{old.name} rejoins as a standby of {target.name}", old.name,
-                        does=f"CHECKPOINT on {target.name}; repmgr node rejoin "
-                             "--force-rewind (dry run first); wait until streaming",
-                        run=rejoin_old)
-                if siblings:
-                    rb.step(f"other standbys follow {target.name}", *snames,
-                            does="repmgr standby follow; wait until streaming from the new "
-                                 "primary", run=follow)
                 rb.step(f"re-point PgBouncer at {target.name}, RELOAD", *bnames,
                         does=f"[databases] {dbs} -> host={target.address} "
                              f"port={target.port}; RELOAD", run=repoint)
@@ -224,8 +216,7 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str) -> dict[str, Any
                              resumed=not interrupts.aborted()) + ".",
                 hint=f"`opskit pg status`; run `opskit pg switchover --to {target.name}` "
                      "again from a healthy cluster" if not p.promoted else
-                     f"`opskit pg status`; `opskit pg rejoin {old.name}` if it has not "
-                     "rejoined") from None
+                     _after_promote(old.name, snames)) from None
         except CommandFailed as exc:
             if p.stopped and not p.promoted:  # only after a failure: not in the plan
                 with rb.critical("the undo", leaves=left):
@@ -233,13 +224,36 @@ def run(cluster: Cluster, pool: HostPool, rb: Runbook, to: str) -> dict[str, Any
             raise StepError(f"switchover stopped: {exc}",
                             hint="PgBouncer was resumed; `opskit pg status` shows the cluster"
                             if p.paused else "nothing was changed") from None
+
+    def after() -> str:  # clients write from here on, whatever stops the rest
+        return state_left(p, old.name, target.name, snames, resumed=True)
+
     try:
         rb.step("verify: a write through PgBouncer lands on the new primary",
                 *bnames, target.name,
                 does=f"txid_current() through PgBouncer answered by {target.name}",
                 run=verify)
-    except KeyboardInterrupt:
-        raise interrupts.Stopped(
-            f"pg switchover interrupted in its verify step: {target.name} is the primary and "
-            f"PgBouncer points at it, RESUMEd", hint="`opskit pg status`") from None
+        # Each a critical section: pg_rewind or a standby's restart is not to be cut half-way.
+        with rb.critical(f"{old.name} rejoins", leaves=after):
+            rb.step(f"{old.name} rejoins as a standby of {target.name}", old.name,
+                    does=f"CHECKPOINT on {target.name}; repmgr node rejoin "
+                         "--force-rewind (dry run first); wait until streaming",
+                    run=rejoin_old)
+        if siblings:
+            with rb.critical("the other standbys follow", leaves=after):
+                rb.step(f"other standbys follow {target.name}", *snames,
+                        does="repmgr standby follow; wait until streaming from the new "
+                             "primary", run=follow)
+    except CommandFailed as exc:
+        raise StepError(f"switchover stopped after the switch: {exc}",
+                        hint=f"{after()}. {_after_promote(old.name, snames)}") from None
+    except (KeyboardInterrupt, interrupts.Stopped):
+        raise interrupts.Stopped(f"pg switchover interrupted: {after()}.",
+                                 hint=_after_promote(old.name, snames)) from None
     return {"target": target.name, "old_primary": old.name}
+
+
+def _after_promote(old: str, siblings: list[str]) -> str:
+    """The way on once the target is the primary and clients write to it."""
+    return ("`opskit pg status`; `opskit pg rejoin NODE` for " + ", ".join([old, *siblings])
+            + " if it does not stream from the new primary")

@@ -4,16 +4,23 @@ contradicts the journal."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import signal
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from opskit.errors import SafetyError, UsageError
-from opskit.pg import failover_continue
+from opskit.errors import SafetyError, StepError, UsageError
+from opskit.output import Environment
+from opskit.pg import failover_continue, failover_steps
 from opskit.pg.state import DOWN, PRIMARY, STANDBY, BouncerState, ClusterState, NodeState
+from opskit.runner import interrupts
+from opskit.runner.runbook import Runbook
+from opskit.transport.errors import CommandFailed
 
 
 class FakeCluster:
@@ -74,3 +81,106 @@ def test_the_decision_is_read_from_the_runs_records(tmp_path: Path,
     assert failover_continue.decision_of("B") is None  # stopped before deciding
     with pytest.raises(UsageError, match="no pg failover with run id C"):
         failover_continue.decision_of("C")
+
+
+# ---------------------------------------------------------------- the shared steps, in order
+# pg/failover_steps.py with its host actions replaced by recorders: the order of the steps
+# (clients let go before the follow), a failed follow after that, a Ctrl-C in the promote.
+
+class Acts:
+    """Stands in for the modules failover_steps acts through; records what was done."""
+
+    def __init__(self, follow_fails: bool = False, on_promote: Any = None) -> None:
+        self.done: list[str] = []
+        self.follow_fails, self.on_promote = follow_fails, on_promote
+        self.bouncer = SimpleNamespace(database_names=lambda c: "app", each=self.each,
+                                       repoint_then_resume=self.repoint_then_resume,
+                                       release=None, hold=None)
+        self.steps = SimpleNamespace(stop=lambda s, n: self.did("stop") or "stopped",
+                                     promote=self.promote, follow_all=self.follow_all,
+                                     verify_writes=lambda *a: self.did("verify") or "wrote")
+        self.state = SimpleNamespace(gather=lambda *a, **k: None)
+        self.checks = SimpleNamespace(changed_before_promote=lambda *a: [])
+
+    def did(self, what: str) -> None:
+        self.done.append(what)
+
+    def each(self, cluster: Any, pool: Any, fn: Any, strict: bool = True) -> dict[str, Any]:
+        self.did("hold" if fn is not None and fn is not self.bouncer.release else "RESUME")
+        return {}
+
+    def promote(self, s: Any, node: Any) -> None:
+        if self.on_promote:
+            self.on_promote()
+        self.did("promote")
+
+    def repoint_then_resume(self, cluster: Any, pool: Any, target: Any, p: Any) -> str:
+        self.did("re-point+RESUME")
+        p.repointed, p.held = True, False
+        return "lb1/app: db1 -> db2"
+
+    def follow_all(self, pool: Any, cluster: Any, standbys: Any, upstream: Any) -> None:
+        self.did("follow")
+        if self.follow_fails:
+            raise CommandFailed("db3: repmgr standby follow failed: ERROR no route")
+
+
+def take(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, acts: Acts, *,
+         dry_run: bool = False) -> tuple[Runbook, failover_steps.Progress]:
+    monkeypatch.setenv("OPSKIT_JOURNAL", str(tmp_path / "journal.jsonl"))
+    for name in ("bouncer", "steps", "state", "checks"):
+        monkeypatch.setattr(failover_steps, name, getattr(acts, name))
+    rb = Runbook(Environment(stdout=io.StringIO(), stderr=io.StringIO()), "pg failover",
+                 ["pg", "failover", "-l", "db", "--yes"], dry_run=dry_run)
+    pg = {n: SimpleNamespace(name=n, host=n, address=f"10.0.0.{n[-1]}", port=5432,
+                             repmgr_conf="/etc/repmgr.conf") for n in ("db1", "db2", "db3")}
+    cluster = SimpleNamespace(bouncers=[SimpleNamespace(name="lb1", databases=["app"])])
+    p = failover_steps.Progress(old_stopped=False)
+    r = failover_steps.Remaining(pg["db2"], pg["db1"], fence="pg_ctl stop", promote=True,
+                                 follow=[pg["db3"]], target_timeline=1, timeline=1, progress=p)
+    failover_steps.take(cluster, SimpleNamespace(get=lambda h: None), rb,  # type: ignore[arg-type]
+                        r, what="pg failover")
+    return rb, p
+
+
+def test_clients_are_let_go_before_the_other_standbys_follow(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    acts = Acts()
+    rb, p = take(monkeypatch, tmp_path, acts)
+    assert acts.done == ["hold", "stop", "promote", "re-point+RESUME", "verify", "follow"]
+    assert [s.status for s in rb.steps] == ["ok"] * 6
+    assert p.followed and p.verified and not p.held
+    # The dry run plans the same steps in the same order (and does nothing).
+    planned = Acts()
+    plan, _ = take(monkeypatch, tmp_path, planned, dry_run=True)
+    assert planned.done == []
+    assert [s.title for s in plan.steps] == [s.title for s in rb.steps]
+    assert "re-point PgBouncer" in plan.steps[3].title and "follow" in plan.steps[5].title
+
+
+def test_a_follow_that_fails_after_clients_are_back_is_a_failed_step(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    acts = Acts(follow_fails=True)
+    with pytest.raises(StepError) as failed:
+        take(monkeypatch, tmp_path, acts)
+    assert failed.value.exit_code == 2
+    assert "db3: repmgr standby follow failed" in failed.value.message
+    hint = failed.value.hint or ""
+    assert "PgBouncer lb1 points at db2 and is RESUMEd; clients can write" in hint
+    assert "NOT every standby follows db2: db3" in hint and "--continue" in hint
+    assert acts.done[-1] == "follow" and "RESUME" not in acts.done  # nothing held to release
+    assert [json.loads(x)["details"]["status"] for x in
+            (tmp_path / "journal.jsonl").read_text().splitlines()][-1] == "failed"
+
+
+def test_a_ctrl_c_in_the_promote_stops_with_clients_writing(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    acts = Acts(on_promote=lambda: os.kill(os.getpid(), signal.SIGINT))
+    with interrupts.installed(), pytest.raises(interrupts.Stopped) as stopped:
+        take(monkeypatch, tmp_path, acts)
+    # The section (promote -> re-point -> RESUME) finished; verify and follow did not start.
+    assert acts.done == ["hold", "stop", "promote", "re-point+RESUME"]
+    said = stopped.value.message
+    assert "PgBouncer lb1 points at db2 and is RESUMEd; clients can write through PgBouncer " \
+           "(the verify step did not run); db3 still follows db1" in said
+    assert "--continue" in (stopped.value.hint or "")

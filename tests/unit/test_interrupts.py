@@ -82,6 +82,8 @@ def runbook() -> tuple[Runbook, io.StringIO]:
 
 
 def test_a_step_that_completed_during_a_signal_is_ok_and_the_next_does_not_start() -> None:
+    # The failover's first section: promote -> re-point + RESUME; verify and follow come after
+    # it (pg/failover_steps.py), so a Ctrl-C in the promote stops with clients writing.
     rb, _ = runbook()
     calls = []
 
@@ -90,12 +92,13 @@ def test_a_step_that_completed_during_a_signal_is_ok_and_the_next_does_not_start
         calls.append("promote")
 
     with pytest.raises(interrupts.Stopped):
-        with rb.critical("promote -> follow", leaves=lambda: "follow undone"):
+        with rb.critical("promote -> re-point -> RESUME", leaves=lambda: "re-point undone"):
             rb.step("promote", "db2", does="promote", run=promote)
-            rb.step("follow", "db3", does="follow", run=lambda st: calls.append("follow"))
+            rb.step("re-point, RESUME", "lb1", does="re-point",
+                    run=lambda st: calls.append("re-point"))
     with pytest.raises(KeyboardInterrupt):  # the safe point: nothing more starts
         rb.step("verify", "lb1", does="verify", run=lambda st: calls.append("verify"))
-    assert calls == ["promote", "follow"]
+    assert calls == ["promote", "re-point"]
     assert [s.status for s in rb.steps] == ["ok", "ok"]
 
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}\Z")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\.?\Z")
+DEFAULT_CLUSTER = "main"  # postgres.cluster when unset (pg/settings.py declares the same)
 
 
 def is_host_address(value: object) -> bool:
@@ -64,7 +65,7 @@ class PgNode:
     pgbouncer: str | None
     repmgr_user: str = "repmgr"
     repmgr_db: str = "repmgr"
-    cluster: str = "main"  # one operator at a time per cluster: the lease's name
+    cluster: str = DEFAULT_CLUSTER  # one operator at a time per cluster: the lease's name
     witnesses: str | None = None  # inventory pattern: extra lock hosts (docs/postgres.md)
 
     @property
@@ -154,25 +155,130 @@ class Cluster:
         for n in self.nodes:
             if name in (n.name, n.node_name):
                 return n
-        raise InventoryError(f"no PostgreSQL node {name!r} in the selection",
-                             hint=f"nodes: {', '.join(n.name for n in self.nodes)}")
+        raise InventoryError(f"no PostgreSQL node {name!r} in the cluster {self.name}",
+                             hint=f"its nodes: {', '.join(n.name for n in self.nodes)}")
+
+    def has(self, name: str) -> bool:
+        return any(name in (n.name, n.node_name) for n in self.nodes)
 
     @property
     def max_lag_bytes(self) -> int:
         return min(n.max_lag_bytes for n in self.nodes)
 
+    @property
+    def layout(self) -> str:
+        """Where its PgBouncers run: ``per-node`` (one on every database host, each in front
+        of its own cluster), ``central`` (hosts of their own) or ``none``."""
+        if not self.bouncers:
+            return "none"
+        nodes = {n.name for n in self.nodes}
+        return "per-node" if all(b.name in nodes for b in self.bouncers) else "central"
 
-def load(inventory: Inventory, hosts: Sequence[Host]) -> Cluster:
-    """The PostgreSQL nodes among ``hosts`` and the PgBouncer hosts they name."""
-    nodes = tuple(node(h) for h in hosts if "postgres" in h.vars)
-    if not nodes:
+
+@dataclass(frozen=True)
+class Fleet:
+    """The clusters a selection touches, each whole: a selection naming one host of a cluster
+    brings in all its nodes (a cluster is judged and acted on whole, never in part).
+    ``added``: per cluster, its nodes the selection did not name (status says so)."""
+
+    clusters: tuple[Cluster, ...]
+    added: dict[str, tuple[str, ...]]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.clusters]
+
+    def cluster_of(self, host: str) -> Cluster:
+        for c in self.clusters:
+            if c.has(host):
+                return c
+        raise InventoryError(f"{host!r} is not a PostgreSQL node of the selection "
+                             f"(clusters: {', '.join(self.names)})",
+                             hint="name a database host, e.g. "
+                             f"{self.clusters[0].nodes[0].name}")
+
+    def only(self, name: str) -> Fleet:
+        """This fleet narrowed to the cluster ``name`` (``pg status --cluster``)."""
+        c = by_name(self, name)
+        return Fleet((c,), {name: self.added.get(name, ())})
+
+    def one(self, *, cluster: str | None = None, hosts: Sequence[str] = ()) -> Cluster:
+        """The one cluster a runbook acts on: ``cluster`` (--cluster), else the cluster of
+        the ``hosts`` it names (a host argument, --to), else the selection's only one. A
+        selection spanning several clusters without naming one is refused: a runbook that
+        acts on a cluster must never act on two."""
+        chosen = {c.name: c for c in (self.cluster_of(h) for h in hosts if h)}
+        if cluster is not None:
+            named = by_name(self, cluster)
+            for c in chosen.values():
+                if c.name != cluster:
+                    host = next(h for h in hosts if h and c.has(h))
+                    raise InventoryError(f"{host} is in the cluster {c.name}, not {cluster}",
+                                         hint=f"--cluster {c.name}, or drop --cluster")
+            return named
+        if len(chosen) > 1:
+            raise InventoryError(f"the hosts named belong to {len(chosen)} PostgreSQL "
+                                 f"clusters: {', '.join(sorted(chosen))}",
+                                 hint="a runbook acts on one cluster: name hosts of one")
+        if chosen:
+            return next(iter(chosen.values()))
+        if len(self.clusters) > 1:
+            raise InventoryError(f"the selection spans {len(self.clusters)} PostgreSQL "
+                                 f"clusters: {', '.join(self.names)}; a runbook acts on one",
+                                 hint=f"--cluster NAME (e.g. --cluster {self.names[0]}), or "
+                                 f"name one of its hosts (-l {self.clusters[0].nodes[0].name})")
+        return self.clusters[0]
+
+
+def by_name(fleet: Fleet, name: str) -> Cluster:
+    """The cluster ``name`` of the selection (--cluster): a one-line error naming the
+    selection's clusters otherwise."""
+    for c in fleet.clusters:
+        if c.name == name:
+            return c
+    raise InventoryError(f"no PostgreSQL cluster {name!r} in the selection (clusters: "
+                         f"{', '.join(fleet.names)})",
+                         hint="postgres.cluster names a cluster; `opskit pg status` lists "
+                         "them all")
+
+
+def _raw_cluster(host: Host) -> object:
+    """A host's ``postgres.cluster`` as written (unchecked): enough to tell which hosts share
+    a cluster without checking the settings of hosts of other clusters."""
+    pg = host.vars.get("postgres")
+    if not isinstance(pg, dict):
+        return None
+    return pg.get("cluster", DEFAULT_CLUSTER)
+
+
+def fleet(inventory: Inventory, hosts: Sequence[Host]) -> Fleet:
+    """The clusters of the PostgreSQL nodes among ``hosts``, each with every one of its nodes
+    in the inventory, its PgBouncer hosts and its witnesses (no connection: the planning
+    step of ``pg status`` and of every runbook)."""
+    selected = [node(h) for h in hosts if "postgres" in h.vars]
+    if not selected:
         raise InventoryError("none of the selected hosts has postgres settings",
                              hint="select the db hosts, e.g. -l db")
-    names = sorted({n.cluster for n in nodes})
-    if len(names) > 1:
-        raise InventoryError(f"the selected nodes belong to {len(names)} clusters: "
-                             f"{', '.join(names)}", hint="select one cluster's nodes, e.g. "
-                             f"-l {names[0]} (postgres.cluster names it)")
+    named = {n.name for n in selected}
+    clusters: list[Cluster] = []
+    added: dict[str, tuple[str, ...]] = {}
+    for name in dict.fromkeys(n.cluster for n in selected):  # first seen first
+        members = [node(h) for h in inventory.hosts.values() if _raw_cluster(h) == name]
+        c = _cluster(inventory, tuple(n for n in members if n.cluster == name))
+        clusters.append(c)
+        added[name] = tuple(n.name for n in c.nodes if n.name not in named)
+    return Fleet(tuple(clusters), added)
+
+
+def load(inventory: Inventory, hosts: Sequence[Host], *, cluster: str | None = None,
+         named: Sequence[str] = ()) -> Cluster:
+    """The one cluster of a runbook (:meth:`Fleet.one`): ``cluster`` or the cluster of the
+    ``named`` hosts, else the selection's only one."""
+    return fleet(inventory, hosts).one(cluster=cluster, hosts=named)
+
+
+def _cluster(inventory: Inventory, nodes: tuple[PgNode, ...]) -> Cluster:
+    """A cluster's nodes with the PgBouncer hosts and witnesses they name."""
     witnesses: dict[str, Host] = {}
     for pattern in sorted({n.witnesses for n in nodes if n.witnesses}):
         for h in inventory.select(str(pattern)):

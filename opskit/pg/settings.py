@@ -82,9 +82,9 @@ class PostgresSettings(Settings):
                                    "and of repmgr's conninfo (node rejoin).")
     repmgr_db: PlainName = Field("repmgr", description="The repmgr metadata database (psql "
                                  "-d, and repmgr's conninfo).")
-    cluster: PlainName = Field("main", description="The cluster's name: selected nodes must "
-                               "share it, and the cluster lease is named after it (one "
-                               "runbook at a time).")
+    cluster: PlainName = Field("main", description="The repmgr cluster the node belongs "
+                               "to: pg status judges each cluster on its own, a runbook acts "
+                               "on one (--cluster NAME), and its lease is named after it.")
     witnesses: MaybePattern = Field(None, description="Inventory pattern of extra lock "
                                       "hosts for the cluster lease (e.g. a repmgr witness), "
                                       "so a two-node cluster keeps a majority.")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from opskit.pg import checks, lsn
+from opskit import inventory
+from opskit.commands import pg as pg_cmd
+from opskit.commands import runbook_cmd
+from opskit.errors import InventoryError
+from opskit.pg import checks, config, lsn
 from opskit.pg.state import (
     DOWN,
     PRIMARY,
@@ -120,3 +124,131 @@ def test_changed_before_promote_sees_a_new_primary_or_a_moved_target() -> None:
     gone = cluster(node("db1", DOWN), node("db2", UNREACHABLE))
     assert checks.changed_before_promote(gone, "db2", 1) == [
         "the target db2 is unreachable now, not a standby"]
+
+
+# ---------------------------------------------------------------- several clusters
+
+FLEET = """\
+all:
+  children:
+    db:
+      hosts:
+        db1: {ansible_host: 10.0.0.1}
+        db2: {ansible_host: 10.0.0.2}
+        db3: {ansible_host: 10.0.0.3}
+      vars:
+        postgres: {data_directory: /data/pg, pgbouncer: lb, cluster: main}
+    shard:
+      hosts:
+        s1: {ansible_host: 10.0.1.1}
+        s2: {ansible_host: 10.0.1.2}
+      vars:
+        postgres: {data_directory: /data/pg, pgbouncer: shard, cluster: shard, witnesses: lb1}
+        pgbouncer: {ini: /etc/pgbouncer/pgbouncer.ini, databases: [app]}
+    lb:
+      hosts:
+        lb1:
+          ansible_host: 10.0.0.9
+          pgbouncer: {ini: /etc/pgbouncer/pgbouncer.ini, databases: [app]}
+    web:
+      hosts:
+        web1: {ansible_host: 10.0.2.1}
+"""
+
+
+@pytest.fixture
+def fleet_inv() -> inventory.Inventory:
+    return inventory.loads(FLEET, "fleet.yml")
+
+
+def test_a_selection_is_grouped_by_cluster_each_whole(fleet_inv: inventory.Inventory) -> None:
+    f = config.fleet(fleet_inv, fleet_inv.select("all"))
+    assert f.names == ["main", "shard"] and f.added == {"main": (), "shard": ()}
+    main, shard = f.clusters
+    assert [n.name for n in main.nodes] == ["db1", "db2", "db3"]
+    assert [b.name for b in main.bouncers] == ["lb1"] and main.layout == "central"
+    assert [b.name for b in shard.bouncers] == ["s1", "s2"] and shard.layout == "per-node"
+    assert [h.name for h in shard.lock_hosts] == ["lb1", "s1", "s2"]  # 2 of 3 without s1
+    # One host of a cluster brings in the rest of it (and says which it added).
+    one = config.fleet(fleet_inv, fleet_inv.select("s2:web1"))
+    assert one.names == ["shard"] and one.added == {"shard": ("s1",)}
+    assert [n.name for n in one.clusters[0].nodes] == ["s1", "s2"]
+    with pytest.raises(InventoryError, match="no PostgreSQL cluster 'nope'.*main, shard"):
+        f.only("nope")
+    with pytest.raises(InventoryError, match="none of the selected hosts"):
+        config.fleet(fleet_inv, fleet_inv.select("web"))
+
+
+def test_a_runbook_acts_on_one_cluster_named_or_refuses_a_span(
+        fleet_inv: inventory.Inventory) -> None:
+    f = config.fleet(fleet_inv, fleet_inv.select("all"))
+    with pytest.raises(InventoryError) as caught:
+        f.one()
+    assert caught.value.exit_code == 1 and "\n" not in caught.value.message
+    assert caught.value.message == ("the selection spans 2 PostgreSQL clusters: main, shard; "
+                                    "a runbook acts on one")
+    assert "--cluster NAME" in str(caught.value.hint)
+    assert f.one(cluster="shard").name == "shard"
+    assert f.one(hosts=["s1"]).name == "shard"  # pg failover s1
+    assert f.one(hosts=["db3", "db1"]).name == "main"  # pg rejoin db1 --to db3
+    assert f.one(cluster="main", hosts=["db2"]).name == "main"
+    with pytest.raises(InventoryError, match="s1 is in the cluster shard, not main"):
+        f.one(cluster="main", hosts=["s1"])
+    with pytest.raises(InventoryError, match="belong to 2 PostgreSQL clusters: main, shard"):
+        f.one(hosts=["db1", "s2"])
+    with pytest.raises(InventoryError, match="'web1' is not a PostgreSQL node"):
+        f.one(hosts=["web1"])
+    # A flag or argument is only ever compared with the inventory's names: a hostile one is
+    # named back quoted, on one line, and chooses nothing.
+    for hostile in ("main\nhint: rm -rf /", "main; reboot", "../main", "*"):
+        with pytest.raises(InventoryError) as caught:
+            f.one(cluster=hostile)
+        assert "\n" not in caught.value.message and repr(hostile) in caught.value.message
+        with pytest.raises(InventoryError) as caught:
+            f.one(hosts=[hostile])
+        assert "\n" not in caught.value.message and repr(hostile) in caught.value.message
+    # A one-cluster selection needs no name: the CLI forms of one cluster keep working.
+    assert config.load(fleet_inv, fleet_inv.select("db")).name == "main"
+
+
+def judged(name: str, cs: ClusterState) -> runbook_cmd.Judged[config.Cluster, ClusterState]:
+    cfg = config.Cluster((), ())
+    return runbook_cmd.Judged(runbook_cmd.Member(name, cfg), cs,
+                              checks.warnings(cs, 16 * MB),
+                              3 if any(n.role == UNREACHABLE for n in cs.nodes) else
+                              2 if checks.warnings(cs, 16 * MB) else 0)
+
+
+def test_the_fleet_summary_and_exit_code_are_the_worst_clusters() -> None:
+    ok = cluster(node("db1", PRIMARY, addr="10.0.0.1"), node("db2", STANDBY),
+                 bouncer_to="10.0.0.1:5432")
+    headless = cluster(node("s1", DOWN), node("s2", STANDBY))
+    lost = cluster(node("t1", PRIMARY), node("t2", UNREACHABLE))
+    assert pg_cmd.headline(config.Cluster((), ()), headless, []) == "no primary"
+    code, summ = runbook_cmd.summary([judged("main", ok)], pg_cmd.VIEW)
+    assert code == 0 and summ["line"] == "1 cluster: 1 healthy"
+    code, summ = runbook_cmd.summary([judged("main", ok), judged("shard07", headless)],
+                                     pg_cmd.VIEW)
+    assert code == 2
+    assert summ["line"] == "2 clusters: 1 healthy, 1 degraded (shard07: no primary)"
+    assert (summ["healthy"], summ["degraded"], summ["unreachable"]) == (1, 1, 0)
+    code, summ = runbook_cmd.summary([judged("a", headless), judged("b", lost),
+                                      judged("c", ok)], pg_cmd.VIEW)
+    assert code == 3 and summ["line"] == ("3 clusters: 1 healthy, 1 degraded (a: no primary)"
+                                          ", 1 unreachable (b: t2 unreachable)")
+
+
+def test_the_fleet_document_groups_by_cluster_and_keeps_the_flat_lists() -> None:
+    ok = cluster(node("db1", PRIMARY, addr="10.0.0.1"), node("db2", STANDBY),
+                 bouncer_to="10.0.0.1:5432")
+    headless = cluster(node("s1", DOWN), node("s2", STANDBY))
+    js = [judged("main", ok), judged("shard", headless)]
+    code, summ = runbook_cmd.summary(js, pg_cmd.VIEW)
+    doc = runbook_cmd.fleet_document(js, summ, code)
+    assert [(c["name"], c["verdict"], c["exit_code"]) for c in doc["clusters"]] == [
+        ("main", "healthy", 0), ("shard", "degraded", 2)]
+    assert [n["name"] for n in doc["clusters"][1]["nodes"]] == ["s1", "s2"]
+    assert [(n["name"], n["cluster"]) for n in doc["nodes"]] == [
+        ("db1", "main"), ("db2", "main"), ("s1", "shard"), ("s2", "shard")]
+    assert doc["exit_code"] == 2 and doc["summary"]["clusters"] == 2
+    assert doc["warnings"][0].startswith("shard: no primary answers")

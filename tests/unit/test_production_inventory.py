@@ -95,8 +95,24 @@ def test_a_selection_of_two_shards_is_refused_for_one_cluster(inv: Inventory) ->
     from opskit.errors import InventoryError
     from opskit.pg import config
 
-    with pytest.raises(InventoryError, match="2 clusters"):
+    with pytest.raises(InventoryError, match="spans 2 PostgreSQL clusters: shard01, shard02"):
         config.load(inv, inv.select("pg_shard01:pg_shard02"))
+    # Unless it names one: --cluster, or a host of it (pg failover pg02b).
+    assert config.load(inv, inv.select("pg_shard01:pg_shard02"), cluster="shard02").name == \
+        "shard02"
+    assert config.load(inv, inv.select("db"), named=["pg07a"]).name == "shard07"
+
+
+def test_pg_status_over_db_plans_twelve_clusters_each_whole(inv: Inventory) -> None:
+    from opskit.pg import config
+
+    fleet = config.fleet(inv, inv.select("db"))
+    assert fleet.names == [f"shard{n:02d}" for n in range(1, 13)]
+    assert all(len(c.nodes) == 2 and c.layout == "per-node" for c in fleet.clusters)
+    assert all(not added for added in fleet.added.values())
+    # "pg07a is down": -l pg07a is its whole cluster, pg07b added.
+    paged = config.fleet(inv, inv.select("pg07a"))
+    assert paged.names == ["shard07"] and paged.added == {"shard07": ("pg07b",)}
 
 
 @pytest.mark.parametrize("group", ["redis_feed", "redis_activity", "redis_sessions"])

@@ -188,8 +188,9 @@ def _up_locked(
     save_state(sd, state)  # now with the moto server's pid
     lab_vars = _lab_vars(ctx)
     inventory_file.write(inventory, specs, port=port, state_dir=sd, extra=lab_vars)
-    inventory_file.write(inventory_file.ops_path(inventory), specs, port=port, state_dir=sd,
-                         extra=lab_vars, user=accounts.OPS_USER)
+    for user in (accounts.OPS_USER, accounts.DEV_USER):
+        inventory_file.write(inventory_file.user_path(inventory, user), specs, port=port,
+                             state_dir=sd, extra=lab_vars, user=user)
     services.start_all(ctx)
 
 

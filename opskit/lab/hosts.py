@@ -115,7 +115,8 @@ def prepare_host(state_dir: pathlib.Path, rec: HostRecord) -> bool:
         (hdir / sub).mkdir(parents=True, exist_ok=True, mode=0o755)
     (hdir / "etc" / procs.HOST_MARKER).write_text(rec.host_id + "\n")
     (hdir / ROOT_BASHRC).write_text(STOCK_BASHRC)
-    accounts.prepare(hdir, keys.authorized_keys(state_dir).read_text())
+    accounts.prepare(hdir, keys.authorized_keys(state_dir).read_text(),
+                     accounts.dev_password_hash(state_dir))
     cfg = config_path(state_dir, rec.name)
     text = render_sshd_config(state_dir, rec)
     old = cfg.read_text() if cfg.exists() else None

@@ -11,8 +11,10 @@ Vars beyond the connection ones come from the lab (each host's ``aws:``) and its
 addresses. ``all.hosts`` lists hosts in the groups' order, since a host's first mention sets
 its place in the inventory.
 
-A second file beside it (``ops_path``: lab-ops.yml) holds the same with ``ansible_user: ops``,
-the lab's sudo-ing operator account, so a test picks root or ops by the file it passes to -i.
+Two more files beside it hold the same with another login: ``ops_path`` (lab-ops.yml,
+``ansible_user: ops``, passwordless sudo) and ``dev_path`` (lab-dev.yml, ``ansible_user: dev``,
+whose sudo wants the password in ``accounts.dev_password_path``: never in an inventory), so a
+test picks root, ops or dev by the file it passes to -i.
 """
 
 from __future__ import annotations
@@ -29,10 +31,20 @@ from opskit.lab.layout import CLUSTER_GROUPS, ROLES, SUBGROUPS, HostSpec
 from opskit.lab.services import InventoryVars
 
 
+def user_path(path: pathlib.Path, user: str) -> pathlib.Path:
+    """The inventory beside ``path`` for another login (lab.yml -> lab-ops.yml)."""
+    return path.with_name(f"{path.stem}-{user}{path.suffix}")
+
+
 def ops_path(path: pathlib.Path) -> pathlib.Path:
     """The second inventory beside ``path`` (lab.yml -> lab-ops.yml): the same hosts and vars,
     reached as the non-root ``ops`` user (accounts.py) instead of root."""
-    return path.with_name(f"{path.stem}-{accounts.OPS_USER}{path.suffix}")
+    return user_path(path, accounts.OPS_USER)
+
+
+def dev_path(path: pathlib.Path) -> pathlib.Path:
+    """The third (lab.yml -> lab-dev.yml): reached as ``dev``, whose sudo wants a password."""
+    return user_path(path, accounts.DEV_USER)
 
 
 HEADER = "# Written by `opskit lab up` -- the local lab fleet. Do not edit; it is regenerated.\n"

@@ -255,9 +255,9 @@ def test_lab_yml_is_an_ansible_inventory(lab: LabStatus, lab_params) -> None:
 
 
 def test_the_lab_inventories_pass_inventory_check(lab: LabStatus) -> None:
-    """Every key the lab writes (root and ops user) is one opskit reads and accepts."""
+    """Every key the lab writes (root, ops and dev user) is one opskit reads and accepts."""
     path = pathlib.Path(lab.inventory_path)
-    for inv in (path, path.with_name(f"{path.stem}-ops{path.suffix}")):
+    for inv in (path, *(path.with_name(f"{path.stem}-{u}{path.suffix}") for u in ("ops", "dev"))):
         proc = subprocess.run([sys.executable, "-m", "opskit", "-i", str(inv), "inventory",
                                "check"], capture_output=True, text=True, timeout=120,
                               stdin=subprocess.DEVNULL)

@@ -1,18 +1,23 @@
 """`--sudo` and the runbooks' sudo steps against real sudo, logged in as the lab's non-root users.
 
-Every lab host has ``ops`` (passwordless sudo) and ``dev`` (sudo only with a password, which
-it has none of), see docs/lab.md; ``lab-ops.yml`` beside the lab's inventory reaches the hosts
-as ops. What a command did is checked on the host itself (in its namespace), not only from
-opskit's output. /root is the machine's own (lab hosts share it), so the files a test makes
-there carry a unique name and are removed after it.
+Every lab host has ``ops`` (passwordless sudo) and ``dev`` (sudo only with dev's password, in
+the lab's state dir), see docs/lab.md; ``lab-ops.yml`` and ``lab-dev.yml`` beside the lab's
+inventory reach the hosts as ops and dev. The sudo password (``-K`` typed on a pty,
+``--sudo-pass-file``) is looked for where it must never be: ``ps`` while the command runs, the
+journal, the output. What a command did is checked on the host itself (in its namespace), not
+only from opskit's output. /root is the machine's own (lab hosts share it), so the files a test
+makes there carry a unique name and are removed after it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -61,12 +66,10 @@ def ops_inv(lab: LabStatus) -> Path:
 
 
 @pytest.fixture
-def dev_inv(ops_inv: Path, tmp_path: Path) -> Path:
+def dev_inv(lab: LabStatus) -> Path:
     """The lab inventory reaching the hosts as ``dev``, whose sudo wants a password."""
-    data = yaml.safe_load(ops_inv.read_text())
-    data["all"]["vars"]["ansible_user"] = labmod.DEV_USER
-    path = tmp_path / "lab-dev.yml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    path = labmod.dev_inventory_path(lab.inventory_path)
+    assert yaml.safe_load(path.read_text())["all"]["vars"]["ansible_user"] == labmod.DEV_USER
     return path
 
 
@@ -242,3 +245,170 @@ def test_pg_switchover_as_ops(cluster: LabStatus, ops_inv: Path) -> None:
     assert _bouncer_target(cluster) == cluster.host("db2").address
     ini = on_host(cluster, "lb1", "stat -c %U /etc/opskit-lab/pgbouncer/pgbouncer.ini")
     assert ini.stdout.strip() != labmod.OPS_USER
+
+
+# ---------------------------------------------------------------- dev: a sudo password
+
+
+@pytest.fixture
+def dev_password(lab: LabStatus) -> str:
+    path = labmod.dev_password_path(Path(lab.state_dir))
+    assert path.stat().st_mode & 0o777 == 0o600
+    return path.read_text().removesuffix("\n")
+
+
+class PsWatch:
+    """``ps -eo args`` on a lab host, again and again while a command runs (lab hosts share the
+    machine's pid namespace: the operator's opskit shows there too)."""
+
+    def __init__(self, lab: LabStatus, host: str) -> None:
+        self.lab, self.host, self.samples = lab, host, []  # type: ignore[var-annotated]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(on_host(self.lab, self.host, "ps -eo args").stdout)
+
+    def __enter__(self) -> PsWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def run_on_pty(argv: list[str], password: str, timeout: float = 120) -> tuple[int, str, int]:
+    """Run opskit on a pseudo-terminal, type ``password`` at its sudo prompt: exit code, what
+    the terminal showed, how many times it asked."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: stdin/stdout/stderr are the terminal
+        os.chdir(ROOT)
+        os.execv(sys.executable, [sys.executable, "-m", "opskit", *argv])
+    out, asked = b"", 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+        if out.count(b"sudo password:") > asked:
+            asked += 1
+            os.write(fd, password.encode() + b"\n")
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return (os.waitstatus_to_exitcode(status), out.decode(errors="replace").replace("\r\n", "\n"),
+            asked)
+
+
+def assert_nowhere(password: str, *texts: str) -> None:
+    """Neither the password nor its random part (the lab's mixes in fixed words) shows."""
+    secret = password.split()[0]
+    assert len(secret) >= 12
+    for text in texts:
+        assert password not in text and secret not in text
+
+
+def journal_text() -> str:
+    path = Path(os.environ["OPSKIT_JOURNAL"])
+    return path.read_text() if path.exists() else ""
+
+
+@pytest.mark.parametrize("how", ["file", "prompt"])
+def test_exec_sudo_as_dev_with_its_password(lab: LabStatus, dev_inv: Path, dev_password: str,
+                                            root_file: str, how: str) -> None:
+    # `cat` shows what the step's stdin held after sudo read its line: nothing.
+    cmd = f"sleep 1; touch {root_file}; id -u; cat; echo done"
+    args = ["-i", str(dev_inv), "exec", "--sudo", "-l", "app1", "--yes", "--", cmd]
+    with PsWatch(lab, "app1") as ps:
+        if how == "file":
+            proc = opskit(dev_inv, *args[2:3], "--sudo-pass-file",
+                          str(labmod.dev_password_path(Path(lab.state_dir))), *args[3:])
+            code, shown, asked = proc.returncode, proc.stdout + proc.stderr, 0
+        else:
+            code, shown, asked = run_on_pty([*args[:3], "-K", *args[3:]], dev_password)
+            assert asked == 1, shown
+    assert code == 0, shown
+    assert "0\n" in shown and "done" in shown
+    assert on_host(lab, "app1", f"stat -c %u {root_file}").stdout.strip() == "0"
+    # ps caught the step under sudo -S (so it looked while it ran), never the password.
+    assert any("sudo -S -k -p  -- sh -c export OPSKIT_HOST=app1; sleep 1;" in x
+               for x in ps.samples), ps.samples[-1:]
+    assert_nowhere(dev_password, shown, journal_text(), *ps.samples)
+
+
+@pytest.mark.parametrize("how", ["file", "prompt"])
+def test_a_pg_runbook_as_dev_takes_the_lease_through_sudo_with_its_password(
+        cluster: LabStatus, dev_inv: Path, dev_password: str, how: str) -> None:
+    # --to the primary itself: the runbook takes the cluster lease on the lock hosts (the
+    # lease program as root, its record on stdin after the password line) and gathers the
+    # state as postgres, then its preflight refuses (exit 4): nothing changes. Without the
+    # password, the lease itself is refused by sudo.
+    args = ["-i", str(dev_inv), "pg", "switchover", "-l", "db1:db2:db3", "--to", "db1",
+            "--yes"]
+    with PsWatch(cluster, "db1") as ps:
+        if how == "file":
+            proc = opskit(dev_inv, *args[2:4], "--sudo-pass-file",
+                          str(labmod.dev_password_path(Path(cluster.state_dir))), *args[4:])
+            code, shown = proc.returncode, proc.stdout + proc.stderr
+        else:
+            code, shown, asked = run_on_pty([*args[:2], "-K", *args[2:]], dev_password)
+            assert asked == 1, shown
+    # Past the lease (taken, then released) to the preflight's refusal.
+    assert code == 4 and "cannot lock" not in shown, shown
+    assert "refusing to switch over" in shown and "db1" in shown
+    assert_nowhere(dev_password, shown, journal_text(), *ps.samples)
+    without = opskit(dev_inv, *args[2:])
+    said = without.stdout + without.stderr
+    assert "cannot lock the PostgreSQL cluster" in said and "a password is required" in said
+    assert "refusing to switch over" not in said
+    assert _query(cluster, "db1", "select pg_is_in_recovery()")[0][0] is False
+
+
+def test_a_wrong_sudo_password_is_one_line_and_fast(lab: LabStatus, dev_inv: Path,
+                                                    tmp_path: Path, root_file: str) -> None:
+    wrong = tmp_path / "wrong-pass"
+    wrong.write_text("not-dev's-password\n")
+    wrong.chmod(0o600)
+    started = time.monotonic()
+    code, doc = exec_json(dev_inv, "--sudo", "--sudo-pass-file", str(wrong), "-l", "app1:db1",
+                          "--", f"touch {root_file}")
+    took = time.monotonic() - started
+    assert code == 2
+    for host in doc["hosts"]:
+        assert host["status"] == "failed"
+        assert host["error"] == (f"sudo on {host['host']} rejected the sudo password of dev "
+                                 "(to run as root): sudo: 1 incorrect password attempt")
+        assert "--sudo-pass-file" in host["hint"]
+    # One try (PAM's delay after a failure, about 1-2 s), not three and no wait on a prompt.
+    assert took < 8, took
+    assert on_host(lab, "app1", f"test -e {root_file}").returncode == 1
+    assert "not-dev's-password" not in json.dumps(doc) + journal_text()
+
+
+def test_the_payload_after_the_password_line_arrives_byte_for_byte(lab: LabStatus,
+                                                                   dev_password: str) -> None:
+    """run_input as dev through sudo -S: sudo reads the password line, the step all the rest
+    (a line that looks like the password included)."""
+    from opskit.inventory import load
+    from opskit.transport.connection import ConnectOptions, connect
+    from opskit.transport.session import Session, SudoPassword
+
+    host = load(str(labmod.dev_inventory_path(lab.inventory_path))).select("app1")[0]
+    conn = connect(host, ConnectOptions())
+    try:
+        s = Session(host, conn, sudo_password=SudoPassword(dev_password, "test"))
+        payload = b"\n\x00\xff\r\n" + dev_password.encode() + b"\nend without newline"
+        out = s.run_input("id -u; od -An -v -tx1 | tr -d ' \\n'", payload, sudo=True)
+        assert out.stdout == "0\n" + payload.hex()
+        out = s.run_input("id -un; wc -c", payload, as_user="postgres")
+        assert out.stdout.split() == ["postgres", str(len(payload))]
+    finally:
+        conn.close()

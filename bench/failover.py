@@ -1,16 +1,26 @@
-"""RTO of `opskit pg failover` and `opskit redis promote`: from the command's start until a
-client's write succeeds on the new primary / master.
+"""Failover in the lab: the RTO of `opskit pg failover` and `opskit redis promote`, and the
+client-visible outage of pg failover, pg switchover, redis promote and redis switchover.
 
-A 10-host lab (db1 primary, db2/db3 standbys, PgBouncer on lb1). Per run: the cluster is
-reset to its initial topology, a client starts writing through PgBouncer every 20 ms (a new
-connection each time, as after a pool reset), the primary's postgres is stopped
-(`-m immediate`: a crash), then `opskit pg failover --yes` runs. RTO = first successful write
-after the command started. The command's own per-step timings come from its JSON.
+A 10-host lab (db1 primary, db2/db3 standbys, PgBouncer on lb1; redis1 master, redis2/redis3
+replicas). Per run the service is reset to that topology and a client writes all along:
 
-Redis: per run the lab's Redis is reset (redis1 master, redis2/redis3 replicas), a client sends
-SET to both replicas every 10 ms (refused while they are read-only replicas), the master's
-redis-server is killed (SIGKILL), then `opskit redis promote -l redis --yes` runs. RTO = first
-SET accepted after the command started.
+- PostgreSQL: a new connection through PgBouncer for each write (`select txid_current()`, as
+  after a pool reset), every 20 ms. Failover: the primary's postgres is stopped (`-m
+  immediate`: a crash), then `opskit pg failover -l db --yes` runs. Switchover: `opskit pg
+  switchover -l db --to db2 --yes` with the primary alive.
+- Redis: against the group, as a client that looks for the master: SET to redis1, redis2,
+  redis3 in turn over a raw socket (a new connection each, 0.5 s timeout) until one says +OK,
+  every 10 ms. Promote: the master's redis-server killed (SIGKILL), then `opskit redis
+  promote -l redis --yes`. Switchover: `opskit redis switchover -l redis --to redis2:6379
+  --yes`.
+
+Client-visible outage = the longest time the client went without a successful write, from
+the end of the last write that succeeded before the event to the end of the first that
+succeeded after it: a write that fails, times out or waits held (PgBouncer's KILL/PAUSE,
+Redis's FAILOVER pause) counts as outage until one succeeds. It is at most one client period
+(20 / 10 ms) more than "first failed write to first successful write". RTO = from the
+command's start to the first successful write after it (failover, promote). The commands'
+own per-step timings come from their JSON.
 """
 
 from __future__ import annotations
@@ -26,19 +36,143 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from common import lab_down, lab_up, write_section
+from common import lab_down, lab_up, startup_time, write_section
 
 from opskit.lab import pg_service, redis_service
 
 ROOT = Path(__file__).resolve().parents[1]
-GOAL = 10.0
-REDIS_GOAL = 2.0
+GOAL = 10.0  # RTO of pg failover, s
+REDIS_GOAL = 2.0  # RTO of redis promote, s
+PG_OUTAGE_GOAL = 1.0  # client-visible outage of pg failover and switchover, s (issue 18)
+REDIS_OUTAGE_GOAL = 0.5  # of redis promote and switchover, s
 
+
+class Writes:
+    """A client writing in a thread until stopped: each attempt's start, end and outcome."""
+
+    def __init__(self, attempt: Callable[[], bool], period: float) -> None:
+        self.attempt, self.period = attempt, period
+        self.log: list[tuple[float, float, bool]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self) -> None:
+        while not self.stop.is_set():
+            t = time.monotonic()
+            ok = self.attempt()
+            self.log.append((t, time.monotonic(), ok))
+            time.sleep(self.period)
+
+    def ok(self) -> list[float]:
+        return [end for _, end, ok in self.log if ok]
+
+    def first_ok_after(self, t0: float, timeout: float) -> float | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            after = [t for t in self.ok() if t > t0]
+            if after:
+                return after[0]
+            time.sleep(0.02)
+        return None
+
+    def finish(self, linger: float = 0.5) -> None:
+        time.sleep(linger)  # a gap after the command (a late blip) would show too
+        self.stop.set()
+        self.thread.join()
+
+    def outage(self, since: float) -> tuple[float, int]:
+        """The longest gap between successful writes from the last before ``since`` on, and
+        the number of attempts that failed meanwhile."""
+        ok = self.ok()
+        before = [t for t in ok if t <= since]
+        ends = ([before[-1]] if before else []) + [t for t in ok if t > since]
+        if len(ends) < 2:
+            raise RuntimeError("no successful write on one side of the event")
+        gap = max(b - a for a, b in zip(ends, ends[1:], strict=False))
+        failed = sum(1 for t, _, ok in self.log if not ok and t >= (ends[0]))
+        return gap, failed
+
+
+def opskit(inv: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "opskit", "-i", str(inv), *args, "--yes",
+                           "--json"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    return proc, time.monotonic() - t0
+
+
+def step_times(doc: dict[str, Any]) -> dict[str, float]:
+    return {s["title"].split(" (")[0].split(":")[0]: s["seconds"] for s in doc.get("steps", [])}
+
+
+def document(proc: subprocess.CompletedProcess[str], what: str) -> dict[str, Any]:
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed (rc {proc.returncode}): {proc.stderr[-500:]}")
+    return dict(json.loads(proc.stdout))
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+def pg_write(host: str, port: int) -> Callable[[], bool]:
+    def attempt() -> bool:
+        try:
+            with psycopg.connect(host=host, port=port, dbname="app", user="app",
+                                 connect_timeout=1, autocommit=True) as c:
+                c.execute("select txid_current()")
+            return True
+        except psycopg.Error:
+            return False
+    return attempt
+
+
+def host_pid(state_dir: Path, name: str) -> int:
+    import opskit.lab as labmod
+    pid = labmod.host_pid(name, state_dir=state_dir)
+    assert pid, name
+    return pid
+
+
+def pg_failover_run(lab: Any, bouncer: str) -> dict[str, Any]:
+    pg_service.reset_cluster(lab.state_dir)
+    w = Writes(pg_write(bouncer, 6432), 0.02)
+    time.sleep(0.5)
+    crash = time.monotonic()
+    subprocess.run(["nsenter", "-t", str(host_pid(lab.state_dir, "db1")), "-m", "-u", "--",
+                    "runuser", "-u", "postgres", "--", f"{pg_service.BINDIR}/pg_ctl",
+                    "-D", pg_service.DATA_DIR, "-m", "immediate", "-w", "stop"],
+                   check=True, capture_output=True)
+    t0 = time.monotonic()
+    proc, t_cmd = opskit(lab.inventory, "pg", "failover", "-l", "db")
+    first = w.first_ok_after(t0, 10)
+    w.finish()
+    doc = document(proc, "pg failover")
+    if first is None:
+        raise RuntimeError("no write through PgBouncer after the failover")
+    outage, failed = w.outage(crash)
+    return {"rto": first - t0, "outage": outage, "failed": failed, "command": t_cmd,
+            "target": doc.get("target"), "steps": step_times(doc)}
+
+
+def pg_switchover_run(lab: Any, bouncer: str) -> dict[str, Any]:
+    pg_service.reset_cluster(lab.state_dir)
+    w = Writes(pg_write(bouncer, 6432), 0.02)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    proc, t_cmd = opskit(lab.inventory, "pg", "switchover", "-l", "db", "--to", "db2")
+    w.finish()
+    doc = document(proc, "pg switchover")
+    outage, failed = w.outage(t0)
+    return {"outage": outage, "failed": failed, "command": t_cmd, "target": doc.get("target"),
+            "steps": step_times(doc)}
+
+
+# ---------------------------------------------------------------- Redis
 
 def resp_set(addr: str, port: int) -> bool:
     """SET over a raw socket (no client library): True when the server accepted the write."""
@@ -50,99 +184,59 @@ def resp_set(addr: str, port: int) -> bool:
         return False
 
 
-def redis_run(lab: Any, inv: Path) -> dict[str, Any]:
-    redis_service.reset_redis(lab.state_dir)
-    addr = dict(zip(lab.names, lab.addresses, strict=True))
-    stop, ok = threading.Event(), []
+def group_write(addrs: Sequence[str]) -> Callable[[], bool]:
+    """A client of the group: SET on each member in turn until one takes it."""
+    return lambda: any(resp_set(a, 6379) for a in addrs)
 
-    def writer() -> None:
-        while not stop.is_set():
-            if any(resp_set(addr[n], 6379) for n in ("redis2", "redis3")):
-                ok.append(time.monotonic())
-            time.sleep(0.01)
 
-    with socket.create_connection((addr["redis1"], 6379), timeout=2) as sock:
+def redis_pid(addr: str) -> int:
+    with socket.create_connection((addr, 6379), timeout=2) as sock:
         sock.sendall(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
         time.sleep(0.2)
         text = sock.recv(65536).decode(errors="replace")
-    pid = int(text.split("process_id:")[1].split()[0])
-    thread = threading.Thread(target=writer, daemon=True)
-    thread.start()
+    return int(text.split("process_id:")[1].split()[0])
+
+
+def redis_addrs(lab: Any) -> list[str]:
+    addr = dict(zip(lab.names, lab.addresses, strict=True))
+    return [addr[n] for n in ("redis1", "redis2", "redis3")]
+
+
+def redis_promote_run(lab: Any) -> dict[str, Any]:
+    redis_service.reset_redis(lab.state_dir)
+    addrs = redis_addrs(lab)
+    pid = redis_pid(addrs[0])
+    w = Writes(group_write(addrs), 0.01)
+    time.sleep(0.3)
+    crash = time.monotonic()
     os.kill(pid, signal.SIGKILL)
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "opskit", "-i", str(inv), "redis", "promote",
-                           "-l", "redis", "--yes", "--json"], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
-    t_cmd = time.monotonic() - t0
-    deadline = time.monotonic() + 5
-    while not [t for t in ok if t > t0] and time.monotonic() < deadline:
-        time.sleep(0.02)
-    stop.set()
-    thread.join()
-    after = [t for t in ok if t > t0]
-    if proc.returncode != 0 or not after:
-        raise RuntimeError(f"redis promote failed (rc {proc.returncode}): {proc.stderr[-500:]}")
-    doc = json.loads(proc.stdout)
-    return {"rto": after[0] - t0, "command": t_cmd, "target": doc.get("target"),
-            "steps": {s["title"].split(" (")[0]: s["seconds"] for s in doc.get("steps", [])}}
+    proc, t_cmd = opskit(lab.inventory, "redis", "promote", "-l", "redis")
+    first = w.first_ok_after(t0, 5)
+    w.finish()
+    doc = document(proc, "redis promote")
+    if first is None:
+        raise RuntimeError("no write accepted after the promote")
+    outage, failed = w.outage(crash)
+    return {"rto": first - t0, "outage": outage, "failed": failed, "command": t_cmd,
+            "target": doc.get("target"), "steps": step_times(doc)}
 
 
-class Writer:
-    """Writes through PgBouncer until stopped; remembers when each write succeeded."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.ok: list[float] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-
-    def loop(self) -> None:
-        while not self.stop.is_set():
-            try:
-                with psycopg.connect(host=self.host, port=self.port, dbname="app", user="app",
-                                     connect_timeout=1, autocommit=True) as c:
-                    c.execute("select txid_current()")
-                self.ok.append(time.monotonic())
-            except psycopg.Error:
-                pass
-            time.sleep(0.02)
-
-
-def host_pid(state_dir: Path, name: str) -> int:
-    import opskit.lab as labmod
-    pid = labmod.host_pid(name, state_dir=state_dir)
-    assert pid, name
-    return pid
-
-
-def one_run(lab: Any, inv: Path, bouncer: str) -> dict[str, Any]:
-    pg_service.reset_cluster(lab.state_dir)
-    primary = "db1"
-    w = Writer(bouncer, 6432)
-    w.thread.start()
-    time.sleep(0.5)
-    subprocess.run(["nsenter", "-t", str(host_pid(lab.state_dir, primary)), "-m", "-u", "--",
-                    "runuser", "-u", "postgres", "--", f"{pg_service.BINDIR}/pg_ctl",
-                    "-D", pg_service.DATA_DIR, "-m", "immediate", "-w", "stop"],
-                   check=True, capture_output=True)
+def redis_switchover_run(lab: Any) -> dict[str, Any]:
+    redis_service.reset_redis(lab.state_dir)
+    w = Writes(group_write(redis_addrs(lab)), 0.01)
+    time.sleep(0.3)
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "opskit", "-i", str(inv), "pg", "failover",
-                           "-l", "db", "--yes", "--json"], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
-    t_cmd = time.monotonic() - t0
-    deadline = time.monotonic() + 10
-    while not [t for t in w.ok if t > t0] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    w.stop.set()
-    w.thread.join()
-    after = [t for t in w.ok if t > t0]
-    doc = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
-    if proc.returncode != 0 or not after:
-        raise RuntimeError(f"failover failed (rc {proc.returncode}): {proc.stderr[-500:]}")
-    return {"rto": after[0] - t0, "command": t_cmd, "target": doc.get("target"),
-            "steps": {s["title"].split(" (")[0].split(":")[0]: s["seconds"]
-                      for s in doc.get("steps", [])}}
+    proc, t_cmd = opskit(lab.inventory, "redis", "switchover", "-l", "redis", "--to",
+                         "redis2:6379")
+    w.finish()
+    doc = document(proc, "redis switchover")
+    outage, failed = w.outage(t0)
+    return {"outage": outage, "failed": failed, "command": t_cmd, "target": doc.get("target"),
+            "steps": step_times(doc)}
 
+
+# ---------------------------------------------------------------- the run and the report
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -154,77 +248,114 @@ def main() -> None:
     lab = lab_up(10, args.port, root)
     try:
         bouncer = lab.addresses[lab.names.index("lb1")]
-        runs = []
-        for i in range(args.repeat):
-            r = one_run(lab, lab.inventory, bouncer)
-            print(f"run {i + 1}/{args.repeat}: RTO {r['rto']:.2f} s, command {r['command']:.2f} s,"
-                  f" promoted {r['target']}", file=sys.stderr)
-            runs.append(r)
-        rruns = []
-        for i in range(args.repeat):
-            r = redis_run(lab, lab.inventory)
-            print(f"redis run {i + 1}/{args.repeat}: RTO {r['rto']:.2f} s, command "
-                  f"{r['command']:.2f} s, promoted {r['target']}", file=sys.stderr)
-            rruns.append(r)
-        write_section(args.out, report(runs) + redis_report(rruns))
+        kinds: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+            ("pg failover", lambda: pg_failover_run(lab, bouncer)),
+            ("pg switchover", lambda: pg_switchover_run(lab, bouncer)),
+            ("redis promote", lambda: redis_promote_run(lab)),
+            ("redis switchover", lambda: redis_switchover_run(lab))]
+        runs: dict[str, list[dict[str, Any]]] = {k: [] for k, _ in kinds}
+        for i in range(args.repeat):  # interleaved: a slow spell of the machine hits all
+            for name, once in kinds:
+                r = once()
+                print(f"{name} {i + 1}/{args.repeat}: outage {r['outage']:.3f} s"
+                      + (f", RTO {r['rto']:.2f} s" if "rto" in r else "")
+                      + f", command {r['command']:.2f} s, target {r['target']}",
+                      file=sys.stderr)
+                runs[name].append(r)
+        startup = startup_time(dict(os.environ))
+        write_section(args.out, report(runs, startup))
     finally:
         lab_down(lab.state_dir, root)
 
 
-def report(runs: list[dict[str, Any]]) -> str:
-    rto = [r["rto"] for r in runs]
-    cmd = [r["command"] for r in runs]
-    med = statistics.median(rto)
-    lines = [
-        "## Failover: RTO of `opskit pg failover` and `opskit redis promote` in the lab", "",
-        "### PostgreSQL", "",
-        "A 10-host lab: PostgreSQL 15 primary db1 with standbys db2 and db3 (repmgr), PgBouncer "
-        "on lb1. Per run: the cluster reset to that topology, a client writing through "
-        "PgBouncer every 20 ms (a new connection each time), the primary's postgres stopped "
-        "with `pg_ctl -m immediate` (a crash), then `opskit pg failover -l db --yes --json`. "
-        "RTO = from the command's start to the client's first successful write after it. "
-        f"{len(runs)} runs. `bench/failover.py`.", "",
-        "| | median s | min s | max s |", "|---|---:|---:|---:|",
-        f"| RTO (command start → first write through PgBouncer) | {med:.2f} | {min(rto):.2f} | "
-        f"{max(rto):.2f} |",
-        f"| the whole command (incl. final status) | {statistics.median(cmd):.2f} | "
-        f"{min(cmd):.2f} | {max(cmd):.2f} |", "",
-        "Per step (median s):", "",
-        "| step | median s |", "|---|---:|",
-    ]
-    names = list(runs[0]["steps"])
-    for n in names:
-        vals = [r["steps"].get(n) for r in runs if r["steps"].get(n) is not None]
-        lines.append(f"| {n} | {statistics.median(vals):.2f} |")
-    lines += ["", f"Goal: RTO < {GOAL:g} s in the lab: **{'met' if med < GOAL else 'not met'}** "
-              f"(median {med:.2f} s). Python start and imports of the CLI are part of it.", "",
-              f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
-    return "\n".join(lines)
+def _row(label: str, values: Sequence[float], spec: str = ".2f") -> str:
+    return (f"| {label} | {statistics.median(values):{spec}} | {min(values):{spec}} | "
+            f"{max(values):{spec}} |")
 
 
-def redis_report(runs: list[dict[str, Any]]) -> str:
-    rto = [r["rto"] for r in runs]
-    cmd = [r["command"] for r in runs]
-    med = statistics.median(rto)
-    lines = [
-        "", "### Redis", "",
-        "The lab's Redis: redis1 master, redis2 and redis3 replicas. Per run: the topology "
-        "reset, a client sending SET to both replicas every 10 ms over a raw socket (refused "
-        "while they are read-only), the master's redis-server killed (SIGKILL), then `opskit "
-        "redis promote -l redis --yes --json`. RTO = from the command's start to the first "
-        f"accepted SET. {len(runs)} runs.", "",
-        "| | median s | min s | max s |", "|---|---:|---:|---:|",
-        f"| RTO (command start → first write accepted) | {med:.2f} | {min(rto):.2f} | "
-        f"{max(rto):.2f} |",
-        f"| the whole command (incl. re-pointing, publish, final topology) | "
-        f"{statistics.median(cmd):.2f} | {min(cmd):.2f} | {max(cmd):.2f} |", "",
-        "| step | median s |", "|---|---:|",
-    ]
+def _steps(runs: list[dict[str, Any]]) -> list[str]:
+    lines = ["| step | median s |", "|---|---:|"]
     for n in runs[0]["steps"]:
         vals = [r["steps"][n] for r in runs if n in r["steps"]]
         lines.append(f"| {n} | {statistics.median(vals):.2f} |")
-    lines += ["", f"Goal: RTO < {REDIS_GOAL:g} s in the lab: "
-              f"**{'met' if med < REDIS_GOAL else 'not met'}** (median {med:.2f} s).", ""]
+    return lines
+
+
+def _verdict(value: float, goal: float) -> str:
+    return (f"{value:.2f} s, {value / goal:.2f} of the goal: "
+            f"**{'met' if value < goal else 'not met'}**")
+
+
+def report(runs: dict[str, list[dict[str, Any]]], startup: float | None) -> str:
+    n = len(runs["pg failover"])
+    out = {k: statistics.median(r["outage"] for r in v) for k, v in runs.items()}
+    pg_rto = [r["rto"] for r in runs["pg failover"]]
+    redis_rto = [r["rto"] for r in runs["redis promote"]]
+    lines = [
+        "## Failover: client-visible outage and RTO of the pg and redis runbooks in the lab", "",
+        "A 10-host lab: PostgreSQL 15 primary db1 with standbys db2 and db3 (repmgr), "
+        "PgBouncer on lb1; Redis master redis1 with replicas redis2 and redis3. Each run resets "
+        "the service to that topology, with a client writing all along:", "",
+        "- **PostgreSQL**: a new connection through PgBouncer for each write (`select "
+        "txid_current()`), every 20 ms. *Failover*: the primary's postgres stopped with "
+        "`pg_ctl -m immediate` (a crash), then `opskit pg failover -l db --yes --json`. "
+        "*Switchover*: `opskit pg switchover -l db --to db2 --yes --json`, the primary alive.",
+        "- **Redis**, against the group: SET to redis1, redis2, redis3 in turn over a raw "
+        "socket (a new connection each, 0.5 s timeout) until one answers +OK, every 10 ms. "
+        "*Promote*: the master's redis-server killed (SIGKILL), then `opskit redis promote -l "
+        "redis --yes --json`. *Switchover*: `opskit redis switchover -l redis --to redis2:6379 "
+        "--yes --json`.", "",
+        "**Client-visible outage** = the longest time the client went without a successful "
+        "write: from the end of the last write that succeeded before the event (the crash, or "
+        "the command's start for a switchover) to the end of the first that succeeded after "
+        "it. A write that fails, times out or waits held (PgBouncer's KILL/PAUSE, Redis's "
+        "FAILOVER pause) is outage until one succeeds; the figure is at most one client period "
+        "(20 / 10 ms) above \"first failed write to first successful write\". For a failover "
+        "or promote it includes the whole command up to the RESUME / the promote: Python's "
+        "start and imports, the SSH connections, the lease, the preflight. **RTO** = from the "
+        f"command's start to the first successful write after it. {n} runs of each, "
+        "interleaved. `bench/failover.py`.", "",
+        "| | median s | min s | max s |", "|---|---:|---:|---:|",
+        _row("pg failover: outage (crash → first write through PgBouncer)",
+             [r["outage"] for r in runs["pg failover"]]),
+        _row("pg failover: RTO (command start → first write)", pg_rto),
+        _row("pg failover: the whole command (follow and final status included)",
+             [r["command"] for r in runs["pg failover"]]),
+        _row("pg switchover: outage (longest time without a write through PgBouncer)",
+             [r["outage"] for r in runs["pg switchover"]]),
+        _row("pg switchover: the whole command", [r["command"] for r in runs["pg switchover"]]),
+        _row("redis promote: outage (kill → first write accepted by the group)",
+             [r["outage"] for r in runs["redis promote"]]),
+        _row("redis promote: RTO (command start → first write)", redis_rto),
+        _row("redis promote: the whole command", [r["command"] for r in runs["redis promote"]]),
+        _row("redis switchover: outage (longest time without a write accepted)",
+             [r["outage"] for r in runs["redis switchover"]]),
+        _row("redis switchover: the whole command",
+             [r["command"] for r in runs["redis switchover"]]),
+        "", "Failed write attempts during the outage (median): "
+        + ", ".join(f"{k} {statistics.median(r['failed'] for r in v):g}"
+                    for k, v in runs.items())
+        + " (a PgBouncer PAUSE holds writes instead of failing them).", "",
+        "Goals (issue 18), medians:", "",
+        f"- pg failover outage < {PG_OUTAGE_GOAL:g} s: "
+        f"{_verdict(out['pg failover'], PG_OUTAGE_GOAL)}",
+        f"- pg switchover outage < {PG_OUTAGE_GOAL:g} s: "
+        f"{_verdict(out['pg switchover'], PG_OUTAGE_GOAL)}",
+        f"- redis promote outage < {REDIS_OUTAGE_GOAL:g} s: "
+        f"{_verdict(out['redis promote'], REDIS_OUTAGE_GOAL)}",
+        f"- redis switchover outage < {REDIS_OUTAGE_GOAL:g} s: "
+        f"{_verdict(out['redis switchover'], REDIS_OUTAGE_GOAL)}",
+        f"- pg failover RTO < {GOAL:g} s: {_verdict(statistics.median(pg_rto), GOAL)}; redis "
+        f"promote RTO < {REDIS_GOAL:g} s: {_verdict(statistics.median(redis_rto), REDIS_GOAL)}",
+        "", "`opskit --version` (interpreter start and opskit's own imports, no command module) "
+        f"takes {startup:.2f} s on this machine in the same run: part of every outage of a "
+        "failover or promote." if startup is not None else "", "",
+    ]
+    for name, title in (("pg failover", "pg failover"), ("pg switchover", "pg switchover"),
+                        ("redis promote", "redis promote"),
+                        ("redis switchover", "redis switchover")):
+        lines += [f"Per step of `{title}` (median s):", "", *_steps(runs[name]), ""]
+    lines += [f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
     return "\n".join(lines)
 
 

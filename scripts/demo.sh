@@ -7,7 +7,7 @@ export OPSKIT_JOURNAL="${OPSKIT_JOURNAL:-$PWD/.demo-journal.jsonl}"
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
-step opskit lab up --hosts "${LAB_HOSTS:-10}" --yes
+step opskit lab up --hosts "${LAB_HOSTS:-12}" --yes
 step opskit inventory --graph
 step opskit inventory -l 'app:db'
 step opskit inventory check
@@ -59,6 +59,7 @@ step opskit snapshot prune -l db1 --keep-last 1 --dry-run
 echo
 echo "== PostgreSQL: a primary and two standbys (repmgr), PgBouncer on lb1 =="
 step opskit lab pg-reset --yes         # from a known start, also when the demo ran before
+step opskit pg status                  # every cluster: main (db1-3) and shard (shard1-2)
 step opskit pg status -l db
 primary=$(opskit pg status -l db --json | python3 -c 'import json,sys; print(next(n["name"] for n in json.load(sys.stdin)["nodes"] if n["role"] == "primary"))')
 step opskit pg failover -l db --dry-run

@@ -52,7 +52,7 @@ def _render(env: Environment, status: lab_mod.LabStatus) -> None:
 
 
 @command.command("up", epilog="Example: sudo opskit lab up --hosts 8")
-@click.option("--hosts", "n_hosts", type=click.IntRange(1, 250), default=10, show_default=True,
+@click.option("--hosts", "n_hosts", type=click.IntRange(1, 250), default=12, show_default=True,
               help="Number of lab hosts (127.10.0.1..N). Example: --hosts 8")
 @click.option("--port", type=click.IntRange(1, 65535), default=2222, show_default=True,
               help="sshd port on every lab host. Example: --port 2222")
@@ -123,13 +123,15 @@ def down(app: AppContext, change: Change, state_dir: str | None) -> int:
 @mutating("lab pg-reset")
 @shared_options
 def pg_reset(app: AppContext, change: Change, state_dir: str | None) -> int:
-    """Rebuild the lab's PostgreSQL cluster as it started: db1 primary, db2 and db3 its
-    streaming standbys, PgBouncer sending clients to db1 (the lab's data is wiped)."""
+    """Rebuild the lab's PostgreSQL clusters as they started: db1 primary, db2 and db3 its
+    streaming standbys, PgBouncer on lb1 sending clients to db1; shard1 primary, shard2 its
+    standby, both PgBouncers sending clients to shard1 (the lab's data is wiped)."""
     from opskit.lab import pg_service  # only this command needs it
 
-    return _reset(change, lambda: pg_service.reset_cluster(_state_dir(state_dir)),
-                  "PostgreSQL cluster reset in {s:.1f}s: db1 primary, db2 and db3 streaming "
-                  "from it, PgBouncer -> db1")
+    return _reset(change, lambda: pg_service.reset_cluster(_state_dir(state_dir), every=True),
+                  "PostgreSQL clusters reset in {s:.1f}s: db1 primary, db2 and db3 streaming "
+                  "from it, PgBouncer -> db1; shard1 primary, shard2 streaming, PgBouncers "
+                  "-> shard1")
 
 
 @command.command("redis-reset", epilog="Example: sudo opskit lab redis-reset")

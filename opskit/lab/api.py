@@ -49,7 +49,7 @@ _CONFIG_IN_CMDLINE = re.compile(r" -f (\S+/sshd_config)(?: |$)")
 
 
 def up(
-    hosts: int = 10,
+    hosts: int = 12,
     *,
     port: int = 2222,
     state_dir: pathlib.Path | None = None,

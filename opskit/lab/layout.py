@@ -3,10 +3,11 @@
 Host i (1-based) gets its role from a fixed sequence, so growing the lab only appends hosts
 and shrinking only drops the last ones -- a host keeps its name and address whatever the count:
 
-* hosts 1..10 follow ``app db redis lb app db redis app db redis``
+* hosts 1..12 follow ``app db redis lb app db redis app db redis shard shard``
   (1 → app1; 4 → app1 db1 redis1 lb1; 10 → lb1, app1-3, db1-3, redis1-3: a PostgreSQL
-  primary with two standbys and a Redis master with two replicas);
-* hosts 11.. repeat ``app app app db app app app redis app app app lb``
+  primary with two standbys and a Redis master with two replicas; 12 adds shard1 and
+  shard2, a second PostgreSQL cluster of two nodes with a PgBouncer on each);
+* hosts 13.. repeat ``app app app db app app app redis app app app lb``
   (three of every four extra hosts are app servers, like a production fleet).
 
 Host i listens on 127.10.0.i (i ≤ 254); beyond that the third octet counts up
@@ -18,21 +19,25 @@ the top-level groups ``postgres`` (db1-db3: the nodes, pg_service.py) and ``pgbo
 (lb1, pgbouncer_service.py); one big enough for the Redis master and its two replicas (10 or
 more: redis3 is host 10) has ``redis_servers`` (redis1-redis3, redis_service.py). Smaller labs
 run neither, so a small test lab never clashes on 127.10.0.2:5432 (or .3:6379) with a bigger
-lab running beside it; db4, redis4 and later never join (big labs stay light).
+lab running beside it; db4, redis4 and later never join (big labs stay light). The ``shard``
+hosts (11 and 12) are the second PostgreSQL cluster (postgres.cluster ``shard``): they are
+not in ``db``, so ``-l db`` stays the one cluster ``main`` (its runbooks need no
+``--cluster``), and ``opskit pg status`` without ``-l`` shows both.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-ROLES = ("lb", "app", "db", "redis")  # inventory order
+ROLES = ("lb", "app", "db", "redis", "shard")  # inventory order
 SUBGROUPS = {"db": ("pg_primary", "pg_replica"), "redis": ("redis_master", "redis_replica")}
 # Top-level groups of the lab's clusters: group -> (role, how many of its first hosts).
 CLUSTER_GROUPS = {"postgres": ("db", 3), "pgbouncer": ("lb", 1), "redis_servers": ("redis", 3)}
 # A cluster's groups exist only in labs that have all of its hosts (PgBouncer belongs to the
 # PostgreSQL cluster: lb1 alone, in a 4-host lab, gets none).
 CLUSTERS = (("postgres", "pgbouncer"), ("redis_servers",))
-FIRST_HOSTS = ("app", "db", "redis", "lb", "app", "db", "redis", "app", "db", "redis")
+FIRST_HOSTS = ("app", "db", "redis", "lb", "app", "db", "redis", "app", "db", "redis",
+               "shard", "shard")
 EXTRA_CYCLE = ("app", "app", "app", "db", "app", "app", "app", "redis", "app", "app", "app", "lb")
 MAX_HOSTS = 1000
 

@@ -1,17 +1,21 @@
-"""PostgreSQL 15 + repmgr on db1-db3, the lab's ``postgres`` group (pgbouncer_service.py:
-PgBouncer in front of it).
+"""PostgreSQL 15 + repmgr on the lab's two clusters (pgbouncer_service.py: PgBouncer in
+front of them): ``main`` on db1-db3 (the ``postgres`` group, one central PgBouncer on lb1) and
+``shard`` on shard1-shard2 (the ``shard`` group, a PgBouncer on each of its hosts, lb1 a
+witness for its lease: 2 of 3 lock hosts without its primary).
 
 What ``opskit pg`` (status, switchover, failover, rejoin) acts on in the lab; see docs/lab.md,
-"The PostgreSQL cluster". Only labs of 9 hosts or more have the cluster (layout.py
-CLUSTER_GROUPS), and db4 and later never run PostgreSQL: big labs stay light.
+"The PostgreSQL clusters". Only labs of 9 hosts or more have ``main`` (layout.py
+CLUSTER_GROUPS), only labs of 11 or more ``shard``, and db4 and later never run PostgreSQL: big
+labs stay light.
 
 The service ``postgres`` is registered after ``data-xfs``: the data directory is on the XFS
-at /data, mounted before it starts and unmounted after it stops. db1 is initialised as the
-primary; the others are cloned from whichever node is the primary now (``repmgr standby
-clone``) and registered as its standbys. A node that already has a data directory is only
-started, as whatever it is now: a failover may have made db2 the primary, and ``up`` never
-turns db1 back into one. ``reset_cluster()`` rebuilds the initial topology from any state
-(for tests).
+at /data of the db hosts, mounted before it starts and unmounted after it stops (the shard
+hosts keep theirs on the plain private /data). The first node of each cluster (db1, shard1) is
+initialised as its primary; the others are cloned from whichever node of their cluster is the
+primary now (``repmgr standby clone``) and registered as its standbys. A node that already
+has a data directory is only started, as whatever it is now: a failover may have made db2 the
+primary, and ``up`` never turns db1 back into one. ``reset_cluster()`` rebuilds the initial
+topology of both clusters from any state (for tests, ``opskit lab pg-reset``).
 
 Everything runs as the ``postgres`` OS user inside the host's namespace. Per-host paths are
 on the host's private dirs: the data directory on its /data; the unix socket, logs and
@@ -30,6 +34,7 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from opskit.errors import LabError
 from opskit.lab import api, data_fs, layout, procs
@@ -42,6 +47,7 @@ from opskit.runner import wait as waiting  # `wait` is a parameter name here
 BINDIR = "/usr/lib/postgresql/15/bin"
 OS_USER = "postgres"
 GROUP = "postgres"  # layout.CLUSTER_GROUPS: db1-db3, in labs of 9 hosts or more
+SHARD_GROUP = "shard"  # layout.FIRST_HOSTS: shard1-shard2 (hosts 11, 12)
 NODE_NAMES = tuple(s.name for s in layout.plan(layout.MAX_HOSTS) if GROUP in s.groups)
 
 PORT = 5432
@@ -60,6 +66,35 @@ REPMGR_USER = "repmgr"
 MAX_LAG_BYTES = 16 * 1024 * 1024
 
 BOUNCER_GROUP = "pgbouncer"  # layout.CLUSTER_GROUPS: lb1 (pgbouncer_service.py)
+
+
+@dataclass(frozen=True)
+class LabCluster:
+    """One repmgr cluster of the lab and what its nodes' ``postgres:`` vars say of it."""
+
+    name: str  # postgres.cluster
+    group: str  # the lab group of its nodes
+    bouncers: str  # postgres.pgbouncer: the group of its PgBouncer hosts
+    witnesses: str | None  # postgres.witnesses: more lock hosts for its lease
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in layout.plan(layout.MAX_HOSTS) if self.group in s.groups)
+
+
+# Both PgBouncer layouts: one central pool (lb1) for main, one on every node for shard.
+MAIN = LabCluster("main", GROUP, BOUNCER_GROUP, None)
+SHARD = LabCluster("shard", SHARD_GROUP, SHARD_GROUP, "lb1")
+CLUSTERS = (MAIN, SHARD)
+
+
+def cluster_of(host: LabHost) -> LabCluster:
+    """The cluster ``host`` is a node of."""
+    return next(c for c in CLUSTERS if c.group in host.groups)
+
+
+def nodes_of(cluster: LabCluster, hosts: Sequence[LabHost]) -> list[LabHost]:
+    return [h for h in hosts if cluster.group in h.groups]
 
 PRIMARY_WAIT = 90.0  # seconds a new standby waits for a primary to clone from (cold up)
 
@@ -174,7 +209,8 @@ def ours(pid: int | None, host: LabHost, program: str) -> bool:
 
 
 def node_id(host: LabHost) -> int:
-    return NODE_NAMES.index(host.name) + 1
+    """repmgr's node id: unique within the node's cluster (each has its own metadata)."""
+    return cluster_of(host).node_names.index(host.name) + 1
 
 
 def conninfo(address: str) -> str:
@@ -260,9 +296,28 @@ def find_primary(
         return None
 
 
+def node_vars(cluster: LabCluster) -> dict[str, object]:
+    """The ``postgres:`` host vars of a node of ``cluster`` in lab.yml."""
+    found: dict[str, object] = {
+        "port": PORT,
+        "bindir": BINDIR,
+        "data_directory": DATA_DIR,
+        "repmgr_conf": REPMGR_CONF,
+        "os_user": OS_USER,
+        "socket_dir": SOCKET_DIR,
+        "app_user": APP_USER,
+        "max_lag_bytes": MAX_LAG_BYTES,
+        "pgbouncer": cluster.bouncers,
+        "cluster": cluster.name,
+    }
+    if cluster.witnesses:
+        found["witnesses"] = cluster.witnesses
+    return found
+
+
 class PostgresService:
     name = "postgres"
-    roles = (GROUP,)
+    roles = (GROUP, SHARD_GROUP)
     start_timeout = 60.0
 
     def prepare(self, ctx: LabContext) -> None:
@@ -280,19 +335,8 @@ class PostgresService:
 
     def inventory_vars(self, ctx: LabContext) -> InventoryVars:
         # Host vars: `db` group vars would reach db4 and later, which run no PostgreSQL.
-        settings = {
-            "port": PORT,
-            "bindir": BINDIR,
-            "data_directory": DATA_DIR,
-            "repmgr_conf": REPMGR_CONF,
-            "os_user": OS_USER,
-            "socket_dir": SOCKET_DIR,
-            "app_user": APP_USER,
-            "max_lag_bytes": MAX_LAG_BYTES,
-            "pgbouncer": BOUNCER_GROUP,
-        }
-        nodes = hosts_for(self, ctx.hosts)
-        return InventoryVars(host_vars={h.name: {"postgres": dict(settings)} for h in nodes})
+        return InventoryVars(host_vars={h.name: {"postgres": node_vars(cluster_of(h))}
+                                        for h in hosts_for(self, ctx.hosts)})
 
     def start(self, host: LabHost, ctx: LabContext) -> None:
         _postgres_dirs(host, PG_ETC, SOCKET_DIR, LOG_DIR)
@@ -304,10 +348,12 @@ class PostgresService:
         if ctx.run(host, ["test", "-f", f"{DATA_DIR}/PG_VERSION"]).returncode == 0:
             self._start_existing(host, ctx)
             return
-        others = [h for h in hosts_for(self, ctx.hosts) if h.name != host.name]
-        first = host.name == NODE_NAMES[0]
-        # Cold start: db1 becomes the primary, the others wait for it. A node that lost its
-        # data while another is the primary (after a failover) rejoins that one as a standby.
+        cluster = cluster_of(host)
+        others = [h for h in nodes_of(cluster, ctx.hosts) if h.name != host.name]
+        first = host.name == cluster.node_names[0]
+        # Cold start: db1 (shard1) becomes the primary, the others of its cluster wait for
+        # it. A node that lost its data while another is the primary (after a failover)
+        # rejoins that one as a standby.
         primary = find_primary(host, ctx, others, wait=0.0 if first else PRIMARY_WAIT)
         if primary is not None:
             clone_standby(host, primary, ctx)
@@ -315,8 +361,8 @@ class PostgresService:
             init_primary(host, ctx)
         else:
             raise LabError(f"no PostgreSQL primary to clone {host.name} from",
-                           hint=f"is {NODE_NAMES[0]} up? opskit lab status; "
-                           "or rebuild: opskit.lab.pg_service.reset_cluster()")  # fmt: skip
+                           hint=f"is {cluster.node_names[0]} up? opskit lab status; "
+                           "or rebuild: opskit lab pg-reset")  # fmt: skip
 
     def _start_existing(self, host: LabHost, ctx: LabContext) -> None:
         if postmaster_pid(host, ctx) is not None:
@@ -424,31 +470,71 @@ POSTGRES = register(PostgresService())
 # ---------------------------------------------------------------- reset (tests)
 
 
-def reset_cluster(state_dir: pathlib.Path | str | None = None, *, timeout: float = 30.0) -> None:
-    """Put the lab's cluster back to its initial topology from any state: db1 the primary,
-    the other nodes its streaming standbys, PgBouncer pointing at db1.
+def reset_cluster(state_dir: pathlib.Path | str | None = None, *, timeout: float = 30.0,
+                  every: bool = False) -> None:
+    """Put the lab's clusters back to their initial topology from any state: db1 the primary
+    of main and shard1 of shard, the other nodes their streaming standbys, every PgBouncer
+    pointing at its cluster's first node.
 
-    Stops every node (immediate), wipes the data directories, initialises db1 and clones
-    the others again (a few seconds), restarts PgBouncer with a fresh ini. The lab's hosts
-    must be up (``up`` first if one was killed). Holds the lab's lock, as up/down do.
+    Stops a cluster's nodes (immediate), wipes their data directories, initialises its first
+    node and clones the others again (a few seconds; the clusters at once), restarts its
+    PgBouncers with a fresh ini. ``main`` is always rebuilt; another cluster only when it is
+    not at its start already (``at_start``), unless ``every`` (``opskit lab pg-reset``): the
+    pg tests reset ``main`` some 25 times a run, and rebuilding an untouched ``shard`` beside
+    it each time cost ~2 s of both cores. The lab's hosts must be up (``up`` first if one
+    was killed). Holds the lab's lock, as up/down do.
     """
     sd = resolve_state_dir(state_dir)
     with locked(sd):
         ctx = _lab_context(sd)
         nodes = hosts_for(POSTGRES, ctx.hosts)
-        if not nodes or nodes[0].name != NODE_NAMES[0]:
+        if not any(h.name == NODE_NAMES[0] for h in nodes):
             raise LabError(f"the lab in {sd} has no PostgreSQL primary host {NODE_NAMES[0]}",
-                           hint="opskit lab up --hosts 10")  # fmt: skip
-        with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
-            list(pool.map(lambda h: _wipe(h, ctx), nodes))
-            POSTGRES.start(nodes[0], ctx)  # no other primary left: it initialises itself
-            list(pool.map(lambda h: POSTGRES.start(h, ctx), nodes[1:]))
-        for service in registered():
-            reset = getattr(service, "reset", None)
-            if service is not POSTGRES and reset is not None:
-                for host in hosts_for(service, ctx.hosts):
-                    reset(host, ctx)
-        _wait_streaming(nodes[0], ctx, len(nodes) - 1, timeout)
+                           hint="opskit lab up --hosts 12")  # fmt: skip
+        clusters = [(c, nodes_of(c, nodes)) for c in CLUSTERS if nodes_of(c, nodes)]
+        clusters = [(c, members) for c, members in clusters
+                    if every or c is MAIN or not at_start(c, members, ctx)]
+        rebuilt = [h for _, members in clusters for h in members]
+        firsts = [members[0] for _, members in clusters]
+        rest = [h for _, members in clusters for h in members[1:]]
+        with ThreadPoolExecutor(max_workers=len(rebuilt)) as pool:
+            list(pool.map(lambda h: _wipe(h, ctx), rebuilt))
+            # No other primary left: each first node initialises itself.
+            list(pool.map(lambda h: POSTGRES.start(h, ctx), firsts))
+            list(pool.map(lambda h: POSTGRES.start(h, ctx), rest))
+            fronts = [h for h in ctx.hosts  # the rebuilt clusters' PgBouncer hosts
+                      if any(c.bouncers in h.groups for c, _ in clusters)]
+            for service in registered():
+                reset = getattr(service, "reset", None)
+                if service is not POSTGRES and reset is not None:
+                    list(pool.map(lambda h, r=reset: r(h, ctx), hosts_for(service, fronts)))
+            list(pool.map(lambda c: _wait_streaming(c[1][0], ctx, len(c[1]) - 1, timeout),
+                          clusters))
+
+
+# A node's role: in recovery (1/0) and the address it streams from ("" for none).
+_ROLE = ("select pg_is_in_recovery()::int || '|' || coalesce((select sender_host from "
+         "pg_stat_wal_receiver where status = 'streaming'), '')")
+
+
+def at_start(cluster: LabCluster, members: Sequence[LabHost], ctx: LabContext) -> bool:
+    """``cluster`` is as a reset leaves it: its first node a primary, every other node
+    streaming from it, each of its PgBouncers sending ``app`` there, not paused."""
+    from opskit.lab import pgbouncer_service  # it imports this module
+
+    first = members[0]
+    for host in members:
+        done = ctx.run(host, as_postgres("timeout", "10", *_psql(_ROLE, _local())))
+        want = "0|" if host is first else f"1|{first.address}"
+        if done.returncode != 0 or done.stdout.strip() != want:
+            return False
+    for host in ctx.group(cluster.bouncers):
+        done = ctx.run(host, pgbouncer_service.admin_argv(host, "SHOW DATABASES"))
+        rows = [line.split("|") for line in done.stdout.splitlines()]
+        app = next((r for r in rows if r[0] == APP_DB and len(r) > 11), None)
+        if done.returncode != 0 or app is None or app[1] != first.address or app[11] != "0":
+            return False
+    return True
 
 
 def _lab_context(sd: pathlib.Path) -> LabContext:
@@ -470,7 +556,9 @@ def _lab_context(sd: pathlib.Path) -> LabContext:
 def _wipe(host: LabHost, ctx: LabContext) -> None:
     stop_node(host, ctx, mode="immediate")
     data = next(s for s in registered() if s.name == data_fs.NAME)
-    if not data.health(host, ctx):  # never wipe the bind below: mount the XFS first
+    # On a db host, never wipe the bind below its XFS: mount the XFS first (the shard
+    # hosts have no XFS: their /data is the private bind itself).
+    if hosts_for(data, [host]) and not data.health(host, ctx):
         data.start(host, ctx)
     ctx.run(host, ["rm", "-rf", DATA_DIR])
 

@@ -1,10 +1,12 @@
-"""PgBouncer 1.18 on the first lb host (group ``pgbouncer``), in front of the ``app`` database.
+"""PgBouncer 1.18 in front of the ``app`` database of each lab cluster, in both layouts: one
+central pool on the first lb host (group ``pgbouncer``) for ``main``, and one on every node of
+``shard`` (shard1, shard2: each in front of its own cluster, as production's shards have).
 
 Runs as postgres in the host's namespace, on the host's address only (no unix socket: the
 hosts share /run and /tmp), with its ini, user list, pid file and log in the host's private
-``/etc/opskit-lab/pgbouncer/``. ``[databases] app`` points at the first PostgreSQL node
-(db1) when the ini is written; ``up`` writes it only when it is missing, so a re-pointing
-done by ``opskit pg`` (a failover) survives a later ``up``; ``reset()`` (reset_cluster)
+``/etc/opskit-lab/pgbouncer/``. ``[databases] app`` points at the first node of the host's
+cluster (db1, shard1) when the ini is written; ``up`` writes it only when it is missing, so a
+re-pointing done by ``opskit pg`` (a failover) survives a later ``up``; ``reset()`` (reset_cluster)
 writes it afresh. Transaction pooling, so a re-pointed RELOAD takes effect at the next
 transaction and PAUSE/RESUME do not wait for clients to disconnect (psycopg clients need
 ``prepare_threshold=None``: 1.18 has no prepared statements in this mode).
@@ -23,12 +25,12 @@ from opskit.lab.pg_service import (
     APP_DB,
     APP_USER,
     BINDIR,
-    BOUNCER_GROUP,
+    CLUSTERS,
     ETC,
-    NODE_NAMES,
     OS_USER,
     PORT,
     REPMGR_USER,
+    LabCluster,
     as_postgres,
 )
 from opskit.lab.services import InventoryVars, LabContext, register
@@ -100,7 +102,7 @@ def _start_error(host: LabHost, why: str, log: pathlib.Path) -> LabError:
 
 class PgBouncerService:
     name = "pgbouncer"
-    roles = (BOUNCER_GROUP,)
+    roles = tuple(dict.fromkeys(c.bouncers for c in CLUSTERS))  # pgbouncer, shard
     start_timeout = 15.0
 
     def prepare(self, ctx: LabContext) -> None:
@@ -116,7 +118,10 @@ class PgBouncerService:
             "os_user": OS_USER,
             "databases": [APP_DB],
         }
-        return InventoryVars(group_vars={BOUNCER_GROUP: {"pgbouncer": settings}})
+        # Group vars of each layout's group that has hosts in this lab.
+        present = {g for h in ctx.hosts for g in h.groups}
+        return InventoryVars(group_vars={g: {"pgbouncer": dict(settings)} for g in self.roles
+                                         if g in present})
 
     def start(self, host: LabHost, ctx: LabContext) -> None:
         self._write_files(host, ctx, ini=not pg_service.on_our_side(host, BOUNCER_INI).exists())
@@ -151,8 +156,11 @@ class PgBouncerService:
         os.chown(folder, user.pw_uid, user.pw_gid)
         pg_service.write(host, BOUNCER_USERS, USERLIST, owner=True, mode=0o640)
         if ini:
-            first = next((h for h in ctx.hosts if h.name == NODE_NAMES[0]), None)
-            address = first.address if first else layout.address_of(2)  # db1 is host 2
+            cluster = bouncer_cluster(host)
+            first = next((h for h in ctx.hosts if h.name == cluster.node_names[0]), None)
+            spec = next(s for s in layout.plan(layout.MAX_HOSTS)
+                        if s.name == cluster.node_names[0])
+            address = first.address if first else spec.address
             pg_service.write(host, BOUNCER_INI, ini_text(host, address), owner=True,
                              mode=0o640)  # fmt: skip
 
@@ -165,16 +173,26 @@ class PgBouncerService:
         """This host's own PgBouncer runs and its admin console answers on the address."""
         if bouncer_pid(host) is None:
             return False
-        argv = ["env", "PGCONNECT_TIMEOUT=3", "timeout", "5", f"{BINDIR}/psql", "-X", "-A", "-t",
-                "-q", "-h", host.address, "-p", str(BOUNCER_PORT), "-U", BOUNCER_ADMIN,
-                "-d", "pgbouncer", "-c", "SHOW VERSION"]  # fmt: skip
-        return ctx.run(host, argv).returncode == 0
+        return ctx.run(host, admin_argv(host, "SHOW VERSION")).returncode == 0
 
     def reset(self, host: LabHost, ctx: LabContext) -> None:
-        """Back to the initial state: stopped, ini pointing at db1 again, started."""
+        """Back to the initial state: stopped, ini pointing at its cluster's first node
+        again (db1, shard1), started."""
         self.stop(host, ctx)
         self._write_files(host, ctx, ini=True)
         self.start(host, ctx)
+
+
+def admin_argv(host: LabHost, command: str) -> list[str]:
+    """psql on the host's PgBouncer admin console, unaligned (``|``), tuples only."""
+    return ["env", "PGCONNECT_TIMEOUT=3", "timeout", "5", f"{BINDIR}/psql", "-X", "-A", "-t",
+            "-q", "-h", host.address, "-p", str(BOUNCER_PORT), "-U", BOUNCER_ADMIN,
+            "-d", "pgbouncer", "-c", command]  # fmt: skip
+
+
+def bouncer_cluster(host: LabHost) -> LabCluster:
+    """The cluster whose primary the PgBouncer on ``host`` follows."""
+    return next(c for c in CLUSTERS if c.bouncers in host.groups)
 
 
 PGBOUNCER = register(PgBouncerService())

@@ -1,7 +1,8 @@
 """Fixtures for tests against the real lab fleet (root, real sshd in namespaces).
 
-* ``lab`` (session): an 8-host lab on port 2322 ($OPSKIT_LAB_TEST_PORT) in a tmp state
-  dir, inventory at ``<tmp>/lab.yml``; yields its LabStatus; ``down`` at session end.
+* ``lab`` (session): a 12-host lab (both PostgreSQL clusters) on port 2322
+  ($OPSKIT_LAB_TEST_PORT) in a tmp state dir, inventory at ``<tmp>/lab.yml``; yields its
+  LabStatus; ``down`` at session end.
   A developer's own lab (port 2222, /var/lib/opskit-lab) is never touched.
 * ``lab_params`` (session): the keyword arguments of that ``up``.
 * ``lab_restore`` (function): a callable that brings every lab host back (``up`` again, so
@@ -25,9 +26,9 @@ import pytest
 import opskit.lab as labmod
 from opskit.lab import LabStatus
 
-LAB_HOSTS = 10
+LAB_HOSTS = 12  # the default lab: hosts 11 and 12 are the second PostgreSQL cluster
 # Not 2222: the developer's own lab may be running. Two test sessions at once on one machine
-# need different ports (OPSKIT_LAB_TEST_PORT), as both use 127.10.0.1-8.
+# need different ports (OPSKIT_LAB_TEST_PORT), as both use 127.10.0.1-12.
 LAB_PORT = int(os.environ.get("OPSKIT_LAB_TEST_PORT", "2322"))
 
 

@@ -1,6 +1,8 @@
-"""The lab's PostgreSQL cluster: PostgreSQL 15 + repmgr on db1-db3, PgBouncer on lb1.
+"""The lab's PostgreSQL clusters: PostgreSQL 15 + repmgr on db1-db3, PgBouncer on lb1 (``main``),
+and on shard1-shard2 with a PgBouncer on each (``shard``).
 
-db1 is the primary, db2 and db3 stream from it, PgBouncer sends ``app`` to db1; lab.yml
+db1 is the primary, db2 and db3 stream from it, PgBouncer sends ``app`` to db1 (shard1 and
+shard2 likewise, tested in test_pg_clusters.py); lab.yml
 carries the ``postgres:`` / ``pgbouncer:`` vars `opskit pg` reads; ``up`` starts a stopped
 node as whatever it is now; ``reset_cluster()`` rebuilds the initial topology; ``down``
 leaves no server behind.
@@ -29,6 +31,7 @@ from opskit.lab.services import hosts_for
 pytestmark = pytest.mark.lab
 
 DB = ("db1", "db2", "db3")
+SHARD = ("shard1", "shard2")
 BIN = pg_service.BINDIR
 EXPECTED_PG_VARS = {
     "port": 5432,
@@ -40,7 +43,11 @@ EXPECTED_PG_VARS = {
     "app_user": "app",
     "max_lag_bytes": 16777216,
     "pgbouncer": "pgbouncer",
+    "cluster": "main",
 }
+# The second cluster: its own name, a PgBouncer on each node, lb1 a witness for its lease.
+EXPECTED_SHARD_VARS = {**EXPECTED_PG_VARS, "pgbouncer": "shard", "cluster": "shard",
+                       "witnesses": "lb1"}
 EXPECTED_BOUNCER_VARS = {
     "ini": "/etc/opskit-lab/pgbouncer/pgbouncer.ini",
     "port": 6432,
@@ -130,11 +137,13 @@ def initial(lab: LabStatus) -> Iterator[LabStatus]:
 
 def test_postgres_runs_on_db1_to_db3_and_pgbouncer_on_lb1(lab: LabStatus) -> None:
     status = labmod.status(state_dir=lab.state_dir)
-    for host in status.hosts:
-        assert host.services.get("postgres") == (True if host.name in DB else None), host.name
-        assert host.services.get("pgbouncer") == (True if host.name == "lb1" else None)
+    for host in status.hosts:  # and the second cluster: PgBouncer beside each of its nodes
+        assert host.services.get("postgres") == (
+            True if host.name in (*DB, *SHARD) else None), host.name
+        assert host.services.get("pgbouncer") == (
+            True if host.name in ("lb1", *SHARD) else None), host.name
     postgres_uid = pwd.getpwnam("postgres").pw_uid
-    for name in DB:
+    for name in (*DB, *SHARD):
         pid = pg_service.postmaster_pid(status.host(name), _context(status))
         assert pid is not None
         # The postmaster runs as postgres, inside this host's namespace (its /data, its
@@ -169,8 +178,12 @@ def test_lab_yml_has_the_cluster_vars_and_groups(lab: LabStatus) -> None:
     assert set(inv["children"]["postgres"]["hosts"]) == set(DB)
     assert set(inv["children"]["pgbouncer"]["hosts"]) == {"lb1"}
     assert inv["children"]["pgbouncer"]["vars"] == {"pgbouncer": EXPECTED_BOUNCER_VARS}
+    assert set(inv["children"]["shard"]["hosts"]) == set(SHARD)  # not in db: -l db is main
+    assert inv["children"]["shard"]["vars"] == {"pgbouncer": EXPECTED_BOUNCER_VARS}
     for name, hvars in inv["hosts"].items():
-        assert hvars.get("postgres") == (EXPECTED_PG_VARS if name in DB else None), name
+        expected = (EXPECTED_PG_VARS if name in DB else EXPECTED_SHARD_VARS if name in SHARD
+                    else None)
+        assert hvars.get("postgres") == expected, name
     # The inventory names the socket dir, repmgr.conf and the data directory as they are.
     pg = inv["hosts"]["db2"]["postgres"]
     assert in_host(lab, "db2", ["test", "-f", pg["repmgr_conf"]]).returncode == 0
@@ -180,9 +193,10 @@ def test_lab_yml_has_the_cluster_vars_and_groups(lab: LabStatus) -> None:
 @pytest.mark.parametrize(("count", "nodes", "bouncers"), [
     (8, [], []),
     (9, list(DB), ["lb1"]),
-    (100, list(DB), ["lb1"]),  # db4-db10 and lb2-lb8 get neither
+    (12, [*DB, *SHARD], ["lb1", *SHARD]),  # the second cluster: a PgBouncer on each node
+    (100, [*DB, *SHARD], ["lb1", *SHARD]),  # db4-db10 and lb2-lb8 get neither
 ])  # fmt: skip
-def test_only_labs_with_three_db_hosts_have_the_cluster(
+def test_only_labs_with_three_db_hosts_have_the_clusters(
     count: int, nodes: list[str], bouncers: list[str], tmp_path: pathlib.Path
 ) -> None:
     hosts = [LabHost(s.name, s.address, 2222, s.name, None, s.groups, tmp_path / s.name)
@@ -275,7 +289,9 @@ def test_up_starts_a_stopped_node_as_what_it_is_now(initial: LabStatus, lab_rest
 def test_reset_cluster_restores_the_topology_after_a_manual_promotion(initial: LabStatus) -> None:
     lab = initial
     as_postgres(lab, "db2", f"{BIN}/pg_ctl", "-D", "/data/pg/15/main", "-w", "promote")
+    as_postgres(lab, "shard2", f"{BIN}/pg_ctl", "-D", "/data/pg/15/main", "-w", "promote")
     assert wait_for(lambda: in_recovery(lab, "db2") is False)
+    assert wait_for(lambda: in_recovery(lab, "shard2") is False)
     # Re-point PgBouncer at db2, as a failover would.
     ini = pgbouncer_service.BOUNCER_INI
     sed = f"s/host={lab.host('db1').address} /host={lab.host('db2').address} /"
@@ -293,11 +309,13 @@ def test_reset_cluster_restores_the_topology_after_a_manual_promotion(initial: L
     print(f"reset_cluster took {took:.1f} s")
     assert is_initial(lab)
     assert took < 60
+    # Both clusters: shard1 the primary of shard again, shard2 its standby.
+    assert in_recovery(lab, "shard1") is False and streams_from(lab, "shard2", "shard1")
     with connect(lab, "lb1", port=6432) as conn:  # a fresh cluster: the table is gone
         assert conn.execute("select to_regclass('after_promotion')").fetchone() == (None,)
     status = labmod.status(state_dir=lab.state_dir)
-    assert all(status.host(n).services["postgres"] for n in DB)
-    assert status.host("lb1").services["pgbouncer"]
+    assert all(status.host(n).services["postgres"] for n in (*DB, *SHARD))
+    assert all(status.host(n).services["pgbouncer"] for n in ("lb1", *SHARD))
 
 
 def _parent(pid: int) -> int | None:
@@ -312,8 +330,8 @@ def test_down_leaves_no_postgres_or_pgbouncer(lab: LabStatus, lab_params) -> Non
     """Down the session lab itself (a second lab would clash on 127.10.0.N:5432), then up."""
     status = labmod.status(state_dir=lab.state_dir)
     ctx = _context(status)
-    ours = [pg_service.postmaster_pid(status.host(n), ctx) for n in DB]
-    ours.append(pgbouncer_service.bouncer_pid(status.host("lb1")))
+    ours = [pg_service.postmaster_pid(status.host(n), ctx) for n in (*DB, *SHARD)]
+    ours += [pgbouncer_service.bouncer_pid(status.host(n)) for n in ("lb1", *SHARD)]
     assert all(ours)
     family = set(ours) | {p for p in procs.pids() if _parent(p) in ours}  # + backends etc.
     assert len(family) > len(ours)
@@ -322,7 +340,9 @@ def test_down_leaves_no_postgres_or_pgbouncer(lab: LabStatus, lab_params) -> Non
         for name in DB:
             assert f"stopped postgres on {name}" in lines
             assert f"stopped data-xfs on {name}" in lines
-        assert "stopped pgbouncer on lb1" in lines
+        for name in ("lb1", *SHARD):
+            assert f"stopped pgbouncer on {name}" in lines
+        assert "stopped postgres on shard2" in lines
         assert not [line for line in lines if "failed" in line]
         assert [p for p in family if procs.alive(p)] == []
         assert labmod.lab_mounts(lab.state_dir, [h.name for h in lab.hosts]) == []

@@ -60,6 +60,12 @@ def _wait(t: Target, done: Callable[[str], bool], timeout: float) -> tuple[str, 
 
 
 def deregister(t: Target, drain_timeout: float, note: Callable[[str], None]) -> dict[str, Any]:
+    # Out of the group already (a deploy interrupted between its deregister and register):
+    # nothing to drain, and DeregisterTargets would refuse a target that is not registered.
+    before = aws.call(t.state, "read target health", error=CommandFailed)
+    if before == "unused":
+        note(f"{t.instance_id} is not in the target group: nothing to drain")
+        return {"deregistered": False, "drain_state": before, "drain_seconds": 0.0}
     aws.call(lambda: t.client.deregister_targets(TargetGroupArn=t.arn,
                                                  Targets=[{"Id": t.instance_id}]),
              "deregister from target group", error=CommandFailed)

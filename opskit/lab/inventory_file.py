@@ -94,6 +94,14 @@ def render(
     return {"all": top}
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Every value written out where it is used: hosts may share a settings dict (the second
+    cluster's witnesses, its PgBouncers), and `&id001` anchors would make lab.yml hard to read."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def _find_group(children: dict[str, Any], name: str) -> dict[str, Any]:
     """The body of group ``name`` at any depth (a role, or a subgroup such as pg_primary)."""
     if name in children:
@@ -120,7 +128,7 @@ def write(
     """Write the inventory atomically (readers never see half a file); returns its path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = render(specs, port=port, state_dir=state_dir, extra=extra, user=user)
-    body = yaml.safe_dump(data, sort_keys=False, width=1000)
+    body = yaml.dump(data, Dumper=_PlainDumper, sort_keys=False, width=1000)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(HEADER + body)
     os.replace(tmp, path)

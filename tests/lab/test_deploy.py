@@ -24,7 +24,8 @@ import opskit.lab as labmod
 from opskit.lab import LabStatus
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOY_HOSTS = 16  # the lab's growth order gives 8 app hosts at 16
+# The lab's growth order gives 8 app hosts at 18 (hosts 11-12: the second PostgreSQL cluster).
+DEPLOY_HOSTS = 18
 
 
 def opskit(inv: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

@@ -203,25 +203,15 @@ def _shown(value: Any) -> str:
 
 def _keys_at(model: type[Settings], path: Sequence[Any]) -> list[str]:
     """The valid keys of the (nested) mapping at ``path``: for the did-you-mean."""
+    from opskit.settings.base import nested_model
+
     current: Any = model
     for part in path:
         fields = getattr(current, "model_fields", None)
         if not fields or part not in fields:
             return []
-        current = _model_of(fields[part].annotation)
+        current = nested_model(fields[part].annotation)
     return list(getattr(current, "model_fields", {}) or [])
-
-
-def _model_of(annotation: Any) -> Any:
-    from typing import get_args
-
-    if hasattr(annotation, "model_fields"):
-        return annotation
-    for arg in get_args(annotation):
-        found = _model_of(arg)
-        if found is not None:
-            return found
-    return None
 
 
 def _near_misses(host: Host, domains: Sequence[str]) -> Iterable[Problem]:

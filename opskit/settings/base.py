@@ -127,6 +127,17 @@ def _marked(metadata: list[Any], annotation: Any) -> bool:
     return any(_marked([], arg) for arg in get_args(annotation))
 
 
+def nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The model a field's type holds (``Publish``, ``Publish | None``), else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = nested_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
 def pattern_fields(model: BaseModel) -> list[tuple[tuple[str, ...], str]]:
     """Every (path, pattern) of ``model`` whose field is a :data:`Pattern`, nested included."""
     found: list[tuple[tuple[str, ...], str]] = []

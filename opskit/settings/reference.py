@@ -73,7 +73,7 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
         key = f"{prefix}.{name}"
         rows.append(f"| `{key}` | {_type(info)} | {_default(info)} | "
                     f"{_cell(info.description or '')} |\n")
-        nested = _nested(info.annotation)
+        nested = base.nested_model(info.annotation)
         if nested is not None:
             rows.extend(_rows(nested, key))
     return rows
@@ -134,16 +134,6 @@ def _annotation(tp: Any) -> str:
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return "mapping"
     return {str: "string", int: "integer", float: "number", bool: "bool"}.get(tp, str(tp))
-
-
-def _nested(tp: Any) -> type[BaseModel] | None:
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return tp
-    for arg in typing.get_args(tp):
-        found = _nested(arg)
-        if found is not None:
-            return found
-    return None
 
 
 if __name__ == "__main__":

@@ -376,8 +376,14 @@ def test_two_deploys_at_once_one_runs_the_other_is_refused(released: LabStatus,
         err_first.append(line)
         if line.startswith("batch 1"):
             break
-    second = start("v2")
-    out2, err2 = second.communicate(timeout=300)
+    # Paused while the second runs: however slowly the second starts (building its artifact
+    # comes before its lease), the first still holds its lease then (ttl 120 s, far longer).
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = start("v2")
+        out2, err2 = second.communicate(timeout=300)
+    finally:
+        first.send_signal(signal.SIGCONT)
     out1, rest = first.communicate(timeout=300)
     assert (first.returncode, second.returncode) == (0, 4), (err_first, rest, err2)
     assert "locked by" in err2 and "Traceback" not in err2 + rest

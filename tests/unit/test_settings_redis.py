@@ -155,4 +155,5 @@ def test_no_redis_vars() -> None:
 
 def test_the_schema_has_the_keys_the_config_reads() -> None:
     assert set(RedisSettings.model_fields) == {
-        "port", "ports", "cli", "max_link_down_seconds", "publish"}
+        "port", "ports", "cli", "max_link_down_seconds", "publish", "group", "auth", "tls",
+        "sentinel", "instances"}

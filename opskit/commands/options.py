@@ -15,7 +15,6 @@ import functools
 import getpass
 import math
 import os
-import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 import click
 
 from opskit import inventory as inventory_mod
+from opskit import secretfile
 from opskit.errors import InventoryError, UsageError
 from opskit.inventory import Host, Inventory
 from opskit.output import Environment
@@ -35,7 +35,6 @@ DEFAULT_FORKS = 50
 SUDO_PASS_FILE_ENV = "OPSKIT_SUDO_PASS_FILE"
 # Read by nobody: named so that whoever sets it learns why (see _refuse_password_in_env).
 SUDO_PASSWORD_ENV = "OPSKIT_SUDO_PASSWORD"
-_MAX_PASS_FILE = 4096  # a password file, not a file that happens to be there
 
 
 @dataclass
@@ -130,52 +129,11 @@ def ask_sudo_password(stdin_isatty: bool) -> SudoPassword:
 
 
 def read_sudo_password_file(path: str) -> SudoPassword:
-    """--sudo-pass-file: the password in a file nobody else may read (ssh's rule for keys),
-    owned by the operator (or root); one trailing newline is not part of it. No message
-    ever quotes the file's content."""
-    where = os.path.expanduser(path)
-    try:
-        fd = os.open(where, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
-    except OSError as exc:
-        raise UsageError(f"cannot read the sudo password file {path}: {exc.strerror}",
-                         hint="give a file that holds the password on one line "
-                         f"(--sudo-pass-file FILE or {SUDO_PASS_FILE_ENV})") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"the sudo password file {path} is not a regular file",
-                             hint="give a file that holds the password on one line")
-        if st.st_mode & 0o077:
-            raise UsageError(f"the sudo password file {path} is open to others (mode "
-                             f"{stat.S_IMODE(st.st_mode):04o}): refusing to use it",
-                             hint=f"chmod 600 {path} (only its owner may read it, as ssh "
-                             "wants of a private key)")
-        if st.st_uid not in (os.geteuid(), 0):
-            raise UsageError(f"the sudo password file {path} belongs to uid {st.st_uid}, not "
-                             "to you or root: refusing to use it",
-                             hint=f"use a file of your own (chown, then chmod 600 {path})")
-        data = os.read(fd, _MAX_PASS_FILE + 1)
-    finally:
-        os.close(fd)
-    if len(data) > _MAX_PASS_FILE:
-        raise UsageError(f"the sudo password file {path} is larger than {_MAX_PASS_FILE} bytes",
-                         hint="the file holds the password alone, on one line")
-    if data.endswith(b"\n"):
-        data = data[:-1]
-    try:
-        value = data.decode()
-    except UnicodeDecodeError:
-        raise UsageError(f"the sudo password file {path} is not UTF-8 text",
-                         hint="the file holds the password alone, on one line") from None
-    if not value:
-        raise UsageError(f"the sudo password file {path} is empty",
-                         hint="write the password into it: printf '%s\\n' PASSWORD > FILE "
-                         "in a shell without history, or an editor")
-    if any(c in value for c in "\n\r\0"):
-        raise UsageError(f"the sudo password file {path} holds more than one line (or a CR "
-                         "or NUL): sudo reads one line", hint="the file holds the password "
-                         "alone, on one line (one trailing newline is fine)")
-    return SudoPassword(value, f"file {path}")
+    """--sudo-pass-file: the password in a file nobody else may read, owned by the operator
+    (or root); one trailing newline is not part of it (opskit.secretfile)."""
+    secret = secretfile.read(path, "the sudo password file",
+                             how=f"--sudo-pass-file FILE or {SUDO_PASS_FILE_ENV}")
+    return SudoPassword.of(secret)
 
 
 def _refuse_password_in_env() -> None:

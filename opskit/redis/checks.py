@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from opskit.redis import sentinel
+from opskit.redis.config import Topology
 from opskit.redis.state import MASTER, REPLICA, InstanceState, TopologyState
 
 
@@ -47,6 +49,16 @@ def warnings(fs: TopologyState) -> list[str]:
             out.append(f"{x.name}: uses over half the host's RAM (a fork for BGSAVE could "
                        "double it)")
     return out
+
+
+def group_warnings(topo: Topology, fs: TopologyState) -> list[str]:
+    """The instances' warnings, then the Sentinels': theirs declared (do they answer, agree
+    with the instances, reach their quorum) or not (connected to the group all the same)."""
+    masters = fs.masters
+    master = masters[0].endpoint if len(masters) == 1 else None
+    connected = max((x.sentinels_connected or 0 for x in fs.instances), default=0)
+    return warnings(fs) + sentinel.warnings(fs.sentinels, master, topo.sentinel is not None,
+                                            connected)
 
 
 def problems(x: InstanceState, master: str | None, max_link_down: float) -> list[str]:

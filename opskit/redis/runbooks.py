@@ -12,7 +12,7 @@ from typing import Any
 
 from opskit.errors import SafetyError, StepError
 from opskit.inventory import Host
-from opskit.redis import actions, checks, state
+from opskit.redis import actions, checks, sentinel, state
 from opskit.redis.config import Instance, Topology
 from opskit.redis.state import MASTER, REPLICA, TopologyState
 from opskit.runner import interrupts
@@ -106,9 +106,33 @@ def _interrupted(what: str, p: _Progress, new: Instance, old: str | None,
                               hint=hint)
 
 
+def _refuse_undeclared_sentinels(topo: Topology, fs: TopologyState, what: str) -> None:
+    """Sentinels watch the group but its settings do not say so: acting behind their back
+    would fight them (each REPLICAOF undone by the other)."""
+    watched = [x for x in fs.instances if x.sentinels_connected]
+    if topo.sentinel is None and watched:
+        raise SafetyError(f"refusing to {what} the group {topo.name}: Sentinels watch it "
+                          f"({', '.join(f'{x.name}: {x.sentinels_connected}' for x in watched)}"
+                          " connected) and would fight opskit over the master",
+                          hint="declare them in redis.sentinel (master, hosts) so that "
+                          "promote hands the failover to them, or let them fail over")
+
+
+def _refuse_sentinel_group(topo: Topology, what: str) -> None:
+    if topo.sentinel is not None:
+        raise SafetyError(f"refusing to {what} in the group {topo.name}: its Sentinels "
+                          f"({', '.join(topo.sentinel.names())}) manage the master",
+                          hint=f"`opskit redis promote --group {topo.name}` hands a failover "
+                          "to them (SENTINEL FAILOVER); they re-point a returning master "
+                          "themselves")
+
+
 def promote(topo: Topology, pool: HostPool, rb: Runbook, *, to: str | None, force: bool,
             publish_hosts: list[Host]) -> dict[str, Any]:
     fs = _gather(topo, pool, rb, "preflight: INFO from every instance")
+    _refuse_undeclared_sentinels(topo, fs, "promote in")
+    if topo.sentinel is not None:
+        return _sentinel_promote(topo, pool, rb, fs, to=to, publish_hosts=publish_hosts)
     limit = min(i.max_link_down_seconds for i in topo.instances)
     d = checks.decide_promote(fs, to, limit)
     if d.target is None:
@@ -158,7 +182,9 @@ def promote(topo: Topology, pool: HostPool, rb: Runbook, *, to: str | None, forc
 
 def switchover(topo: Topology, pool: HostPool, rb: Runbook, *, to: str, timeout_ms: int,
                publish_hosts: list[Host]) -> dict[str, Any]:
+    _refuse_sentinel_group(topo, "switch over")
     fs = _gather(topo, pool, rb, "preflight: INFO from every instance")
+    _refuse_undeclared_sentinels(topo, fs, "switch over")
     target = topo.find(to)
     masters = fs.masters
     refusals = []
@@ -203,9 +229,81 @@ def switchover(topo: Topology, pool: HostPool, rb: Runbook, *, to: str, timeout_
     return {"target": target.name, "old_master": old.name}
 
 
+def _sentinel_promote(topo: Topology, pool: HostPool, rb: Runbook, fs: TopologyState, *,
+                      to: str | None, publish_hosts: list[Host]) -> dict[str, Any]:
+    """SENTINEL FAILOVER on the first Sentinel that answers: it picks the replica (its own
+    order: replica-priority, offset, run id) and re-points the others; opskit waits until
+    the Sentinel names the new master and that instance says role:master, then publishes.
+    Works with the master up too (the Sentinels' manual failover)."""
+    assert topo.sentinel is not None
+    name = topo.sentinel.master
+    if to is not None:
+        raise SafetyError(f"--to is refused in the group {topo.name}: its Sentinels choose "
+                          "the replica to promote",
+                          hint="steer them with replica-priority (lower wins, 0 never), or "
+                          "drop --to")
+    answering = [v for v in fs.sentinels if v.answering]
+    if not answering:
+        raise SafetyError(f"no Sentinel of the group {topo.name} answers: "
+                          + "; ".join(f"{v.name}: {v.error}" for v in fs.sentinels),
+                          hint="start a Sentinel, or check redis.sentinel.hosts")
+    busy = [v.name for v in answering if v.flags and "failover_in_progress" in v.flags]
+    if busy:
+        raise SafetyError(f"a Sentinel failover of {name} is already in progress "
+                          f"({', '.join(busy)})", hint="`opskit redis status` shows when it "
+                          "is done")
+    w = next(x for x in sentinel.watchers(topo) if x.name == answering[0].name)
+    old = answering[0].master
+    p = _Progress()
+    out: dict[str, Any] = {}
+
+    def ask(st: Step) -> None:
+        s = pool.get(w.host)
+        sentinel.failover(s, w, name)
+        new = sentinel.wait_new_master(s, w, name, old, timeout=60)
+        inst = next((i for i in topo.instances if i.endpoint == new), None)
+        if inst is None:
+            raise CommandFailed(f"the Sentinels promoted {new}, not an instance of the group "
+                                f"{topo.name} in the inventory")
+        sentinel.wait_role_master(pool.get(inst.host), inst, timeout=30)
+        p.master = p.replicas = True
+        out["target"] = inst.name
+        st.detail = f"{w.name} promoted {inst.name} (was {old}); role:master"
+
+    old_name = next((x.name for x in fs.instances if x.endpoint == old), old)
+    try:
+        with rb.critical("SENTINEL FAILOVER -> new master", leaves=lambda: _state_left(
+                p, out.get("target", "a replica"), old_name, False)):
+            rb.step(f"SENTINEL FAILOVER {name} on {w.name} (the Sentinels choose and "
+                    "re-point)", w.host.name,
+                    does=f"SENTINEL FAILOVER {name}; wait until the Sentinel names a master "
+                         f"other than {old} and it says role:master",
+                    run=ask)
+        if not rb.dry_run:
+            new = topo.find(out["target"])
+            _publish(topo, pool, rb, publish_hosts, new)
+        p.published = True
+    except CommandFailed as exc:
+        raise StepError(f"promote stopped: {exc}",
+                        hint="`opskit redis status` shows the topology and the Sentinels' "
+                        "view") from None
+    except (KeyboardInterrupt, interrupts.Stopped):
+        said = (f"the Sentinels promoted {out['target']}; the apps were "
+                f"{'' if p.published else 'NOT '}told" if p.master else
+                "SENTINEL FAILOVER may have been sent: the Sentinels finish a failover they "
+                "started on their own")
+        raise interrupts.Stopped(f"redis promote interrupted: {said}.",
+                                 hint="`opskit redis status` shows the topology and the "
+                                 "Sentinels' view") from None
+    return {"target": out.get("target"), "old_master": old, "forced": False,
+            "sentinel": w.name}
+
+
 def rejoin(topo: Topology, pool: HostPool, rb: Runbook, *, spec: str) -> dict[str, Any]:
     node = topo.find(spec)
+    _refuse_sentinel_group(topo, "rejoin an instance")
     fs = _gather(topo, pool, rb, "preflight: INFO from every instance")
+    _refuse_undeclared_sentinels(topo, fs, "rejoin an instance in")
     me = fs.get(node.name)
     if not me.up:
         raise SafetyError(f"{node.name} is {me.role}: start it first ({me.error})")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from opskit.redis import info, tools
+from opskit.redis import info, sentinel, tools
 from opskit.redis.config import Instance, Topology
 from opskit.runner.hostpool import HostPool
 from opskit.transport.errors import ConnectFailed
@@ -38,6 +38,9 @@ class InstanceState:
     maxmemory: int | None = None
     host_ram: int | None = None
     rdb_file: str | None = None
+    # Sentinels connected to it (distinct ids of their pub/sub connections): a group they
+    # watch, declared in redis.sentinel or not.
+    sentinels_connected: int | None = None
 
     @property
     def up(self) -> bool:
@@ -87,17 +90,20 @@ def parse_probe(i: Instance, out: str) -> InstanceState:
         kb = parts[3].split()
         if len(kb) >= 2 and kb[1].isdigit():
             st.host_ram = int(kb[1]) * 1024
+    if len(parts) > 4:
+        st.sentinels_connected = len(sentinel.connected_ids(parts[4]))
     return st
 
 
 def probe(s: Session, i: Instance) -> InstanceState:
-    out = s.run(tools.probe_script(i), check=False, timeout=20)
+    out = tools.run(s, i, tools.probe_body(i), timeout=20)
     return parse_probe(i, out.stdout)
 
 
 @dataclass
 class TopologyState:
     instances: list[InstanceState]
+    sentinels: list[sentinel.SentinelView] = field(default_factory=list)
 
     def get(self, name: str) -> InstanceState:
         return next(x for x in self.instances if x.name == name)
@@ -107,28 +113,46 @@ class TopologyState:
         return [x for x in self.instances if x.role == MASTER]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"instances": [x.to_dict() for x in self.instances]}
+        return {"instances": [x.to_dict() for x in self.instances],
+                "sentinels": [x.to_dict() for x in self.sentinels]}
 
 
 def gather(topo: Topology, pool: HostPool) -> TopologyState:
-    hosts = {i.host.name: i.host for i in topo.instances}
+    """Every instance's INFO and every declared Sentinel's view, one round trip per host
+    (a host that runs both answers both in the same step)."""
     by_host: dict[str, list[Instance]] = {}
     for i in topo.instances:
         by_host.setdefault(i.host.name, []).append(i)
-    got = pool.each(list(hosts.values()),
-                    lambda s: [probe(s, i) for i in by_host[s.host.name]])
+    watchers = sentinel.watchers(topo)
+    ends: dict[str, list[Instance]] = {}
+    for w in watchers:
+        ends.setdefault(w.host.name, []).append(w)
+    hosts = {i.host.name: i.host for i in [*topo.instances, *watchers]}
+    master = topo.sentinel.master if topo.sentinel else ""
+
+    def ask(s: Session) -> tuple[list[InstanceState], list[sentinel.SentinelView]]:
+        return ([probe(s, i) for i in by_host.get(s.host.name, [])],
+                [sentinel.view(s, w, master) for w in ends.get(s.host.name, [])])
+
+    got = pool.each(list(hosts.values()), ask)
     out: list[InstanceState] = []
-    for name, insts in by_host.items():
+    views: list[sentinel.SentinelView] = []
+    for name in hosts:
         r = got[name]
-        if isinstance(r, ConnectFailed):
-            out += [InstanceState(i.name, i.endpoint, UNREACHABLE, error=r.message) for i in insts]
-        elif isinstance(r, Exception):
-            out += [InstanceState(i.name, i.endpoint, DOWN, error=str(r)) for i in insts]
+        insts, sents = by_host.get(name, []), ends.get(name, [])
+        if isinstance(r, Exception):
+            role = UNREACHABLE if isinstance(r, ConnectFailed) else DOWN
+            why = r.message if isinstance(r, ConnectFailed) else str(r)
+            out += [InstanceState(i.name, i.endpoint, role, error=why) for i in insts]
+            views += [sentinel.SentinelView(w.name, False, error=why) for w in sents]
         else:
-            out += r
+            out += r[0]
+            views += r[1]
     order = {i.name: n for n, i in enumerate(topo.instances)}
     out.sort(key=lambda x: order[x.name])
-    fs = TopologyState(out)
+    worder = {w.name: n for n, w in enumerate(watchers)}
+    views.sort(key=lambda x: worder[x.name])
+    fs = TopologyState(out, views)
     compute_lag(fs)
     return fs
 

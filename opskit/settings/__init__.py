@@ -187,7 +187,10 @@ def _problem(model: type[Settings], domain: str, err: Mapping[str, Any],
     message = message.removeprefix("Value error, ")
     if kind in ("model_type", "dataclass_type", "dict_type"):
         message = "must be a mapping of settings"
-    if any(is_secret_name(str(part)) for part in (domain, *loc)):
+    # A mapping's own check (auth: set password_file or secret_file) speaks of its keys, not
+    # of values: shown even under a secret-looking name.
+    whole = kind.startswith("value_error") and isinstance(err.get("input"), Mapping)
+    if not whole and any(is_secret_name(str(part)) for part in (domain, *loc)):
         # aws.secret_access_key: 12345 must not reach a terminal or a CI log.
         return Problem(where, key, "is not valid (a secret's value is not shown)",
                        f"see {REFERENCE} for what it must be")

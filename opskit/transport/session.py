@@ -28,6 +28,7 @@ from invoke.exceptions import CommandTimedOut as InvokeTimedOut
 from invoke.exceptions import UnexpectedExit
 
 from opskit.inventory import Host
+from opskit.secretfile import Secret
 from opskit.transport import process
 from opskit.transport.errors import CommandFailed, CommandTimedOut, Interrupted, SudoRefused
 from opskit.transport.process import HostProcess
@@ -43,27 +44,17 @@ _PROBE_TIMEOUT = 15.0
 _NOPASSWD, _PASSWORD = "opskit-sudo:nopasswd", "opskit-sudo:password"
 
 
-class SudoPassword:
+class SudoPassword(Secret):
     """The login's sudo password for one run: given to sudo on stdin, shown nowhere (its repr
-    and str name only where it came from), never joined into a command line."""
+    and str name only where it came from), never joined into a command line. ``line()`` is
+    what ``sudo -S`` reads: sudo reads up to the newline, one byte at a time, and leaves the
+    rest of stdin to the step."""
 
-    __slots__ = ("_value", "source")
+    __slots__ = ()
 
-    def __init__(self, value: str, source: str) -> None:
-        if not value or any(c in value for c in "\n\r\0"):
-            raise ValueError("a sudo password is one non-empty line")
-        self._value = value
-        self.source = source  # "the prompt", "file /path": for messages
-
-    def line(self) -> bytes:
-        """What ``sudo -S`` reads: the password and one newline (sudo reads up to it, one byte
-        at a time, and leaves the rest of stdin to the step)."""
-        return (self._value + "\n").encode()
-
-    def __repr__(self) -> str:
-        return f"SudoPassword(from {self.source})"
-
-    __str__ = __repr__
+    @classmethod
+    def of(cls, secret: Secret) -> SudoPassword:
+        return cls(secret._value, secret.source)
 
 
 def elevated(command: str, *, login_user: str, as_user: str = "root",

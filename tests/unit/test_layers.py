@@ -72,4 +72,4 @@ def test_onhost_programs_import_only_the_standard_library() -> None:
 def test_only_the_utilities_sit_at_the_top() -> None:
     top = sorted(p.name for p in (ROOT / "opskit").glob("*.py"))
     assert top == ["__init__.py", "__main__.py", "aws.py", "cli.py", "errors.py", "journal.py",
-                   "lock.py", "output.py", "redact.py", "units.py"]
+                   "lock.py", "output.py", "redact.py", "secretfile.py", "units.py"]

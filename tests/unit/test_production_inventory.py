@@ -115,16 +115,36 @@ def test_pg_status_over_db_plans_twelve_clusters_each_whole(inv: Inventory) -> N
     assert paged.names == ["shard07"] and paged.added == {"shard07": ("pg07b",)}
 
 
-@pytest.mark.parametrize("group", ["redis_feed", "redis_activity", "redis_sessions"])
-def test_each_redis_subsystem_has_its_pairs_and_publishes_to_the_apps(
-        inv: Inventory, group: str) -> None:
+@pytest.mark.parametrize(("group", "name"), [("redis_feed1", "feed1"), ("redis_feed2", "feed2"),
+                                           ("redis_activity", "activity"),
+                                           ("redis_sessions", "sessions")])
+def test_each_redis_pair_is_a_group_that_publishes_to_the_apps(
+        inv: Inventory, group: str, name: str) -> None:
     from opskit.redis import config
 
     topology = config.load(inv, inv.select(group))
-    assert topology.instances and all(i.port == 6379 for i in topology.instances)
+    assert topology.name == name and len(topology.instances) == 2
+    assert all(i.port == 6379 and i.group == name for i in topology.instances)
     assert topology.publish is not None and topology.publish.hosts == "app"
-    assert topology.publish.file.endswith(f"{group.removeprefix('redis_')}.json")
-    assert inv.select(topology.publish.hosts)
+    assert topology.publish.file.endswith(f"redis-{name}.json")
+
+
+def test_redis_status_over_redis_plans_four_groups_and_a_runbook_needs_one(
+        inv: Inventory) -> None:
+    from opskit.errors import InventoryError
+    from opskit.redis import config
+
+    fleet = config.fleet(inv, inv.select("redis"))
+    assert fleet.names == ["feed1", "activity", "sessions", "feed2"]
+    # "redis02a is down": -l redis02a is its whole group, redis02b added.
+    paged = config.fleet(inv, inv.select("redis02a"))
+    assert paged.names == ["activity"] and paged.added == {"activity": ("redis02b:6379",)}
+    with pytest.raises(InventoryError, match="spans 4 Redis groups: feed1, activity"):
+        config.load(inv, inv.select("redis"))
+    assert config.load(inv, inv.select("redis"), group="feed2").name == "feed2"
+    assert config.load(inv, inv.select("redis"), named=["redis03b:6379"]).name == "sessions"
+    with pytest.raises(InventoryError, match="redis03b:6379 is in the Redis group sessions"):
+        config.load(inv, inv.select("redis"), group="feed1", named=["redis03b:6379"])
 
 
 def test_health_thresholds_load_for_every_host(inv: Inventory) -> None:

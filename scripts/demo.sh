@@ -57,18 +57,24 @@ step opskit snapshot list -l db1
 step opskit snapshot prune -l db1 --keep-last 1 --dry-run
 
 echo
-echo "== PostgreSQL: a primary and two standbys (repmgr), PgBouncer on lb1 =="
+echo "== PostgreSQL: two clusters: main (db1 primary, db2-3 standbys, PgBouncer on lb1) and"
+echo "   shard (shard1 primary, shard2 standby, a PgBouncer on each) =="
 step opskit lab pg-reset --yes         # from a known start, also when the demo ran before
-step opskit pg status                  # every cluster: main (db1-3) and shard (shard1-2)
-step opskit pg status -l db
-primary=$(opskit pg status -l db --json | python3 -c 'import json,sys; print(next(n["name"] for n in json.load(sys.stdin)["nodes"] if n["role"] == "primary"))')
-step opskit pg failover -l db --dry-run
+step opskit pg status                  # every cluster, each judged on its own, one summary line
+primary=$(opskit pg status --cluster main --json | python3 -c 'import json,sys; print(next(n["name"] for n in json.load(sys.stdin)["nodes"] if n["role"] == "primary"))')
+step opskit pg failover "$primary" --dry-run   # a host names its cluster
 echo
-echo "The primary ($primary) crashes: its postgres is stopped at once"
+echo "A runbook acts on one cluster: over both it is refused (exit 1), nothing changed"
+step bash -c 'opskit pg failover --yes; echo "exit $?"'
+echo
+echo "The primary of main ($primary) crashes: its postgres is stopped at once"
 step opskit exec -l "$primary" --yes -- 'runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D /data/pg/15/main -m immediate -w stop'
-step opskit pg failover -l db --yes
-step opskit pg rejoin -l db "$primary" --yes
-step opskit pg status -l db
+step bash -c 'opskit pg status; echo "exit $?"'   # main degraded (no primary), shard healthy
+step opskit pg failover "$primary" --yes
+step opskit pg rejoin "$primary" --yes
+echo
+echo "Fleet-wide again: main has its new primary, shard was never touched (same primary, timeline)"
+step opskit pg status
 echo
 echo "Two operators paged at once: both switch back to $primary. The cluster lease (held on the"
 echo "db and PgBouncer hosts) lets one act; the other is refused (exit 4), naming the holder."

@@ -92,14 +92,12 @@ def _inherited(r: RedisSettings, one: Any, key: str) -> Any:
 
 
 def _sentinels(inventory: Inventory | None, host: Host, raw: Any) -> Sentinels | None:
-    if raw is None:
+    if raw is None or inventory is None:  # without the inventory: not asked for (health)
         return None
     ends: list[tuple[Host, int]] = []
     for spec in raw.hosts:
         name, _, port = spec.rpartition(":")
-        found = inventory.hosts.get(name) if inventory is not None else None
-        if found is None and name == host.name:
-            found = host
+        found = inventory.hosts.get(name)
         if found is None:
             raise InventoryError(f"host {host.name}: redis.sentinel.hosts names {name!r}, not "
                                  "a host of the inventory",
@@ -110,8 +108,9 @@ def _sentinels(inventory: Inventory | None, host: Host, raw: Any) -> Sentinels |
 
 def instances(host: Host, inventory: Inventory | None = None) -> list[Instance]:
     """``host``'s Redis instances, its ``redis:`` settings checked (opskit.redis.settings).
-    ``inventory`` resolves the Sentinels' hosts (without it only the host itself can be
-    one). A ``secret_file`` is read here, once: a bad one fails before anything runs."""
+    ``inventory`` resolves the Sentinels' hosts (without it, ``sentinel`` is None: a caller
+    that only reads each instance, as health, needs none). A ``secret_file`` is read here:
+    a bad one fails before anything runs."""
     if not isinstance(host.vars.get("redis"), dict):
         raise InventoryError(f"host {host.name} has no redis settings",
                              hint="select the redis hosts, e.g. -l redis")

@@ -232,9 +232,14 @@ Exit status: 0 done, 1 the selection spans groups, 2 a save failed, 4 refused.
 @mutating("redis backup", locked=True)
 @shared_options
 def backup(app: AppContext, change: Change, allow_master: bool, group: str | None) -> int:
-    """BGSAVE on the replicas of one group (never a master unless --allow-master); waits
-    until LASTSAVE moves and the save is ok; reports each RDB file and its size."""
-    one = _one(app, group)
+    """BGSAVE on the selected replicas of one group (never a master unless --allow-master);
+    waits until LASTSAVE moves and the save is ok; reports each RDB file and its size."""
+    fleet = _fleet(app)
+    one = fleet.one(group=group)
+    # Saved: the instances the selection names (-l redis1: redis1's), not those brought in
+    # to judge the group whole.
+    named = [i.name for i in one.instances if i.name not in fleet.added.get(one.name, ())]
     return runbook_cmd.runbook(
         change, VIEW, f"BGSAVE on the replicas of the group {one.name}?",
-        lambda f, p, rb: runbooks.backup(f, p, rb, allow_master=allow_master), cfg=one)
+        lambda f, p, rb: runbooks.backup(f, p, rb, allow_master=allow_master, only=named),
+        cfg=one)

@@ -337,9 +337,12 @@ def rejoin(topo: Topology, pool: HostPool, rb: Runbook, *, spec: str) -> dict[st
     return {"node": node.name, "master": master.name, "changed": not rb.dry_run}
 
 
-def backup(topo: Topology, pool: HostPool, rb: Runbook, *, allow_master: bool) -> dict[str, Any]:
+def backup(topo: Topology, pool: HostPool, rb: Runbook, *, allow_master: bool,
+           only: list[str] | None = None) -> dict[str, Any]:
+    """BGSAVE on the group's replicas (``only``: of these instances)."""
     fs = _gather(topo, pool, rb, "preflight: INFO from every instance")
-    chosen = [x for x in fs.instances if x.role == REPLICA or (allow_master and x.role == MASTER)]
+    chosen = [x for x in fs.instances if (only is None or x.name in only)
+              and (x.role == REPLICA or (allow_master and x.role == MASTER))]
     skipped = [x.name for x in fs.instances if x not in chosen]
     if not chosen:
         raise SafetyError("no replica to save from (BGSAVE on a master forks the busiest "

@@ -9,10 +9,10 @@ replicas). Per run the service is reset to that topology and a client writes all
   immediate`: a crash), then `opskit pg failover -l db --yes` runs. Switchover: `opskit pg
   switchover -l db --to db2 --yes` with the primary alive.
 - Redis: against the group, as a client that looks for the master: SET to redis1, redis2,
-  redis3 in turn over a raw socket (a new connection each, 0.5 s timeout) until one says +OK,
-  every 10 ms. Promote: the master's redis-server killed (SIGKILL), then `opskit redis
-  promote -l redis --yes`. Switchover: `opskit redis switchover -l redis --to redis2:6379
-  --yes`.
+  redis3 in turn over a raw socket (a new connection each, AUTH first, 0.5 s timeout) until
+  one says +OK, every 10 ms. Promote: the master's redis-server killed (SIGKILL), then
+  `opskit redis promote -l redis --yes`. Switchover: `opskit redis switchover -l redis
+  --to redis2:6379 --yes`.
 
 Client-visible outage = the longest time the client went without a successful write, from
 the end of the last write that succeeded before the event to the end of the first that
@@ -44,7 +44,7 @@ from typing import Any
 import psycopg
 from common import lab_down, lab_up, startup_time, write_section
 
-from opskit.lab import pg_service, redis_service
+from opskit.lab import pg_service, redis_secrets, redis_service
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL = 10.0  # RTO of pg failover, s
@@ -174,27 +174,48 @@ def pg_switchover_run(lab: Any, bouncer: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- Redis
 
-def resp_set(addr: str, port: int) -> bool:
-    """SET over a raw socket (no client library): True when the server accepted the write."""
+def resp(*words: str) -> bytes:
+    """One command in RESP (the password of AUTH is data on the socket, never an argv)."""
+    parts = [f"*{len(words)}\r\n".encode()]
+    for word in words:
+        data = word.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def resp_set(addr: str, port: int, password: str) -> bool:
+    """AUTH, then SET over a raw socket (no client library): True when the server accepted
+    the write (group main wants the default user's password)."""
     try:
         with socket.create_connection((addr, port), timeout=0.5) as sock:
-            sock.sendall(b"*3\r\n$3\r\nSET\r\n$5\r\nprobe\r\n$1\r\n1\r\n")
-            return sock.recv(64).startswith(b"+OK")
+            sock.sendall(resp("AUTH", password) + resp("SET", "probe", "1"))
+            got = b""
+            while got.count(b"\r\n") < 2:
+                chunk = sock.recv(64)
+                if not chunk:
+                    return False
+                got += chunk
+            return got.split(b"\r\n")[1].startswith(b"+OK")
     except OSError:
         return False
 
 
-def group_write(addrs: Sequence[str]) -> Callable[[], bool]:
+def group_write(addrs: Sequence[str], password: str) -> Callable[[], bool]:
     """A client of the group: SET on each member in turn until one takes it."""
-    return lambda: any(resp_set(a, 6379) for a in addrs)
+    return lambda: any(resp_set(a, 6379, password) for a in addrs)
 
 
-def redis_pid(addr: str) -> int:
+def redis_pid(addr: str, password: str) -> int:
     with socket.create_connection((addr, 6379), timeout=2) as sock:
-        sock.sendall(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")
+        sock.sendall(resp("AUTH", password) + resp("INFO", "server"))
         time.sleep(0.2)
         text = sock.recv(65536).decode(errors="replace")
     return int(text.split("process_id:")[1].split()[0])
+
+
+def redis_password(lab: Any) -> str:
+    """Group main's default-user password, from the lab's state dir."""
+    return redis_secrets.passwords(lab.state_dir).default
 
 
 def redis_addrs(lab: Any) -> list[str]:
@@ -205,8 +226,8 @@ def redis_addrs(lab: Any) -> list[str]:
 def redis_promote_run(lab: Any) -> dict[str, Any]:
     redis_service.reset_redis(lab.state_dir)
     addrs = redis_addrs(lab)
-    pid = redis_pid(addrs[0])
-    w = Writes(group_write(addrs), 0.01)
+    pid = redis_pid(addrs[0], redis_password(lab))
+    w = Writes(group_write(addrs, redis_password(lab)), 0.01)
     time.sleep(0.3)
     crash = time.monotonic()
     os.kill(pid, signal.SIGKILL)
@@ -224,7 +245,7 @@ def redis_promote_run(lab: Any) -> dict[str, Any]:
 
 def redis_switchover_run(lab: Any) -> dict[str, Any]:
     redis_service.reset_redis(lab.state_dir)
-    w = Writes(group_write(redis_addrs(lab)), 0.01)
+    w = Writes(group_write(redis_addrs(lab), redis_password(lab)), 0.01)
     time.sleep(0.3)
     t0 = time.monotonic()
     proc, t_cmd = opskit(lab.inventory, "redis", "switchover", "-l", "redis", "--to",
@@ -301,7 +322,8 @@ def report(runs: dict[str, list[dict[str, Any]]], startup: float | None) -> str:
         "`pg_ctl -m immediate` (a crash), then `opskit pg failover -l db --yes --json`. "
         "*Switchover*: `opskit pg switchover -l db --to db2 --yes --json`, the primary alive.",
         "- **Redis**, against the group: SET to redis1, redis2, redis3 in turn over a raw "
-        "socket (a new connection each, 0.5 s timeout) until one answers +OK, every 10 ms. "
+        "socket (a new connection each, AUTH first, 0.5 s timeout) until one answers +OK, "
+        "every 10 ms. "
         "*Promote*: the master's redis-server killed (SIGKILL), then `opskit redis promote -l "
         "redis --yes --json`. *Switchover*: `opskit redis switchover -l redis --to redis2:6379 "
         "--yes --json`.", "",

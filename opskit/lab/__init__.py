@@ -5,7 +5,7 @@ Built-in services register themselves on import, in this order: ``data_fs`` (the
 /data on ``db``; first, so everything later -- PostgreSQL -- finds /data mounted), then
 ``app_service`` (gunicorn on ``app``), ``pg_service`` (PostgreSQL + repmgr on db1-3, data
 on /data), ``pgbouncer_service`` (PgBouncer on the first lb host, after its servers) and
-``redis_service`` (a Redis master on redis1, its replicas on redis2-3).
+``redis_service`` (redis1-3: the Redis groups main, tls and watched, and three Sentinels).
 """
 
 from opskit.lab import data_fs  # noqa: F401,I001 -- registers data-xfs: must stay the first service

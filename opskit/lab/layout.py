@@ -5,7 +5,7 @@ and shrinking only drops the last ones -- a host keeps its name and address what
 
 * hosts 1..12 follow ``app db redis lb app db redis app db redis shard shard``
   (1 → app1; 4 → app1 db1 redis1 lb1; 10 → lb1, app1-3, db1-3, redis1-3: a PostgreSQL
-  primary with two standbys and a Redis master with two replicas; 12 adds shard1 and
+  primary with two standbys and the Redis groups on redis1-3; 12 adds shard1 and
   shard2, a second PostgreSQL cluster of two nodes with a PgBouncer on each);
 * hosts 13.. repeat ``app app app db app app app redis app app app lb``
   (three of every four extra hosts are app servers, like a production fleet).

@@ -1,6 +1,7 @@
 """What the lab tests share: waiting for a condition, stopping a host's sshd, running the
-`opskit` CLI as a user does (a real process, --json parsed, runbook steps explained), and a
-moto server of a test module's own."""
+`opskit` CLI as a user does (a real process, --json parsed, runbook steps explained),
+redis-cli against a lab Redis instance (AUTH and TLS as its group wants), and a moto server
+of a test module's own."""
 
 from __future__ import annotations
 
@@ -20,6 +21,19 @@ import opskit.lab as labmod
 from opskit.lab import LabStatus
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def redis_cli(lab: LabStatus, name: str, *args: str, port: int = 6379,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """redis-cli from this machine against host ``name``'s instance on ``port``: group main
+    (6379) with REDISCLI_AUTH from the lab's state dir (``env`` replaces that environment),
+    group tls (6380) with the host's client certificate (redis_service.machine_cli)."""
+    from opskit.lab import redis_service
+
+    return subprocess.run(redis_service.machine_cli(lab.host(name), *args, port=port),
+                          capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL,
+                          env=redis_service.machine_env(lab.state_dir, port) if env is None
+                          else env)  # fmt: skip
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0) -> Any:

@@ -106,11 +106,13 @@ def test_fab_redis_promote_journals_like_the_cli(lab: LabStatus, tmp_path: Path,
         redis_initial()
         out = subprocess.run(
             ["redis-cli", "-h", lab.host("redis1").address, "-p", "6379", "INFO", "server"],
-            capture_output=True, text=True, timeout=10, check=True).stdout
+            capture_output=True, text=True, timeout=10, check=True,
+            env=redis_service.machine_env(lab.state_dir)).stdout  # group main's AUTH
         os.kill(int(out.split("process_id:")[1].split()[0]), signal.SIGKILL)
         assert wait_for(lambda: subprocess.run(
             ["redis-cli", "-h", lab.host("redis1").address, "-p", "6379", "PING"],
-            capture_output=True, text=True, timeout=10).stdout.strip() != "PONG")
+            capture_output=True, text=True, timeout=10,
+            env=redis_service.machine_env(lab.state_dir)).stdout.strip() != "PONG")
 
     click_rec, fab_rec = both(lab, tmp_path, ["redis", "promote", "-l", "redis", "--to",
                                               "redis2:6379", "--yes"],

@@ -28,7 +28,8 @@ R = ("redis1", "redis2", "redis3")
 
 def rc(lab: LabStatus, name: str, *args: str) -> str:
     done = subprocess.run(["redis-cli", "-h", lab.host(name).address, "-p", "6379", *args],
-                          capture_output=True, text=True, timeout=10)
+                          capture_output=True, text=True, timeout=10,
+                          env=redis_service.machine_env(lab.state_dir))  # group main's AUTH
     return done.stdout.strip()
 
 

@@ -161,7 +161,8 @@ R = ("redis1", "redis2", "redis3")
 
 def _rc(lab: LabStatus, name: str, *args: str) -> str:
     done = subprocess.run(["redis-cli", "-h", _addr(lab, name), "-p", "6379", *args],
-                          capture_output=True, text=True, timeout=10)
+                          capture_output=True, text=True, timeout=10,
+                          env=redis_service.machine_env(lab.state_dir))  # group main's AUTH
     return done.stdout.strip()
 
 

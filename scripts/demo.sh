@@ -82,20 +82,28 @@ step bash -c "opskit pg switchover -l db --to $primary --yes & sleep 0.3
   opskit pg switchover -l db --to $primary --yes; echo \"second operator: exit \$?\"; wait"
 
 echo
-echo "== Redis: master redis1, replicas redis2 and redis3 =="
+echo "== Redis: three replication groups: main (redis1 master, redis2-3; AUTH as ACL user opskit),"
+echo "   tls (redis1 -> redis2, TLS with client certificates), watched (redis2 -> redis3, 3 Sentinels) =="
 step opskit lab redis-reset --yes      # from a known start, also when the demo ran before
-step opskit redis status -l redis
-step opskit redis switchover -l redis --to redis2:6379 --yes
+step opskit redis status               # every group, judged each on its own; the Sentinels' view
+step opskit redis switchover --to redis2:6379 --yes   # the instance names its group (main)
 echo
-echo "The master (redis2) dies: its redis-server is killed"
+echo "The master of main (redis2) dies: its redis-server is killed"
 step opskit exec -l redis2 --yes -- 'kill -9 "$(cat /etc/opskit-lab/redis/redis.pid)"'
-step opskit redis promote -l redis --dry-run
-step opskit redis promote -l redis --yes
+step bash -c 'opskit redis status; echo "exit $?"'   # main: no master; tls and watched healthy
+step bash -c 'opskit redis promote --yes; echo "exit $?"'   # over three groups: refused (exit 1)
+step opskit redis promote --group main --dry-run
+step opskit redis promote --group main --yes
 echo
 echo "redis2 comes back (as a master, with stale data); rejoin makes it a replica"
 step opskit exec -l redis2 --yes -- 'runuser -u redis -- redis-server /etc/opskit-lab/redis/redis.conf'
-step opskit redis rejoin -l redis redis2:6379 --yes
-step opskit redis backup -l redis --yes
+step opskit redis rejoin redis2:6379 --yes
+step opskit redis backup --group main --yes
+echo
+echo "watched is managed by its Sentinels: promote hands the failover to them, switchover is refused"
+step opskit redis promote --group watched --yes
+step bash -c 'opskit redis switchover --to redis2:6381 --yes; echo "exit $?"'
+step opskit redis status --group watched
 
 echo
 echo "== Cache warming: the same files under /data/cache on db2 and db3 =="
@@ -119,7 +127,7 @@ echo "== The same commands as Fabric tasks: same options, journal records and ex
 step fab --list
 step fab snapshot.create --limit db1 --yes
 step fab pg.status --limit db
-step fab redis.backup --limit redis --dry-run
+step fab redis.backup --limit redis --group main --dry-run
 step opskit journal --last 10
 echo
 echo "The lab is still running; stop it with: .venv/bin/opskit lab down --yes"

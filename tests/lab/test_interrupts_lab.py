@@ -187,7 +187,7 @@ def test_sigint_during_redis_promote_leaves_a_writable_master(
         redis: LabStatus, tmp_path: Path) -> None:
     kill_master(redis, "redis1")
     journal = tmp_path / "journal.jsonl"
-    run = Run(redis.inventory_path, "redis", "promote", "-l", "redis", "--yes",
+    run = Run(redis.inventory_path, "redis", "promote", "-l", "redis", "--group", "main", "--yes",
               journal=journal, at=r" 2\. ")  # the promote began: it and the re-point finish
     run.wait_sent()
     code, out, err = run.finish()

@@ -139,8 +139,8 @@ def test_two_redis_promotes_at_once_exactly_one_master(redis: LabStatus,  # noqa
     lab, journal = redis, tmp_path / "journal.jsonl"
     kill_master(lab, "redis1")
     (a_code, _, a_err), (b_code, _, b_err) = together(
-        lab.inventory_path, journal, ["redis", "promote", "-l", "redis", "--yes"],
-        ["redis", "promote", "-l", "redis", "--yes", "--to", "redis3:6379"])
+        lab.inventory_path, journal, ["redis", "promote", "-l", "redis", "--group", "main", "--yes"],
+        ["redis", "promote", "-l", "redis", "--group", "main", "--yes", "--to", "redis3:6379"])
     assert sorted([a_code, b_code]) == [0, 4], (a_err, b_err)
     assert "locked by" in (a_err if a_code == 4 else b_err)
     survivors = ("redis2", "redis3")

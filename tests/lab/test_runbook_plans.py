@@ -202,14 +202,14 @@ def test_redis_promote_plan_is_the_run(redis: LabStatus, tmp_path: Path) -> None
     _rc(redis, "redis1", "SET", "k", "v")
     assert _rc(redis, "redis1", "WAIT", "2", "2000") == "2"  # equal offsets: a stable choice
     _kill(redis, "redis1")
-    real = plan_then_run(redis.inventory_path, "redis", "promote", "-l", "redis",
+    real = plan_then_run(redis.inventory_path, "redis", "promote", "-l", "redis", "--group", "main",
                          snapshot=lambda: redis_snapshot(redis), journal=tmp_path / "j.jsonl")
     assert any("publish" in t for t, _ in steps(real))
     assert _info(redis, real["target"].split(":")[0])["role"] == "master"
 
 
 def test_redis_switchover_plan_is_the_run(redis: LabStatus, tmp_path: Path) -> None:
-    real = plan_then_run(redis.inventory_path, "redis", "switchover", "-l", "redis", "--to",
+    real = plan_then_run(redis.inventory_path, "redis", "switchover", "-l", "redis", "--group", "main", "--to",
                          "redis2:6379", snapshot=lambda: redis_snapshot(redis),
                          journal=tmp_path / "j.jsonl")
     assert any("other replicas" in t for t, _ in steps(real))
@@ -220,7 +220,7 @@ def test_redis_switchover_plan_is_the_run(redis: LabStatus, tmp_path: Path) -> N
 def old_master_back(redis: LabStatus, lab_restore: Callable[[], Any], tmp_path: Path) -> str:
     """redis1 killed, a replica promoted, then redis1 started again: a second master."""
     _kill(redis, "redis1")
-    code, doc = run_json(redis.inventory_path, "redis", "promote", "-l", "redis", "--yes",
+    code, doc = run_json(redis.inventory_path, "redis", "promote", "-l", "redis", "--group", "main", "--yes",
                          journal=tmp_path / "setup.jsonl")
     assert code == 0, explain(doc)
     lab_restore()  # `lab up` starts the killed redis1 again, as a master
@@ -230,7 +230,7 @@ def old_master_back(redis: LabStatus, lab_restore: Callable[[], Any], tmp_path: 
 
 def test_redis_rejoin_plan_is_the_run(redis: LabStatus, old_master_back: str,
                                       tmp_path: Path) -> None:
-    real = plan_then_run(redis.inventory_path, "redis", "rejoin", "-l", "redis", "redis1:6379",
+    real = plan_then_run(redis.inventory_path, "redis", "rejoin", "-l", "redis", "--group", "main", "redis1:6379",
                          snapshot=lambda: redis_snapshot(redis), journal=tmp_path / "j.jsonl")
     assert real["changed"] is True
     assert wait_for(lambda: redis_snapshot(redis)["redis1"]
@@ -239,7 +239,7 @@ def test_redis_rejoin_plan_is_the_run(redis: LabStatus, old_master_back: str,
 
 def test_redis_backup_plan_is_the_run(redis: LabStatus, tmp_path: Path) -> None:
     time.sleep(1.1)  # LASTSAVE has a one-second resolution: a save this second would not show
-    real = plan_then_run(redis.inventory_path, "redis", "backup", "-l", "redis",
+    real = plan_then_run(redis.inventory_path, "redis", "backup", "-l", "redis", "--group", "main",
                          snapshot=lambda: {n: _rc(redis, n, "LASTSAVE") for n in R},
                          journal=tmp_path / "j.jsonl")
     assert {s["instance"] for s in real["saved"]} == {"redis2:6379", "redis3:6379"}

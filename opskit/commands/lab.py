@@ -139,13 +139,15 @@ def pg_reset(app: AppContext, change: Change, state_dir: str | None) -> int:
 @mutating("lab redis-reset")
 @shared_options
 def redis_reset(app: AppContext, change: Change, state_dir: str | None) -> int:
-    """Put the lab's Redis back as it started: redis1 the master, redis2 and redis3 its
-    linked replicas, the apps' publish file pointing at redis1 (every key is dropped)."""
+    """Put the lab's Redis groups back as they started: main (redis1 the master, redis2 and
+    redis3 its linked replicas, the apps' publish file pointing at redis1), tls (redis1 ->
+    redis2) and watched (redis2 -> redis3, its three Sentinels agreeing); every key is
+    dropped."""
     from opskit.lab import redis_service  # only this command needs it
 
     return _reset(change, lambda: redis_service.reset_redis(_state_dir(state_dir)),
-                  "Redis reset in {s:.1f}s: redis1 master, redis2 and redis3 its replicas, "
-                  "links up, no keys")
+                  "Redis reset in {s:.1f}s: main redis1 -> redis2, redis3; tls redis1 -> "
+                  "redis2; watched redis2 -> redis3 (Sentinels agree); links up, no keys")
 
 
 def _reset(change: Change, reset: Callable[[], None], said: str) -> int:

@@ -53,9 +53,12 @@ def test_fleet_json_samples_and_working_sets(lab: LabStatus) -> None:
         pg = next(w for w in ws if w["service"] == "postgres")
         assert pg.get("size", 0) > 0 and 0 <= pg["resident_percent"] <= 100, pg
         assert "/data" in {d["mount"] for d in by_host[name]["sample"]["disks"]}
-    for name in ("redis1", "redis2", "redis3"):
+    # Every instance of the host (main, tls, watched groups), each read with its AUTH/TLS.
+    ports = {"redis1": [6379, 6380], "redis2": [6379, 6380, 6381], "redis3": [6379, 6381]}
+    for name, on in ports.items():
         ws = by_host[name]["sample"]["working_set"]
-        assert ws and ws[0]["service"] == "redis", ws
+        assert [w["service"] for w in ws] == [f"redis:{p}" for p in on], ws
+        assert all(w.get("size", 0) > 0 for w in ws), ws
     assert by_host["app1"]["sample"]["working_set"] == []
 
 

@@ -18,13 +18,15 @@ def old_master(fs: TopologyState) -> str | None:
     return seen.most_common(1)[0][0] if seen else None
 
 
-def warnings(fs: TopologyState) -> list[str]:
+def warnings(fs: TopologyState, *, sentinels: bool = False) -> list[str]:
+    """``sentinels``: the group's Sentinels re-point a stale master, not opskit."""
     out = []
     masters = fs.masters
     by_endpoint = {x.endpoint: x for x in fs.instances}
     if len(masters) > 1:
-        out.append(f"{len(masters)} masters: {', '.join(m.name for m in masters)} "
-                   "(`opskit redis rejoin` the stale one)")
+        fix = ("its Sentinels re-point the stale one within seconds" if sentinels
+               else "`opskit redis rejoin` the stale one")
+        out.append(f"{len(masters)} masters: {', '.join(m.name for m in masters)} ({fix})")
     if not masters:
         out.append("no master answers: `opskit redis promote` picks a replica")
     for x in fs.instances:
@@ -57,8 +59,8 @@ def group_warnings(topo: Topology, fs: TopologyState) -> list[str]:
     masters = fs.masters
     master = masters[0].endpoint if len(masters) == 1 else None
     connected = max((x.sentinels_connected or 0 for x in fs.instances), default=0)
-    return warnings(fs) + sentinel.warnings(fs.sentinels, master, topo.sentinel is not None,
-                                            connected)
+    return warnings(fs, sentinels=topo.sentinel is not None) + sentinel.warnings(
+        fs.sentinels, master, topo.sentinel is not None, connected)
 
 
 def problems(x: InstanceState, master: str | None, max_link_down: float) -> list[str]:

@@ -266,9 +266,19 @@ def _sentinel_promote(topo: Topology, pool: HostPool, rb: Runbook, fs: TopologyS
             raise CommandFailed(f"the Sentinels promoted {new}, not an instance of the group "
                                 f"{topo.name} in the inventory")
         sentinel.wait_role_master(pool.get(inst.host), inst, timeout=30)
-        p.master = p.replicas = True
+        p.master = True
         out["target"] = inst.name
         st.detail = f"{w.name} promoted {inst.name} (was {old}); role:master"
+
+    def followed(st: Step) -> None:
+        new = topo.find(out["target"])
+        others = [topo.find(x.name) for x in fs.instances if x.up and x.name != new.name]
+        pool.each(list({o.host.name: o.host for o in others}.values()),
+                  lambda s: [sentinel.wait_follows(s, o, new, timeout=60) for o in others
+                             if o.host.name == s.host.name], strict=True)
+        p.replicas = True
+        st.detail = (", ".join(o.name for o in others) + f" replicate from {new.name}, link up"
+                     if others else "no other instance answers")
 
     old_name = next((x.name for x in fs.instances if x.endpoint == old), old)
     try:
@@ -279,6 +289,12 @@ def _sentinel_promote(topo: Topology, pool: HostPool, rb: Runbook, fs: TopologyS
                     does=f"SENTINEL FAILOVER {name}; wait until the Sentinel names a master "
                          f"other than {old} and it says role:master",
                     run=ask)
+            rb.step("wait for the Sentinels to re-point the other instances (a live old "
+                    "master too)", *sorted({x.name.rsplit(":", 1)[0] for x in fs.instances
+                                            if x.up}),
+                    does="INFO replication on each instance that answered the preflight: "
+                         "role:slave of the new master, link up (up to 60 s)",
+                    run=followed)
         if not rb.dry_run:
             new = topo.find(out["target"])
             _publish(topo, pool, rb, publish_hosts, new)

@@ -158,3 +158,21 @@ def wait_role_master(s: Session, i: Instance, timeout: float) -> None:
     except wait.WaitTimedOut as exc:
         raise CommandFailed(f"{i.name}: not a master after {timeout:g}s (role {exc.seen})"
                             ) from None
+
+
+def wait_follows(s: Session, i: Instance, master: Instance, timeout: float) -> None:
+    """Until ``i`` replicates from ``master`` with its link up: the Sentinels re-point the
+    other replicas at once, a live old master only after it reports itself (seconds)."""
+    def probe() -> tuple[bool, str]:
+        d = info.parse(tools.call(s, i, "INFO", "replication"))
+        ok = (d.get("role") == "slave" and d.get("master_host") == master.address
+              and d.get("master_port") == str(master.port)
+              and d.get("master_link_status") == "up")
+        return ok, f"role {d.get('role')}, master {d.get('master_host')}:{d.get('master_port')}"
+
+    try:
+        wait.until(probe, what=f"{i.name} to replicate from {master.name}", timeout=timeout,
+                   interval=0.2, retry=(CommandFailed,))
+    except wait.WaitTimedOut as exc:
+        raise CommandFailed(f"{i.name}: the Sentinels did not re-point it at {master.name} in "
+                            f"{timeout:g}s ({exc.seen})") from None

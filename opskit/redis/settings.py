@@ -20,6 +20,7 @@ from opskit.settings.base import (
     AbsPath,
     Distinct,
     Field,
+    HostPortsMarker,
     Nested,
     Pattern,
     PlainName,
@@ -126,7 +127,7 @@ class Sentinel(Nested):
 
     master: PlainName = Field(description="The name the Sentinels monitor the group by "
                               "(sentinel monitor NAME ...).")
-    hosts: Annotated[list[Text], AfterValidator(_sentinels), Distinct] = Field(
+    hosts: Annotated[list[Text], AfterValidator(_sentinels), Distinct, HostPortsMarker()] = Field(
         description="The Sentinels as INVENTORY_HOST:PORT; opskit runs redis-cli on that host.")
 
 

@@ -105,6 +105,7 @@ def check(hosts: Iterable[Host], inventory: Inventory | None = None) -> list[Pro
             add(found)
             if model is not None and inventory is not None:
                 add(_patterns(host, domain, model, inventory))
+                add(_host_ports(host, domain, model, inventory))
     if inventory is not None:
         add(_declarations(hosts, inventory))
         for declared in inventory.undiscovered:  # an EC2 source's vars, not queried
@@ -138,6 +139,21 @@ def _patterns(host: Host, domain: str, model: Settings, inventory: Inventory
             yield Problem(_where(host.origins.get(domain), host, path),
                           ".".join((domain, *path)), f"selects no hosts: {exc.message}",
                           exc.hint)
+
+
+def _host_ports(host: Host, domain: str, model: Settings, inventory: Inventory
+                ) -> Iterable[Problem]:
+    """INVENTORY_HOST:PORT entries (redis.sentinel.hosts) must name hosts of the inventory."""
+    from opskit.settings.base import host_port_fields
+
+    for path, entries in host_port_fields(model):
+        for entry in entries:
+            name = entry.rpartition(":")[0]
+            if name not in inventory.hosts:
+                yield Problem(_where(host.origins.get(domain), host, path),
+                              ".".join((domain, *map(str, path))),
+                              f"names {name!r}, not a host of the inventory",
+                              "list them as INVENTORY_HOST:PORT")
 
 
 def _validate(host: Host, domain: str) -> _Outcome:

@@ -127,6 +127,41 @@ def _marked(metadata: list[Any], annotation: Any) -> bool:
     return any(_marked([], arg) for arg in get_args(annotation))
 
 
+class HostPortsMarker:
+    """Marks a list of INVENTORY_HOST:PORT: ``inventory check`` looks each host up."""
+
+
+HostPorts = Annotated[list[str], HostPortsMarker()]  # of INVENTORY_HOST:PORT entries
+
+
+def _marked_as(metadata: list[Any], annotation: Any, marker: type) -> bool:
+    if any(isinstance(m, marker) for m in metadata):
+        return True
+    if get_origin(annotation) is Annotated:
+        return any(isinstance(m, marker) for m in get_args(annotation)[1:])
+    return any(_marked_as([], arg, marker) for arg in get_args(annotation))
+
+
+def host_port_fields(model: BaseModel) -> list[tuple[tuple[str | int, ...], list[str]]]:
+    """Every (path, entries) of ``model`` whose field is :data:`HostPorts`, in nested
+    models and lists of them (``instances[1].sentinel.hosts``)."""
+    found: list[tuple[tuple[str | int, ...], list[str]]] = []
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if value is None:
+            continue
+        if _marked_as(info.metadata, info.annotation, HostPortsMarker) and isinstance(value,
+                                                                                        list):
+            found.append(((name,), value))
+        elif isinstance(value, BaseModel):
+            found.extend(((name, *path), v) for path, v in host_port_fields(value))
+        elif isinstance(value, list):
+            for k, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    found.extend(((name, k, *path), v) for path, v in host_port_fields(item))
+    return found
+
+
 def nested_model(annotation: Any) -> type[BaseModel] | None:
     """The model a field's type holds (``Publish``, ``Publish | None``), else None."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):

@@ -240,3 +240,15 @@ def test_no_password_means_no_prelude(tmp_path: pathlib.Path) -> None:
     sc = tools.script(i, tools.argv_text(i, "PING") + " </dev/null")
     assert sc.text == tools.argv_text(i, "PING") + " </dev/null" and sc.stdin == b""
     assert "auth:<unset>" in run_sh(sc).stdout or os.environ.get("REDISCLI_AUTH")
+
+
+def test_inventory_check_names_a_sentinel_that_is_no_host_of_the_inventory() -> None:
+    from opskit import settings
+
+    text = INV.replace('"r1:26379"', '"elsewhere:26379"') % {"pw": "/p"}
+    i = inventory.loads(text, "x.yml")
+    problems = settings.check(list(i.hosts.values()), i)
+    assert [(p.key, p.message) for p in problems] == [
+        ("redis.instances.1.sentinel.hosts", "names 'elsewhere', not a host of the inventory")]
+    assert "line" in problems[0].where and "r2" in problems[0].where
+    assert settings.check(list(inv().hosts.values()), inv()) == []

@@ -26,6 +26,8 @@ from test_redis import info, initial, kill_master, rc
 
 from opskit.lab import LabStatus, pg_service, redis_service
 
+MAIN = ("--group", "main")  # the lab's Redis group redis1-3:6379 (AUTH)
+
 pytestmark = pytest.mark.lab
 
 
@@ -187,7 +189,7 @@ def test_sigint_during_redis_promote_leaves_a_writable_master(
         redis: LabStatus, tmp_path: Path) -> None:
     kill_master(redis, "redis1")
     journal = tmp_path / "journal.jsonl"
-    run = Run(redis.inventory_path, "redis", "promote", "-l", "redis", "--group", "main", "--yes",
+    run = Run(redis.inventory_path, "redis", "promote", "-l", "redis", *MAIN, "--yes",
               journal=journal, at=r" 2\. ")  # the promote began: it and the re-point finish
     run.wait_sent()
     code, out, err = run.finish()

@@ -18,6 +18,8 @@ from helpers import ROOT, run_json, run_opskit
 
 from opskit.lab import LabStatus
 
+MAIN = ("--group", "main")  # the lab's Redis group redis1-3:6379 (AUTH)
+
 HOST = "db1"
 
 
@@ -97,13 +99,13 @@ def unwritable(tmp_path: Path) -> Path:
 def test_an_unwritable_journal_changes_nothing_on_the_hosts(
         lab: LabStatus, unwritable: Path) -> None:
     before = run_json(lab.inventory_path, "pg", "status", "-l", "db")[1]
-    redis_before = run_json(lab.inventory_path, "redis", "status", "-l", "redis", "--group", "main")[1]
+    redis_before = run_json(lab.inventory_path, "redis", "status", "-l", "redis", *MAIN)[1]
     moto = host_vars(lab.inventory_path, HOST)["aws"]["endpoint_url"]
     snaps = len(ec2(moto).describe_snapshots(OwnerIds=["self"])["Snapshots"])
     for args in (("pg", "switchover", "-l", "db", "--to", "db2", "--yes"),
                  ("snapshot", "create", "-l", HOST, "--yes"),
                  ("exec", "-l", HOST, "--yes", "--", "touch /data/journal-probe"),
-                 ("redis", "switchover", "-l", "redis", "--group", "main", "--to", "redis2:6379", "--yes")):
+                 ("redis", "switchover", "-l", "redis", *MAIN, "--to", "redis2:6379", "--yes")):
         proc = run_opskit(lab.inventory_path, *args, journal=unwritable)
         assert proc.returncode == 1, (args, proc)
         assert "cannot write the journal" in proc.stderr and "nothing was changed" in proc.stderr
@@ -111,7 +113,7 @@ def test_an_unwritable_journal_changes_nothing_on_the_hosts(
     after = run_json(lab.inventory_path, "pg", "status", "-l", "db")[1]
     roles = lambda doc: {n["name"]: (n["role"], n.get("upstream")) for n in doc["nodes"]}  # noqa: E731
     assert roles(after) == roles(before)
-    redis_after = run_json(lab.inventory_path, "redis", "status", "-l", "redis", "--group", "main")[1]
+    redis_after = run_json(lab.inventory_path, "redis", "status", "-l", "redis", *MAIN)[1]
     assert [(i["name"], i["role"]) for i in redis_after["instances"]] == \
         [(i["name"], i["role"]) for i in redis_before["instances"]]
     assert len(ec2(moto).describe_snapshots(OwnerIds=["self"])["Snapshots"]) == snaps

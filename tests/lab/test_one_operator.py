@@ -21,6 +21,8 @@ from test_redis import info, kill_master, redis, replicates_from  # noqa: F401
 
 from opskit.lab import LabStatus
 
+MAIN = ("--group", "main")  # the lab's Redis group redis1-3:6379 (AUTH)
+
 DB = ("db1", "db2", "db3")
 
 
@@ -139,8 +141,8 @@ def test_two_redis_promotes_at_once_exactly_one_master(redis: LabStatus,  # noqa
     lab, journal = redis, tmp_path / "journal.jsonl"
     kill_master(lab, "redis1")
     (a_code, _, a_err), (b_code, _, b_err) = together(
-        lab.inventory_path, journal, ["redis", "promote", "-l", "redis", "--group", "main", "--yes"],
-        ["redis", "promote", "-l", "redis", "--group", "main", "--yes", "--to", "redis3:6379"])
+        lab.inventory_path, journal, ["redis", "promote", "-l", "redis", *MAIN, "--yes"],
+        ["redis", "promote", "-l", "redis", *MAIN, "--yes", "--to", "redis3:6379"])
     assert sorted([a_code, b_code]) == [0, 4], (a_err, b_err)
     assert "locked by" in (a_err if a_code == 4 else b_err)
     survivors = ("redis2", "redis3")

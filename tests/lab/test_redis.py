@@ -21,6 +21,8 @@ from helpers import run_opskit as opskit
 
 from opskit.lab import LabStatus, redis_service
 
+MAIN = ("--group", "main")  # the lab's Redis group redis1-3:6379 (AUTH)
+
 pytestmark = pytest.mark.lab
 
 R = ("redis1", "redis2", "redis3")
@@ -71,7 +73,7 @@ def kill_master(lab: LabStatus, name: str) -> None:
 
 
 def test_status_shows_master_and_two_linked_replicas(redis: LabStatus) -> None:
-    code, doc = run_json(redis.inventory_path, "redis", "status", "-l", "redis", "--group", "main")
+    code, doc = run_json(redis.inventory_path, "redis", "status", "-l", "redis", *MAIN)
     assert code == 0, doc["warnings"]
     by = {x["name"]: x for x in doc["instances"]}
     assert by["redis1:6379"]["role"] == "master" and by["redis1:6379"]["replicas"] == 2
@@ -79,7 +81,7 @@ def test_status_shows_master_and_two_linked_replicas(redis: LabStatus) -> None:
         assert by[n]["role"] == "replica" and by[n]["link"] == "up"
         assert by[n]["master"] == f"{redis.host('redis1').address}:6379"
         assert by[n]["priority"] == 100 and by[n]["host_ram"] > 0
-    table = opskit(redis.inventory_path, "redis", "status", "-l", "redis", "--group", "main")
+    table = opskit(redis.inventory_path, "redis", "status", "-l", "redis", *MAIN)
     assert "MASTER" in table.stdout and "healthy" in table.stdout
 
 
@@ -90,7 +92,7 @@ def test_promote_after_the_master_is_killed(redis: LabStatus, tmp_path: Path) ->
     before = {n: int(info(redis, n)["slave_repl_offset"]) for n in ("redis2", "redis3")}
     kill_master(redis, "redis1")
     journal = tmp_path / "journal.jsonl"
-    code, doc = run_json(redis.inventory_path, "redis", "promote", "-l", "redis", "--group", "main", "--yes",
+    code, doc = run_json(redis.inventory_path, "redis", "promote", "-l", "redis", *MAIN, "--yes",
                          journal=journal)
     assert code == 0, explain(doc)
     new = doc["target"].split(":")[0]
@@ -114,7 +116,7 @@ def test_switchover_keeps_acknowledged_writes(redis: LabStatus) -> None:
     for i in range(300):
         rc(redis, "redis1", "SET", f"s{i}", str(i))
     assert rc(redis, "redis1", "WAIT", "2", "2000") == "2"
-    code, doc = run_json(redis.inventory_path, "redis", "switchover", "-l", "redis", "--group", "main", "--to",
+    code, doc = run_json(redis.inventory_path, "redis", "switchover", "-l", "redis", *MAIN, "--to",
                          "redis2:6379", "--yes")
     assert code == 0, explain(doc)
     assert info(redis, "redis2")["role"] == "master"
@@ -131,11 +133,11 @@ def test_refuses_when_the_only_replicas_link_is_stale(redis: LabStatus, tmp_path
     kill_master(redis, "redis1")
     time.sleep(2.5)
     before = topology_alive(redis)
-    proc = opskit(inv, "redis", "promote", "-l", "redis1:redis2", "--group", "main", "--yes")
+    proc = opskit(inv, "redis", "promote", "-l", "redis1:redis2", *MAIN, "--yes")
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert "no link to the master" in proc.stderr
     assert topology_alive(redis) == before
-    dry = opskit(inv, "redis", "promote", "-l", "redis1:redis2", "--group", "main", "--dry-run", "--force")
+    dry = opskit(inv, "redis", "promote", "-l", "redis1:redis2", *MAIN, "--dry-run", "--force")
     assert dry.returncode == 0 and "REPLICAOF NO ONE" in dry.stdout
     assert topology_alive(redis) == before
 
@@ -154,18 +156,18 @@ def _set(group: dict[str, Any], key: str, value: Any) -> None:
 
 def test_rejoin_leaves_one_master(redis: LabStatus, lab_restore: Callable[[], Any]) -> None:
     kill_master(redis, "redis1")
-    code, doc = run_json(redis.inventory_path, "redis", "promote", "-l", "redis", "--group", "main", "--yes")
+    code, doc = run_json(redis.inventory_path, "redis", "promote", "-l", "redis", *MAIN, "--yes")
     assert code == 0, explain(doc)
     new = doc["target"].split(":")[0]
     lab_restore()  # `lab up` starts the killed redis1 again: an old master, back as a master
     assert wait_for(lambda: rc(redis, "redis1", "PING") == "PONG")
-    code, doc = run_json(redis.inventory_path, "redis", "rejoin", "-l", "redis", "--group", "main",
+    code, doc = run_json(redis.inventory_path, "redis", "rejoin", "-l", "redis", *MAIN,
                          "redis1:6379", "--yes")
     assert code == 0, explain(doc)
     assert wait_for(lambda: replicates_from(redis, "redis1", new))
     roles = [info(redis, n)["role"] for n in R]
     assert roles.count("master") == 1
-    code, st = run_json(redis.inventory_path, "redis", "status", "-l", "redis", "--group", "main")
+    code, st = run_json(redis.inventory_path, "redis", "status", "-l", "redis", *MAIN)
     assert code == 0, st["warnings"]
 
 
@@ -174,12 +176,12 @@ def test_backup_on_replicas_and_refused_on_a_master(redis: LabStatus) -> None:
     rc(redis, "redis1", "WAIT", "2", "2000")
     before = {n: int(rc(redis, n, "LASTSAVE")) for n in ("redis2", "redis3")}
     time.sleep(1.1)  # LASTSAVE has a one-second resolution
-    code, doc = run_json(redis.inventory_path, "redis", "backup", "-l", "redis", "--group", "main", "--yes")
+    code, doc = run_json(redis.inventory_path, "redis", "backup", "-l", "redis", *MAIN, "--yes")
     assert code == 0, explain(doc)
     saved = {s["instance"].split(":")[0]: s for s in doc["saved"]}
     assert set(saved) == {"redis2", "redis3"} and doc["skipped"] == ["redis1:6379"]
     for n, s in saved.items():
         assert int(rc(redis, n, "LASTSAVE")) > before[n]
         assert s["bytes"] and s["bytes"] > 0 and s["rdb"].endswith(".rdb")
-    proc = opskit(redis.inventory_path, "redis", "backup", "-l", "redis1", "--group", "main", "--yes")
+    proc = opskit(redis.inventory_path, "redis", "backup", "-l", "redis1", *MAIN, "--yes")
     assert proc.returncode == 4 and "--allow-master" in proc.stderr

@@ -23,6 +23,8 @@ from helpers import explain, from_the_start, run_json, wait_for
 import opskit.lab as labmod
 from opskit.lab import LabStatus, pg_service, redis_service
 
+MAIN = ("--group", "main")  # the lab's Redis group redis1-3:6379 (AUTH)
+
 pytestmark = pytest.mark.lab
 
 
@@ -202,14 +204,14 @@ def test_redis_promote_plan_is_the_run(redis: LabStatus, tmp_path: Path) -> None
     _rc(redis, "redis1", "SET", "k", "v")
     assert _rc(redis, "redis1", "WAIT", "2", "2000") == "2"  # equal offsets: a stable choice
     _kill(redis, "redis1")
-    real = plan_then_run(redis.inventory_path, "redis", "promote", "-l", "redis", "--group", "main",
+    real = plan_then_run(redis.inventory_path, "redis", "promote", "-l", "redis", *MAIN,
                          snapshot=lambda: redis_snapshot(redis), journal=tmp_path / "j.jsonl")
     assert any("publish" in t for t, _ in steps(real))
     assert _info(redis, real["target"].split(":")[0])["role"] == "master"
 
 
 def test_redis_switchover_plan_is_the_run(redis: LabStatus, tmp_path: Path) -> None:
-    real = plan_then_run(redis.inventory_path, "redis", "switchover", "-l", "redis", "--group", "main", "--to",
+    real = plan_then_run(redis.inventory_path, "redis", "switchover", "-l", "redis", *MAIN, "--to",
                          "redis2:6379", snapshot=lambda: redis_snapshot(redis),
                          journal=tmp_path / "j.jsonl")
     assert any("other replicas" in t for t, _ in steps(real))
@@ -220,7 +222,7 @@ def test_redis_switchover_plan_is_the_run(redis: LabStatus, tmp_path: Path) -> N
 def old_master_back(redis: LabStatus, lab_restore: Callable[[], Any], tmp_path: Path) -> str:
     """redis1 killed, a replica promoted, then redis1 started again: a second master."""
     _kill(redis, "redis1")
-    code, doc = run_json(redis.inventory_path, "redis", "promote", "-l", "redis", "--group", "main", "--yes",
+    code, doc = run_json(redis.inventory_path, "redis", "promote", "-l", "redis", *MAIN, "--yes",
                          journal=tmp_path / "setup.jsonl")
     assert code == 0, explain(doc)
     lab_restore()  # `lab up` starts the killed redis1 again, as a master
@@ -230,8 +232,9 @@ def old_master_back(redis: LabStatus, lab_restore: Callable[[], Any], tmp_path: 
 
 def test_redis_rejoin_plan_is_the_run(redis: LabStatus, old_master_back: str,
                                       tmp_path: Path) -> None:
-    real = plan_then_run(redis.inventory_path, "redis", "rejoin", "-l", "redis", "--group", "main", "redis1:6379",
-                         snapshot=lambda: redis_snapshot(redis), journal=tmp_path / "j.jsonl")
+    real = plan_then_run(redis.inventory_path, "redis", "rejoin", "-l", "redis", *MAIN,
+                         "redis1:6379", snapshot=lambda: redis_snapshot(redis),
+                         journal=tmp_path / "j.jsonl")
     assert real["changed"] is True
     assert wait_for(lambda: redis_snapshot(redis)["redis1"]
                     == ("slave", _addr(redis, old_master_back), "up"))
@@ -239,7 +242,7 @@ def test_redis_rejoin_plan_is_the_run(redis: LabStatus, old_master_back: str,
 
 def test_redis_backup_plan_is_the_run(redis: LabStatus, tmp_path: Path) -> None:
     time.sleep(1.1)  # LASTSAVE has a one-second resolution: a save this second would not show
-    real = plan_then_run(redis.inventory_path, "redis", "backup", "-l", "redis", "--group", "main",
+    real = plan_then_run(redis.inventory_path, "redis", "backup", "-l", "redis", *MAIN,
                          snapshot=lambda: {n: _rc(redis, n, "LASTSAVE") for n in R},
                          journal=tmp_path / "j.jsonl")
     assert {s["instance"] for s in real["saved"]} == {"redis2:6379", "redis3:6379"}

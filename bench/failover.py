@@ -20,7 +20,13 @@ succeeded after it: a write that fails, times out or waits held (PgBouncer's KIL
 Redis's FAILOVER pause) counts as outage until one succeeds. It is at most one client period
 (20 / 10 ms) more than "first failed write to first successful write". RTO = from the
 command's start to the first successful write after it (failover, promote). The commands'
-own per-step timings come from their JSON.
+own per-step timings come from their JSON. For pg failover also the time from PgBouncer's
+RESUME (its log's line, on the same clock) to the client's first write: what PgBouncer itself
+adds after opskit let clients go (``server_login_retry`` after the crash's failed logins).
+
+The clients cannot hide an outage behind their own back-off: each retries every 20 / 10 ms,
+a write held by PgBouncer (KILL/RESUME) or by a Redis pause is let go when the server is, and
+the Redis client is refused at once by a killed master (a new connection each time).
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ from typing import Any
 import psycopg
 from common import lab_down, lab_up, startup_time, write_section
 
-from opskit.lab import pg_service, redis_secrets, redis_service
+import opskit.lab as labmod
+from opskit.lab import pg_service, pgbouncer_service, redis_secrets, redis_service
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL = 10.0  # RTO of pg failover, s
@@ -138,8 +145,26 @@ def host_pid(state_dir: Path, name: str) -> int:
     return pid
 
 
+def bouncer_log(lab: Any) -> list[str]:
+    done = labmod.run_in_host("lb1", ["cat", pgbouncer_service.BOUNCER_LOG],
+                              state_dir=lab.state_dir, timeout=30)
+    return done.stdout.splitlines()
+
+
+def resumed_at(lines: list[str]) -> float | None:
+    """When PgBouncer logged its last RESUME, on time.monotonic()'s clock."""
+    stamps = [line.split(" UTC ")[0] for line in lines if "RESUME" in line and
+              "command issued" in line]
+    if not stamps:
+        return None
+    wall = datetime.strptime(stamps[-1], "%Y-%m-%d %H:%M:%S.%f").replace(
+        tzinfo=timezone.utc).timestamp()
+    return wall - time.time() + time.monotonic()
+
+
 def pg_failover_run(lab: Any, bouncer: str) -> dict[str, Any]:
     pg_service.reset_cluster(lab.state_dir)
+    seen = len(bouncer_log(lab))
     w = Writes(pg_write(bouncer, 6432), 0.02)
     time.sleep(0.5)
     crash = time.monotonic()
@@ -155,8 +180,12 @@ def pg_failover_run(lab: Any, bouncer: str) -> dict[str, Any]:
     if first is None:
         raise RuntimeError("no write through PgBouncer after the failover")
     outage, failed = w.outage(crash)
+    resume = resumed_at(bouncer_log(lab)[seen:])
+    if resume is None:
+        raise RuntimeError("no RESUME in PgBouncer's log")
     return {"rto": first - t0, "outage": outage, "failed": failed, "command": t_cmd,
-            "target": doc.get("target"), "steps": step_times(doc)}
+            "after_resume": first - resume, "target": doc.get("target"),
+            "steps": step_times(doc)}
 
 
 def pg_switchover_run(lab: Any, bouncer: str) -> dict[str, Any]:
@@ -232,7 +261,7 @@ def redis_promote_run(lab: Any) -> dict[str, Any]:
     crash = time.monotonic()
     os.kill(pid, signal.SIGKILL)
     t0 = time.monotonic()
-    proc, t_cmd = opskit(lab.inventory, "redis", "promote", "-l", "redis")
+    proc, t_cmd = opskit(lab.inventory, "redis", "promote", "-l", "redis", "--group", "main")
     first = w.first_ok_after(t0, 5)
     w.finish()
     doc = document(proc, "redis promote")
@@ -307,6 +336,44 @@ def _verdict(value: float, goal: float) -> str:
             f"**{'met' if value < goal else 'not met'}**")
 
 
+def _until(r: dict[str, Any], last: str) -> float:
+    """A run's step seconds summed up to and including the first step named ``last...``."""
+    total = 0.0
+    for name, seconds in r["steps"].items():
+        total += seconds
+        if name.startswith(last):
+            break
+    return total
+
+
+def _where_it_goes(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    pg, rp = runs["pg failover"], runs["redis promote"]
+    med = statistics.median
+    steps = med(_until(r, "re-point") for r in pg)
+    start = med(r["rto"] - _until(r, "re-point") - r["after_resume"] for r in pg)
+    r_steps = med(_until(r, "promote") for r in rp)
+    r_start = med(r["rto"] - _until(r, "promote") for r in rp)
+    return [
+        "Where the failover and promote outages go (medians of the runs):", "",
+        f"- pg failover: crash → command start {med(r['outage'] - r['rto'] for r in pg):.2f} "
+        f"s; the command's start before its first step (interpreter, imports, inventory, SSH "
+        f"connections, the cluster lease) {start:.2f} s; its steps up to the RESUME "
+        f"(preflight, hold, fence, promote, re-point) {steps:.2f} s; PgBouncer's RESUME → "
+        f"first write {med(r['after_resume'] for r in pg):.2f} s. The RESUME runs with "
+        "PgBouncer's `server_login_retry` at 0 (set back after the verify step): before, "
+        "the crash's failed logins made PgBouncer wait out the lab's `server_login_retry = 1` "
+        "after the RESUME (the run of 2026-12-07 19:40, before that change: the verify "
+        "step took 0.77 s, and so did the clients' first write).",
+        f"- redis promote: the command's start before its first step {r_start:.2f} s; the "
+        f"preflight and the promote (re-check, REPLICAOF NO ONE) {r_steps:.2f} s; a client "
+        "probing the group writes as soon as the promote ran.",
+        "- redis switchover: writes are paused from opskit's CLIENT PAUSE until the target "
+        "is master: opskit waits until the target has replayed the master's offset (its own "
+        "INFO, a few ms) and then FAILOVER ... FORCE, instead of FAILOVER waiting for the "
+        "target's ACK, which Redis 7.0 does not request while writes are paused (the replica "
+        "ACKs once a second: a 0.80 s median outage in the run of 2026-12-07 19:40).", ""]
+
+
 def report(runs: dict[str, list[dict[str, Any]]], startup: float | None) -> str:
     n = len(runs["pg failover"])
     out = {k: statistics.median(r["outage"] for r in v) for k, v in runs.items()}
@@ -337,10 +404,17 @@ def report(runs: dict[str, list[dict[str, Any]]], startup: float | None) -> str:
         "start and imports, the SSH connections, the lease, the preflight. **RTO** = from the "
         f"command's start to the first successful write after it. {n} runs of each, "
         "interleaved. `bench/failover.py`.", "",
+        "The clients' own retrying does not hide in these figures: each tries again 20 / 10 ms "
+        "after an attempt ends; a write held by PgBouncer (KILL, PAUSE) or by a Redis write "
+        "pause is let go as soon as the server lets it go (for pg failover see \"PgBouncer's "
+        "RESUME → first write\" below); a killed Redis master refuses the connection at once, "
+        "so the 0.5 s timeout never runs out in these runs.", "",
         "| | median s | min s | max s |", "|---|---:|---:|---:|",
         _row("pg failover: outage (crash → first write through PgBouncer)",
              [r["outage"] for r in runs["pg failover"]]),
         _row("pg failover: RTO (command start → first write)", pg_rto),
+        _row("pg failover: PgBouncer's RESUME → first write through it",
+             [r["after_resume"] for r in runs["pg failover"]]),
         _row("pg failover: the whole command (follow and final status included)",
              [r["command"] for r in runs["pg failover"]]),
         _row("pg switchover: outage (longest time without a write through PgBouncer)",
@@ -372,6 +446,7 @@ def report(runs: dict[str, list[dict[str, Any]]], startup: float | None) -> str:
         "", "`opskit --version` (interpreter start and opskit's own imports, no command module) "
         f"takes {startup:.2f} s on this machine in the same run: part of every outage of a "
         "failover or promote." if startup is not None else "", "",
+        *_where_it_goes(runs),
     ]
     for name, title in (("pg failover", "pg failover"), ("pg switchover", "pg switchover"),
                         ("redis promote", "redis promote"),

@@ -1,7 +1,10 @@
 """The steps of a failover, declared once for ``pg failover`` and its ``--continue``.
 
 Order: hold clients at PgBouncer (KILL) -> fence the old primary -> promote -> re-point
-PgBouncer, RELOAD, RESUME -> verify a write through PgBouncer -> the other standbys follow.
+PgBouncer, RELOAD, ``server_login_retry`` 0, RESUME -> verify a write through PgBouncer ->
+``server_login_retry`` back to its configured value -> the other standbys follow. The retry at 0
+lets PgBouncer log in to the new primary at once, although its logins to the crashed one
+failed (``pg/bouncer.py``); it is restored also when a step fails or the run is interrupted.
 Clients wait at PgBouncer only from the hold to the RESUME, i.e. as soon as the new primary
 accepts writes they are let go: the standbys' ``repmgr standby follow`` (a second or more)
 comes after, without holding them. Both are safe that way round: PgBouncer is re-pointed only
@@ -43,6 +46,8 @@ class Progress:
     verified: bool = False
     followed: bool = False
     not_followed: str = ""  # the standbys whose follow failed, and why
+    # PgBouncer name -> configured server_login_retry, while it runs with 0 (bouncer.py).
+    login_retry: dict[str, str] = field(default_factory=dict)
 
 
 def state_left(p: Progress, target: str, old: str | None, standbys: list[str],
@@ -65,6 +70,12 @@ def state_left(p: Progress, target: str, old: str | None, standbys: list[str],
                     + ("" if p.verified else " (the verify step did not run)"))
     else:
         said.append("clients cannot write through PgBouncer")
+    if p.login_retry:
+        said.append(f"{bouncer.LOGIN_RETRY} is still 0 on "
+                    + ", ".join(f"{k} (configured: {v})" for k, v in
+                                sorted(p.login_retry.items()))
+                    + f": SET {bouncer.LOGIN_RETRY} = <configured> on its admin console, or "
+                      "RELOAD")
     if standbys:
         s = "s" if len(standbys) == 1 else ""
         if p.followed:
@@ -138,6 +149,20 @@ def take(cluster: Cluster, pool: HostPool, rb: Runbook, r: Remaining, *, what: s
         st.detail = steps.verify_writes(cluster, pool, target, r.timeline)
         p.verified = True
 
+    restored = False  # the planned restore ran (else ``finally`` restores after a failure)
+
+    def restore(st: Step) -> None:
+        nonlocal restored
+        restored = True
+        try:
+            st.detail = bouncer.restore_login_retry(cluster, pool, p)
+        except CommandFailed as exc:
+            # Not worth failing the run over (clients write; the follow is still to do): a
+            # PgBouncer left at 0 only retries failed logins without a pause.
+            st.status = "warning"
+            st.detail = (f"NOT restored: {exc}; SET {bouncer.LOGIN_RETRY} = <configured> on "
+                         "its admin console (or RELOAD)")
+
     def follow(st: Step) -> None:
         try:
             steps.follow_all(pool, cluster, r.follow, target)
@@ -147,6 +172,7 @@ def take(cluster: Cluster, pool: HostPool, rb: Runbook, r: Remaining, *, what: s
         p.followed = True
 
     interrupted = False
+    failed: CommandFailed | None = None
     try:
         if r.fence is not None:
             rb.step("hold clients at PgBouncer (KILL: no connection reaches the old primary)",
@@ -161,12 +187,16 @@ def take(cluster: Cluster, pool: HostPool, rb: Runbook, r: Remaining, *, what: s
             rb.step(f"re-point PgBouncer at {target.name} ({target.address}:{target.port}), "
                     "RELOAD, RESUME", *bnames,
                     does=f"[databases] {dbs} -> host={target.address} port={target.port}; "
-                         f"RELOAD; RESUME {dbs}", run=repoint)
+                         f"RELOAD; SHOW CONFIG; SET {bouncer.LOGIN_RETRY} = 0 (logins to the "
+                         f"new primary at once); RESUME {dbs}", run=repoint)
         rb.step("verify: a write through PgBouncer lands on the new primary, new timeline",
                 *bnames, target.name,
                 does=f"txid_current() through PgBouncer answered by {target.name}"
                      + (f"; timeline above {r.timeline}" if r.timeline is not None else ""),
                 run=verify)
+        rb.step(f"restore {bouncer.LOGIN_RETRY} on PgBouncer (0 since the RESUME)", *bnames,
+                does=f"SET {bouncer.LOGIN_RETRY} = the value SHOW CONFIG gave after the RELOAD",
+                run=restore)
         if r.follow:
             with rb.critical("the other standbys follow", leaves=left):
                 rb.step(f"make the other standbys follow {target.name} (repmgr standby "
@@ -174,7 +204,7 @@ def take(cluster: Cluster, pool: HostPool, rb: Runbook, r: Remaining, *, what: s
                         does="repmgr standby follow; wait until streaming from the new "
                              "primary", run=follow)
     except CommandFailed as exc:
-        raise StepError(f"{what} stopped: {exc}", hint=after_failure(p, left(), rb)) from None
+        failed = exc  # raised below, once the recovery has run: the hint says what it left
     except (KeyboardInterrupt, interrupts.Stopped):
         interrupted = True  # said below, once the recovery has run
     finally:
@@ -184,6 +214,9 @@ def take(cluster: Cluster, pool: HostPool, rb: Runbook, r: Remaining, *, what: s
         def release(st: Step) -> None:
             bouncer.each(cluster, pool, bouncer.release, strict=False)
             p.held = False
+
+        def restore_after(st: Step) -> None:
+            st.detail = bouncer.restore_login_retry(cluster, pool, p)
 
         if interrupts.aborted():
             pass  # left as the second Ctrl-C said it would be
@@ -197,8 +230,22 @@ def take(cluster: Cluster, pool: HostPool, rb: Runbook, r: Remaining, *, what: s
         elif p.held:
             rb.env.note("PgBouncer left PAUSED/KILLed on purpose: the old primary may be alive "
                         "and a new one was promoted. Re-point by hand, then RESUME.")
+        # Set back after RESUME, as in a run that succeeds; a --continue's RELOAD would too.
+        if p.login_retry and not restored and not interrupts.aborted():
+            try:
+                with rb.critical(f"restore {bouncer.LOGIN_RETRY}", leaves=left):
+                    rb.step(f"restore {bouncer.LOGIN_RETRY} on PgBouncer (after the failure)",
+                            *sorted(p.login_retry), does=f"SET {bouncer.LOGIN_RETRY} = "
+                            + ", ".join(f"{v} on {k}" for k, v in sorted(p.login_retry.items())),
+                            run=restore_after)
+            except (KeyboardInterrupt, interrupts.Stopped):
+                interrupted = True
+            except CommandFailed:
+                pass  # the step is journaled as failed; the paragraph says it is still 0
     if interrupted:
         raise interrupts.Stopped(f"{what} interrupted: {left()}.", hint=rb.continue_command())
+    if failed is not None:
+        raise StepError(f"{what} stopped: {failed}", hint=after_failure(p, left(), rb))
 
 
 def after_failure(p: Progress, left: str, rb: Runbook) -> str:

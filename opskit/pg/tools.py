@@ -66,22 +66,34 @@ def is_running(s: Session, node: PgNode) -> bool:
     return run_as(s, node.os_user, argv, check=False, timeout=15).exit_status == 0
 
 
-def admin(s: Session, b: BouncerNode, command: str, *, timeout: float = 15.0,
+class AdminFailed(CommandFailed):
+    """A PgBouncer admin console command failed; ``rows``: what a SHOW before it returned."""
+
+    def __init__(self, message: str, exit_status: int | None, stderr: str,
+                 rows: list[dict[str, str]]) -> None:
+        super().__init__(message, exit_status, stderr)
+        self.rows = rows
+
+
+def admin(s: Session, b: BouncerNode, *commands: str, timeout: float = 15.0,
           check: bool = True) -> list[dict[str, str]]:
-    """A PgBouncer admin console command (SHOW DATABASES, PAUSE db, RELOAD, ...); the rows
-    of a SHOW by column name (columns move between PgBouncer versions)."""
-    argv = [b.psql, "-X", "-A", "-q", "-P", "footer=off", "-F", "\t", "-h", b.host.address,
-            "-p", str(b.port), "-U", b.admin_user, "-d", "pgbouncer", "-c", command]
+    """PgBouncer admin console commands (SHOW DATABASES, PAUSE db, RELOAD, ...), in order in
+    one session (one psql: each costs a round trip and a process start; the first that fails
+    ends it); the rows of the SHOW among them (one at most) by column name (columns move
+    between PgBouncer versions). A failure raises :class:`AdminFailed`."""
+    argv = [b.psql, "-X", "-A", "-q", "-P", "footer=off", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+            "-h", b.host.address, "-p", str(b.port), "-U", b.admin_user, "-d", "pgbouncer",
+            *(arg for c in commands for arg in ("-c", c))]
     out = run_as(s, b.os_user, argv, check=False, timeout=timeout)
-    if out.exit_status != 0 and check:
-        raise CommandFailed(f"PgBouncer {command.split()[0]} failed: "
-                         f"{_last_line(out.stderr) or out.exit_status}", out.exit_status,
-                         out.stderr)
     rows = _rows(out.stdout)
-    if not rows:
-        return []
-    header, *data = rows
-    return [dict(zip(header, r, strict=False)) for r in data]
+    header, *data = rows or [[]]
+    shown = [dict(zip(header, r, strict=False)) for r in data]
+    if out.exit_status != 0 and check:
+        what = " + ".join(c.split()[0] for c in commands)
+        raise AdminFailed(f"PgBouncer {what} failed: "
+                          f"{_last_line(out.stderr) or out.exit_status}", out.exit_status,
+                          out.stderr, shown)
+    return shown
 
 
 def through_bouncer(s: Session, b: BouncerNode, db: str, user: str, sql: str, *,

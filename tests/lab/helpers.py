@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -141,3 +142,47 @@ def drop_lease(state_dir: Path, host: str, scope: str) -> None:
 
     labmod.run_in_host(host, ["rm", "-f", f"/var/lib/opskit/locks/{scope}.lease"],
                        state_dir=state_dir, timeout=10)
+
+
+class Writer:
+    """An application writing through a PgBouncer in a thread until stopped: one insert of a
+    new id into ``table`` per new connection (as after a pool reset), every 10 ms. ``acked``
+    are the ids whose insert returned (committed, acknowledged); a failed or cut one may or
+    may not have committed, so only ``acked`` is checked against the data."""
+
+    def __init__(self, address: str, table: str, port: int = 6432) -> None:
+        self.address, self.table, self.port = address, table, port
+        self.acked: list[int] = []
+        self.failed = 0
+        self.started_at = 0.0  # the attempt under way started then (0.0: none under way)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        import psycopg
+
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            self.started_at = time.monotonic()
+            try:
+                with psycopg.connect(host=self.address, port=self.port, dbname="app",
+                                     user="app", connect_timeout=3, autocommit=True) as c:
+                    c.execute(f"insert into {self.table} values (%s)", (n,), prepare=False)
+                self.acked.append(n)
+            except psycopg.Error:
+                self.failed += 1
+            self.started_at = 0.0
+            time.sleep(0.01)
+
+    def waiting_since(self, t: float) -> bool:
+        """An attempt started after ``t`` has not ended yet (PgBouncer holds it)."""
+        return self.started_at > t
+
+    def stop(self) -> list[int]:
+        """Stop and join; the acknowledged ids."""
+        self._stop.set()
+        self._thread.join(timeout=150)  # PgBouncer's query_wait_timeout is 120 s
+        assert not self._thread.is_alive(), "the writer is stuck"
+        return self.acked

@@ -21,7 +21,16 @@ from pathlib import Path
 
 import pytest
 from helpers import ROOT, explain, from_the_start, run_json, wait_for
-from test_pg import _initial, addr, in_recovery, pg_ctl, query, streams_from, through_bouncer
+from test_pg import (
+    _initial,
+    addr,
+    bouncer_config,
+    in_recovery,
+    pg_ctl,
+    query,
+    streams_from,
+    through_bouncer,
+)
 from test_redis import info, initial, kill_master, rc
 
 from opskit.lab import LabStatus, pg_service, redis_service
@@ -114,9 +123,11 @@ def writes_through_bouncer(lab: LabStatus) -> str | None:
 
 
 # The moments: at start-up (before any output), and as steps begin -- 1 preflight, 3 fence
-# (outside the critical sections), 4 promote (inside promote -> re-point -> RESUME) and 7 the
-# other standbys' follow (its own section, after clients are back: 5 re-point, 6 verify).
-MOMENTS = ["start-up", r" 1\. ", r" 3\. ", r" 4\. ", r" 7\. "]
+# (outside the critical sections), 4 promote (inside promote -> re-point -> RESUME), 6 verify
+# (outside: server_login_retry, 0 since the RESUME, is set back on the way out) and 8 the
+# other standbys' follow (its own section, after clients are back: 5 re-point, 7 restore
+# server_login_retry).
+MOMENTS = ["start-up", r" 1\. ", r" 3\. ", r" 4\. ", r" 6\. ", r" 8\. "]
 
 
 @pytest.mark.parametrize("moment", MOMENTS)
@@ -134,7 +145,7 @@ def test_sigint_during_pg_failover_ends_named_and_continuable(
         time.sleep(0.2)  # the modules are still loading
         run.interrupt()
     run.wait_sent()
-    if moment == r" 7\. ":  # the follow takes a second: a second Ctrl-C says what it leaves
+    if moment == r" 8\. ":  # the follow takes a second: a second Ctrl-C says what it leaves
         assert wait_for(lambda: "finishing" in "".join(run.err), timeout=10)
         run.interrupt()
     code, out, err = run.finish()
@@ -146,7 +157,10 @@ def test_sigint_during_pg_failover_ends_named_and_continuable(
         assert out == "" and err.strip() == "interrupted", out + err
         assert in_recovery(cluster, "db2") and in_recovery(cluster, "db3")
         return
-    if moment == r" 7\. ":  # clients were let go before the follow began
+    if moment == r" 6\. ":  # cut in the verify: the retry is restored before the run stops
+        assert "restore server_login_retry on PgBouncer (after the failure)" in out, out + err
+        assert bouncer_config(cluster, "lb1", "server_login_retry") == "1"
+    if moment == r" 8\. ":  # clients were let go before the follow began
         assert re.search(r"^second Ctrl-C: stopping now would leave: .*PgBouncer lb1 points at "
                          r"(db\d) and is RESUMEd; clients can write through PgBouncer; "
                          r"db\d still follows db1; press again within 3s", err, re.M), err

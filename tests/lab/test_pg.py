@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from helpers import explain, from_the_start, run_json, wait_for
+from helpers import Writer, explain, from_the_start, run_json, wait_for
 from helpers import run_opskit as opskit
 
 import opskit.lab as labmod
@@ -117,6 +117,16 @@ def snapshot(lab: LabStatus) -> dict[str, Any]:
         cur.execute("SHOW DATABASES")
         out["pgbouncer"] = [(r[0], r[1], r[2]) for r in cur.fetchall() if r[0] == "app"]
     return out
+
+
+def bouncer_config(lab: LabStatus, name: str, key: str) -> str:
+    """A setting as the running PgBouncer on ``name`` has it (SHOW CONFIG)."""
+    with psycopg.connect(host=addr(lab, name), port=6432, dbname="pgbouncer",
+                         user="pgbouncer", autocommit=True, connect_timeout=3) as c:
+        c.prepare_threshold = None
+        cur = c.cursor()
+        cur.execute("SHOW CONFIG")
+        return str(next(r[1] for r in cur.fetchall() if r[0] == key))
 
 
 @pytest.fixture
@@ -272,6 +282,43 @@ def test_failover_after_the_primary_stops_then_rejoin(cluster: LabStatus, tmp_pa
     code, st = run_json(cluster.inventory_path, "pg", "status", "-l", "db")
     assert code == 0 and st["warnings"] == [], st["warnings"]
     assert st["pgbouncer"][0]["paused"] == {"app": False}
+
+
+def test_failover_under_a_writer_loses_no_acknowledged_write_and_restores_login_retry(
+        cluster: LabStatus) -> None:
+    # An application writes through PgBouncer all along. db1 stops (fast: its WAL reaches
+    # the standbys, so every write it acknowledged must survive); the writer's next login
+    # through PgBouncer fails, which arms PgBouncer's server_login_retry. The failover runs
+    # PgBouncer's RESUME with the retry at 0 and sets it back to the lab's 1 afterwards.
+    with through_bouncer(cluster) as c:
+        c.execute("drop table if exists acked")
+        c.execute("create table acked(id int primary key)")
+    assert bouncer_config(cluster, "lb1", "server_login_retry") == "1"
+    w = Writer(addr(cluster, "lb1"), "acked")
+    try:
+        assert wait_for(lambda: len(w.acked) >= 5)
+        t_stop = time.monotonic()
+        pg_ctl(cluster, "db1", "stop", "-m", "fast")
+        assert wait_for(lambda: w.failed > 0 or w.waiting_since(t_stop))
+        code, doc = run_json(cluster.inventory_path, "pg", "failover", "-l", "db", "--yes")
+        assert code == 0, explain(doc)
+        after = len(w.acked)
+        assert wait_for(lambda: len(w.acked) > after + 5)  # clients write again
+    finally:
+        acked = w.stop()
+    new = doc["target"]
+    stored = {r[0] for r in query(cluster, new, "select id from acked")}
+    assert set(acked) <= stored, sorted(set(acked) - stored)
+    # server_login_retry was 0 from the RESUME until a write went through, then set back.
+    steps = {s["title"].split(" (")[0]: s for s in doc["steps"]}
+    repoint = next(s for title, s in steps.items() if title.startswith("re-point"))
+    assert "server_login_retry 0 (configured: lb1 1)" in repoint["detail"]
+    restore = steps["restore server_login_retry on PgBouncer"]
+    assert (restore["status"], restore["detail"]) == ("ok", "server_login_retry back to 1 "
+                                                             "on lb1")
+    titles = [s["title"] for s in doc["steps"]]
+    assert titles.index(restore["title"]) == titles.index(repoint["title"]) + 2  # after verify
+    assert bouncer_config(cluster, "lb1", "server_login_retry") == "1"
 
 
 def test_a_standby_that_cannot_follow_fails_the_run_after_clients_are_back(

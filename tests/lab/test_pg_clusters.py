@@ -9,12 +9,13 @@ that host's cluster only; a mutating command whose selection spans both is refus
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
-from helpers import explain, from_the_start, run_json, run_opskit
+from helpers import Writer, explain, from_the_start, run_json, run_opskit, wait_for
 
 import opskit.lab as labmod
 from opskit.lab import LabContext, LabStatus, pg_service
@@ -151,3 +152,46 @@ def test_one_cluster_fails_over_while_the_other_stays_untouched(clusters: LabSta
     rows = sql(lab, "shard2", "select host(inet_server_addr()), txid_current() > 0", port=6432,
                user="app")
     assert rows == [(lab.host("shard2").address, True)]
+
+
+def login_retry(lab: LabStatus, host: str) -> str:
+    rows = sql(lab, host, "SHOW CONFIG", port=6432, dbname="pgbouncer", user="pgbouncer")
+    return str(next(r[1] for r in rows if r[0] == "server_login_retry"))
+
+
+def test_a_pgbouncer_on_each_node_under_writers_loses_no_acknowledged_write(
+        clusters: LabStatus) -> None:
+    # The shard layout: an application writes through each node's own PgBouncer, the one on
+    # the old primary's host included. shard1 stops (fast: its WAL reaches shard2); both
+    # PgBouncers are re-pointed with server_login_retry 0 for the RESUME, then set back.
+    lab = clusters
+    with psycopg.connect(host=lab.host("shard1").address, port=6432, dbname="app",
+                         user="app", autocommit=True, connect_timeout=3) as c:
+        c.prepare_threshold = None  # PgBouncer pools by transaction
+        for b in BOUNCERS["shard"]:  # the application's own tables
+            c.execute(f"drop table if exists acked_{b}")
+            c.execute(f"create table acked_{b}(id int primary key)")
+    assert [login_retry(lab, b) for b in BOUNCERS["shard"]] == ["1", "1"]
+    writers = {b: Writer(lab.host(b).address, f"acked_{b}") for b in BOUNCERS["shard"]}
+    try:
+        assert wait_for(lambda: all(len(w.acked) >= 5 for w in writers.values()))
+        t_stop = time.monotonic()
+        done = labmod.run_in_host("shard1", pg_service.as_postgres(
+            *pg_service.pg_ctl("stop", "-m", "fast")), state_dir=lab.state_dir)
+        assert done.returncode == 0, done.stderr
+        assert wait_for(lambda: all(w.failed or w.waiting_since(t_stop)
+                                    for w in writers.values()))
+        code, doc = run_json(lab.inventory_path, "pg", "failover", "shard1", "--yes")
+        assert code == 0, explain(doc)
+        assert doc["target"] == "shard2"
+        after = {b: len(w.acked) for b, w in writers.items()}
+        assert wait_for(lambda: all(len(w.acked) > after[b] + 5 for b, w in writers.items()))
+    finally:
+        acked = {b: w.stop() for b, w in writers.items()}
+    for b, ids in acked.items():
+        stored = {r[0] for r in sql(lab, "shard2", f"select id from acked_{b}")}
+        assert set(ids) <= stored, (b, sorted(set(ids) - stored))
+    restore = next(s for s in doc["steps"] if s["title"].startswith("restore server_login"))
+    assert (restore["status"], restore["detail"]) == (
+        "ok", "server_login_retry back to 1 on shard1, 1 on shard2")
+    assert [login_retry(lab, b) for b in BOUNCERS["shard"]] == ["1", "1"]

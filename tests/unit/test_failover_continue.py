@@ -90,15 +90,19 @@ def test_the_decision_is_read_from_the_runs_records(tmp_path: Path,
 class Acts:
     """Stands in for the modules failover_steps acts through; records what was done."""
 
-    def __init__(self, follow_fails: bool = False, on_promote: Any = None) -> None:
+    def __init__(self, follow_fails: bool = False, on_promote: Any = None,
+                 verify_fails: bool = False) -> None:
         self.done: list[str] = []
         self.follow_fails, self.on_promote = follow_fails, on_promote
+        self.verify_fails = verify_fails
         self.bouncer = SimpleNamespace(database_names=lambda c: "app", each=self.each,
                                        repoint_then_resume=self.repoint_then_resume,
+                                       restore_login_retry=self.restore_login_retry,
+                                       LOGIN_RETRY="server_login_retry",
                                        release=None, hold=None)
         self.steps = SimpleNamespace(stop=lambda s, n: self.did("stop") or "stopped",
                                      promote=self.promote, follow_all=self.follow_all,
-                                     verify_writes=lambda *a: self.did("verify") or "wrote")
+                                     verify_writes=self.verify)
         self.state = SimpleNamespace(gather=lambda *a, **k: None)
         self.checks = SimpleNamespace(changed_before_promote=lambda *a: [])
 
@@ -117,7 +121,19 @@ class Acts:
     def repoint_then_resume(self, cluster: Any, pool: Any, target: Any, p: Any) -> str:
         self.did("re-point+RESUME")
         p.repointed, p.held = True, False
+        p.login_retry["lb1"] = "15"  # as bouncer.py does: lowered to 0 until restored
         return "lb1/app: db1 -> db2"
+
+    def restore_login_retry(self, cluster: Any, pool: Any, p: Any) -> str:
+        self.did("restore retry")
+        p.login_retry.clear()
+        return "server_login_retry back to 15 on lb1"
+
+    def verify(self, *args: Any) -> str:
+        self.did("verify")
+        if self.verify_fails:
+            raise CommandFailed("through PgBouncer lb1:6432/app: connection refused")
+        return "wrote"
 
     def follow_all(self, pool: Any, cluster: Any, standbys: Any, upstream: Any) -> None:
         self.did("follow")
@@ -147,15 +163,18 @@ def test_clients_are_let_go_before_the_other_standbys_follow(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     acts = Acts()
     rb, p = take(monkeypatch, tmp_path, acts)
-    assert acts.done == ["hold", "stop", "promote", "re-point+RESUME", "verify", "follow"]
-    assert [s.status for s in rb.steps] == ["ok"] * 6
-    assert p.followed and p.verified and not p.held
+    assert acts.done == ["hold", "stop", "promote", "re-point+RESUME", "verify",
+                         "restore retry", "follow"]
+    assert [s.status for s in rb.steps] == ["ok"] * 7
+    assert p.followed and p.verified and not p.held and p.login_retry == {}
     # The dry run plans the same steps in the same order (and does nothing).
     planned = Acts()
     plan, _ = take(monkeypatch, tmp_path, planned, dry_run=True)
     assert planned.done == []
     assert [s.title for s in plan.steps] == [s.title for s in rb.steps]
-    assert "re-point PgBouncer" in plan.steps[3].title and "follow" in plan.steps[5].title
+    assert "re-point PgBouncer" in plan.steps[3].title and "follow" in plan.steps[6].title
+    assert "server_login_retry" in plan.steps[3].detail  # the plan says it is lowered...
+    assert "restore server_login_retry" in plan.steps[5].title  # ...and when it comes back
 
 
 def test_a_follow_that_fails_after_clients_are_back_is_a_failed_step(
@@ -178,9 +197,37 @@ def test_a_ctrl_c_in_the_promote_stops_with_clients_writing(
     acts = Acts(on_promote=lambda: os.kill(os.getpid(), signal.SIGINT))
     with interrupts.installed(), pytest.raises(interrupts.Stopped) as stopped:
         take(monkeypatch, tmp_path, acts)
-    # The section (promote -> re-point -> RESUME) finished; verify and follow did not start.
-    assert acts.done == ["hold", "stop", "promote", "re-point+RESUME"]
+    # The section (promote -> re-point -> RESUME) finished; verify and follow did not start,
+    # and server_login_retry, lowered for the RESUME, was set back on the way out.
+    assert acts.done == ["hold", "stop", "promote", "re-point+RESUME", "restore retry"]
+    titles = [json.loads(x)["details"]["title"] for x in
+              (tmp_path / "journal.jsonl").read_text().splitlines()]
+    assert titles[-1] == "restore server_login_retry on PgBouncer (after the failure)"
     said = stopped.value.message
     assert "PgBouncer lb1 points at db2 and is RESUMEd; clients can write through PgBouncer " \
            "(the verify step did not run); db3 still follows db1" in said
     assert "--continue" in (stopped.value.hint or "")
+
+
+def test_a_failed_verify_still_restores_server_login_retry(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    acts = Acts(verify_fails=True)
+    with pytest.raises(StepError) as failed:
+        take(monkeypatch, tmp_path, acts)
+    assert failed.value.exit_code == 2 and "connection refused" in failed.value.message
+    # The planned restore did not run (the verify failed before it): the recovery did.
+    assert acts.done == ["hold", "stop", "promote", "re-point+RESUME", "verify", "restore retry"]
+    records = [json.loads(x)["details"] for x in
+               (tmp_path / "journal.jsonl").read_text().splitlines()]
+    assert [(r["title"].split(" (")[0], r["status"]) for r in records][-2:] == [
+        ("verify: a write through PgBouncer lands on the new primary, new timeline", "failed"),
+        ("restore server_login_retry on PgBouncer", "ok")]
+    assert records[-1]["detail"] == "server_login_retry back to 15 on lb1"
+    assert "server_login_retry is still 0" not in (failed.value.hint or "")
+
+
+def test_the_state_left_names_a_server_login_retry_still_lowered() -> None:
+    p = failover_steps.Progress(old_stopped=True, promoted=True, repointed=True,
+                                login_retry={"lb1": "15"})
+    said = failover_steps.state_left(p, "db2", "db1", [], ["lb1"])
+    assert "server_login_retry is still 0 on lb1 (configured: 15)" in said

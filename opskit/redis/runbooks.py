@@ -214,9 +214,11 @@ def switchover(topo: Topology, pool: HostPool, rb: Runbook, *, to: str, timeout_
                          leaves=lambda: _state_left(p, target.name, old.name, False)):
             rb.step(f"FAILOVER TO {target.name} on {old.name} (no acknowledged write lost)",
                     old.host.name, target.host.name,
-                    does=f"FAILOVER TO {target.address} {target.port} TIMEOUT {timeout_ms} "
-                         f"on {old.name}: writes paused until the target has every "
-                         "acknowledged write; roles swap; then CONFIG REWRITE on both",
+                    does=f"CLIENT PAUSE WRITE + ROLE on {old.name}; wait (<= {timeout_ms} "
+                         f"ms) until {target.name} has replayed that offset; FAILOVER TO "
+                         f"{target.address} {target.port} TIMEOUT 1 FORCE + CLIENT UNPAUSE: "
+                         "writes paused until the target has every acknowledged write; roles "
+                         "swap; then CONFIG REWRITE on both",
                     run=failover)
             _repoint_others(topo, pool, rb, fs, target, skip={old.name})
             p.replicas = True

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import explain, redis_cli, run_json, wait_for
+from helpers import ROOT, explain, redis_cli, run_json, wait_for
 from helpers import run_opskit as opskit
 from test_lab_redis import is_initial, sentinel_masters
 
@@ -258,3 +259,34 @@ def test_undeclared_sentinels_are_seen_and_promote_refuses(groups: LabStatus,
     kill(lab, "redis2", 6381)  # a master down: promote would act, were it not refused
     proc = opskit(inv, "redis", "promote", "--group", "watched", "--yes")
     assert proc.returncode == 4 and "Sentinels watch it" in proc.stderr, proc.stderr
+
+
+def test_two_sentinel_promotes_at_once_one_asks_the_other_is_refused(
+        groups: LabStatus, tmp_path: Path) -> None:
+    lab, inv = groups, groups.inventory_path
+    journal = tmp_path / "journal.jsonl"
+    env = {**os.environ, "OPSKIT_JOURNAL": str(journal), "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen([sys.executable, "-m", "opskit", "-i", str(inv), "redis",
+                              "promote", "--group", "watched", "--yes"], cwd=ROOT, env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert first.stdout is not None
+    seen = []
+    for line in first.stdout:  # it holds the group's lease: its preflight has begun
+        seen.append(line)
+        if line.lstrip().startswith("1. preflight"):
+            break
+    # Paused while the second runs: it cannot end before the second tries its lease.
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = opskit(inv, "redis", "promote", "--group", "watched", "--yes",
+                        journal=journal)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, "".join(seen) + out + err
+    assert second.returncode == 4 and "the Redis group watched is locked by" in second.stderr, \
+        second.stderr
+    new = f"{lab.host('redis3').address}:6381"
+    assert set(sentinel_masters(lab).values()) == {new}  # one failover, not two
+    assert role(lab, "redis2", 6381) == "slave"

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, cast
 from opskit import settings
 from opskit.errors import InventoryError
 from opskit.inventory import Host, Inventory
+from opskit.runner import choose
 
 if TYPE_CHECKING:
     from opskit.pg.settings import PgbouncerSettings, PostgresSettings
@@ -207,27 +208,18 @@ class Fleet:
         the ``hosts`` it names (a host argument, --to), else the selection's only one. A
         selection spanning several clusters without naming one is refused: a runbook that
         acts on a cluster must never act on two."""
-        chosen = {c.name: c for c in (self.cluster_of(h) for h in hosts if h)}
+        named: dict[str, str] = {}
+        for h in hosts:
+            if h:
+                named.setdefault(self.cluster_of(h).name, h)
         if cluster is not None:
-            named = by_name(self, cluster)
-            for c in chosen.values():
-                if c.name != cluster:
-                    host = next(h for h in hosts if h and c.has(h))
-                    raise InventoryError(f"{host} is in the cluster {c.name}, not {cluster}",
-                                         hint=f"--cluster {c.name}, or drop --cluster")
-            return named
-        if len(chosen) > 1:
-            raise InventoryError(f"the hosts named belong to {len(chosen)} PostgreSQL "
-                                 f"clusters: {', '.join(sorted(chosen))}",
-                                 hint="a runbook acts on one cluster: name hosts of one")
-        if chosen:
-            return next(iter(chosen.values()))
-        if len(self.clusters) > 1:
-            raise InventoryError(f"the selection spans {len(self.clusters)} PostgreSQL "
-                                 f"clusters: {', '.join(self.names)}; a runbook acts on one",
-                                 hint=f"--cluster NAME (e.g. --cluster {self.names[0]}), or "
-                                 f"name one of its hosts (-l {self.clusters[0].nodes[0].name})")
-        return self.clusters[0]
+            by_name(self, cluster)
+        name = choose.one(KIND, self.names, named, cluster,
+                          example=f"name one of its hosts (-l {self.clusters[0].nodes[0].name})")
+        return by_name(self, name)
+
+
+KIND = choose.Kind("PostgreSQL cluster", "--cluster", "hosts", "cluster")
 
 
 def by_name(fleet: Fleet, name: str) -> Cluster:

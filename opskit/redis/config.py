@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 from opskit import secretfile, settings
 from opskit.errors import InventoryError
 from opskit.inventory import Host, Inventory
+from opskit.runner import choose
 
 if TYPE_CHECKING:
     from opskit.redis.settings import RedisSettings
@@ -183,6 +184,9 @@ def _matching(insts: Sequence[Instance], spec: str) -> list[Instance]:
             and (not port or str(i.port) == port)]
 
 
+KIND = choose.Kind("Redis group", "--group", "instances", "Redis group")
+
+
 @dataclass(frozen=True)
 class Fleet:
     """The groups a selection touches, each whole: a selection naming one host of a group
@@ -216,7 +220,7 @@ class Fleet:
         selection spanning several groups without naming one is refused: a runbook that
         acts on a group must never act on two."""
         every = [i for g in self.groups for i in g.instances]
-        chosen: dict[str, Topology] = {}
+        named: dict[str, str] = {}
         for spec in (s for s in specs if s):
             found = _matching(every, spec)
             if group is not None:
@@ -228,28 +232,12 @@ class Fleet:
                 raise InventoryError(f"{spec!r} names instances of several Redis groups: "
                                      + ", ".join(f"{i.name} ({i.group})" for i in found),
                                      hint="name the instance as HOST:PORT")
-            chosen[found[0].group] = self._named(found[0].group)
+            named.setdefault(found[0].group, spec)
         if group is not None:
-            named = self._named(group)
-            for name in chosen:
-                if name != group:
-                    spec = next(s for s in specs if s and any(
-                        i.group == name for i in _matching(every, s)))
-                    raise InventoryError(f"{spec} is in the Redis group {name}, not {group}",
-                                         hint=f"--group {name}, or drop --group")
-            return named
-        if len(chosen) > 1:
-            raise InventoryError(f"the instances named belong to {len(chosen)} Redis groups: "
-                                 f"{', '.join(sorted(chosen))}",
-                                 hint="a runbook acts on one group: name instances of one")
-        if chosen:
-            return next(iter(chosen.values()))
-        if len(self.groups) > 1:
-            raise InventoryError(f"the selection spans {len(self.groups)} Redis groups: "
-                                 f"{', '.join(self.names)}; a runbook acts on one",
-                                 hint=f"--group NAME (e.g. --group {self.names[0]}), or name "
-                                 f"one of its instances (--to {self.groups[0].instances[0].name})")
-        return self.groups[0]
+            self._named(group)
+        name = choose.one(KIND, self.names, named, group, example="name one of its instances "
+                          f"(--to {self.groups[0].instances[0].name})")
+        return self._named(name)
 
 
 def _raw_groups(host: Host) -> set[str]:

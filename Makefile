@@ -73,12 +73,15 @@ unit: venv
 	@$(PYTEST) tests/unit || { echo "failed with seed $$seed: make $@ SEED=$$seed"; exit 1; }
 
 lab-test: venv
-	@$(PYTEST) tests/lab || { echo "failed with seed $$seed: make $@ SEED=$$seed"; exit 1; }
+	@$(PYTEST) -n $(LAB_WORKERS) --dist loadfile tests/lab || { echo "failed with seed $$seed: make $@ SEED=$$seed"; exit 1; }
 
-# Unit tests on both cores (pytest-xdist; they share nothing), then the lab tests one at a time
-# (one lab at a time: real ports), both in the same random order's seed.
+# Unit tests on both cores (pytest-xdist; they share nothing), then the lab tests on both
+# cores too: each worker runs its own lab (127.10.0.x, 127.11.0.x: tests/lab/worker.py) and
+# takes whole files (a file's module fixtures are set up once); both in one seed's order.
+LAB_WORKERS ?= 2
 test: venv lint check-inventories
-	@$(PYTEST) -n 2 tests/unit && $(BIN)/pytest -q -p randomly --randomly-seed=$$seed tests/lab \
+	@$(PYTEST) -n 2 tests/unit && $(BIN)/pytest -q -p randomly --randomly-seed=$$seed \
+	  -n $(LAB_WORKERS) --dist loadfile tests/lab \
 	  || { echo "failed with seed $$seed: make $@ SEED=$$seed"; exit 1; }
 
 demo: venv

@@ -56,26 +56,32 @@ def _render(env: Environment, status: lab_mod.LabStatus) -> None:
               help="Number of lab hosts (127.10.0.1..N). Example: --hosts 8")
 @click.option("--port", type=click.IntRange(1, 65535), default=2222, show_default=True,
               help="sshd port on every lab host. Example: --port 2222")
+@click.option("--net", type=click.IntRange(lab_mod.NETS.start, lab_mod.NETS.stop - 1),
+              default=None, metavar="N",
+              help="Put the hosts on 127.N.0.1..: a second lab beside the first (give it its "
+                   "own --port and --state-dir too). Default: the running lab's, else 10. "
+                   "Example: --net 11")
 @click.option("--state-dir", metavar="DIR", help=STATE_HELP + "Example: --state-dir /tmp/lab")
 @click.option("--write-inventory", "inventory_path", default="inventory/lab.yml",
               show_default=True, metavar="PATH",
               help="Where to write the lab inventory. Example: --write-inventory /tmp/lab.yml")
 @mutating("lab up")
 @shared_options
-def up(app: AppContext, change: Change, n_hosts: int, port: int, state_dir: str | None,
-       inventory_path: str) -> int:
+def up(app: AppContext, change: Change, n_hosts: int, port: int, net: int | None,
+       state_dir: str | None, inventory_path: str) -> int:
     """Start (or repair) the lab: idempotent, restarts hosts that died."""
     where = _state_dir(state_dir)
+    span = f"127.{'N' if net is None else net}.0.1-{n_hosts}"
     if change.dry_run:
         return change.planned(
-            {"dry_run": True, "hosts": n_hosts, "port": port, "state_dir": str(where),
-             "inventory_path": inventory_path},
-            lambda: app.env.line(f"dry run: would start {n_hosts} lab hosts on 127.10.0.1-"
-                                 f"{n_hosts} port {port} (state {where}, inventory "
-                                 f"{inventory_path})"))
-    change.begin(f"Start a {n_hosts}-host lab on 127.10.0.1-{n_hosts}, port {port}?",
-                 targets=[], plan={"hosts": n_hosts, "port": port, "state_dir": str(where)})
-    status = lab_mod.up(n_hosts, port=port, state_dir=where, inventory_path=Path(inventory_path))
+            {"dry_run": True, "hosts": n_hosts, "port": port, "net": net,
+             "state_dir": str(where), "inventory_path": inventory_path},
+            lambda: app.env.line(f"dry run: would start {n_hosts} lab hosts on {span} port "
+                                 f"{port} (state {where}, inventory {inventory_path})"))
+    change.begin(f"Start a {n_hosts}-host lab on {span}, port {port}?", targets=[],
+                 plan={"hosts": n_hosts, "port": port, "net": net, "state_dir": str(where)})
+    status = lab_mod.up(n_hosts, port=port, net=net, state_dir=where,
+                        inventory_path=Path(inventory_path))
     change.record({h.name: {"status": "ok" if h.answering else "failed"} for h in status.hosts},
                   exit_code=0)
     _render(app.env, status)

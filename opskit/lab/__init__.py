@@ -19,7 +19,7 @@ from opskit.lab.app_service import http_port as app_port
 from opskit.lab.aws_resources import AwsLab
 from opskit.lab.inventory_file import dev_path as dev_inventory_path
 from opskit.lab.inventory_file import ops_path as ops_inventory_path
-from opskit.lab.layout import HostSpec, plan
+from opskit.lab.layout import NETS, HostSpec, plan
 from opskit.lab.models import AwsStatus, LabHost, LabStatus
 from opskit.lab.services import (
     InventoryVars,
@@ -50,6 +50,7 @@ __all__ = [
     "host_pid",
     "lab_mounts",
     "ops_inventory_path",
+    "NETS",
     "plan",
     "register",
     "registered",

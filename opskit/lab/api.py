@@ -52,22 +52,32 @@ def up(
     hosts: int = 12,
     *,
     port: int = 2222,
+    net: int | None = None,
     state_dir: pathlib.Path | None = None,
     inventory_path: pathlib.Path = DEFAULT_INVENTORY,
 ) -> LabStatus:
-    """Bring the lab to ``hosts`` running hosts; idempotent. Returns once every sshd answers."""
+    """Bring the lab to ``hosts`` running hosts; idempotent. Returns once every sshd answers.
+
+    ``net``: the hosts' addresses are 127.NET.0.i (default: the running lab's, else 10)."""
     _require_root()
     if not 1 <= port <= 65535:
         raise LabError(f"invalid port {port}", hint="use a port between 1 and 65535, e.g. 2222")
-    try:
-        specs = layout.plan(hosts)
-    except ValueError as exc:
-        raise LabError(str(exc), hint="e.g. opskit lab up --hosts 10") from exc
     sd = _checked_state_dir(state_dir)
     hostmod.check_tools()
     inventory = pathlib.Path(inventory_path).absolute()
     with locked(sd):
-        _up_locked(sd, specs, port, inventory)
+        old = load_state(sd)
+        if old and old.hosts and net is not None and net != old.net:
+            # Every service is bound to the old addresses: moving them is a new lab.
+            raise LabError(f"the lab in {sd} runs on 127.{old.net}.0.x, not 127.{net}.0.x",
+                           hint=f"opskit lab down --state-dir {sd} first, or drop --net")
+        if net is None:
+            net = old.net if old else layout.DEFAULT_NET
+        try:
+            specs = layout.plan(hosts, net)
+        except ValueError as exc:
+            raise LabError(str(exc), hint="e.g. opskit lab up --hosts 10 --net 10") from exc
+        _up_locked(sd, specs, port, net, inventory)
     return status(state_dir=sd)
 
 
@@ -147,7 +157,8 @@ def run_in_host(
 
 
 def _up_locked(
-    sd: pathlib.Path, specs: Sequence[layout.HostSpec], port: int, inventory: pathlib.Path
+    sd: pathlib.Path, specs: Sequence[layout.HostSpec], port: int, net: int,
+    inventory: pathlib.Path,
 ) -> None:
     hostmod.prepare_system()
     # Loop devices of a killed session that nothing mounts any more (mounted ones are kept).
@@ -165,7 +176,7 @@ def _up_locked(
     keys.write_authorized_keys(sd)
     keys.write_known_hosts(sd, [(s.name, s.address, port) for s in specs])
     aws = moto_server.ensure_started(sd, moto_server.aws_port(port), old.aws)
-    state = LabState(port=port, inventory_path=str(inventory), aws=aws)
+    state = LabState(port=port, inventory_path=str(inventory), aws=aws, net=net)
     with ThreadPoolExecutor(max_workers=1) as pool:
         # AWS comes up beside the hosts: the server's cold start, boto3's import and the
         # first EC2 call (moto loads its EC2 models) take seconds, the sshds a fraction.

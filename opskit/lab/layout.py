@@ -11,8 +11,10 @@ and shrinking only drops the last ones -- a host keeps its name and address what
   (three of every four extra hosts are app servers, like a production fleet).
 
 Host i listens on 127.10.0.i (i ≤ 254); beyond that the third octet counts up
-(127.10.1.1 is host 255). The first db host is ``pg_primary``, the others ``pg_replica``;
-the first redis host is ``redis_master``, the others ``redis_replica``.
+(127.10.1.1 is host 255). A lab on another ``net`` (``lab up --net 11``) uses 127.11.0.i the
+same way, so two labs can run side by side with the same service ports (two test workers).
+The first db host is ``pg_primary``, the others ``pg_replica``; the first redis host is
+``redis_master``, the others ``redis_replica``.
 
 A lab big enough for the whole PostgreSQL cluster (9 hosts or more: db3 is host 9) also has
 the top-level groups ``postgres`` (db1-db3: the nodes, pg_service.py) and ``pgbouncer``
@@ -40,6 +42,8 @@ FIRST_HOSTS = ("app", "db", "redis", "lb", "app", "db", "redis", "app", "db", "r
                "shard", "shard")
 EXTRA_CYCLE = ("app", "app", "app", "db", "app", "app", "app", "redis", "app", "app", "app", "lb")
 MAX_HOSTS = 1000
+DEFAULT_NET = 10  # the second octet: 127.10.0.1 is host 1
+NETS = range(10, 128)  # clear of 127.0.0.1 (moto, the operator's own services)
 
 
 @dataclass(frozen=True)
@@ -57,16 +61,18 @@ def role_of(index: int) -> str:
     return EXTRA_CYCLE[(index - len(FIRST_HOSTS) - 1) % len(EXTRA_CYCLE)]
 
 
-def address_of(index: int) -> str:
+def address_of(index: int, net: int = DEFAULT_NET) -> str:
     # 254 usable addresses per /24; skip .0 and .255 so no address looks like a network/broadcast.
     third, fourth = divmod(index - 1, 254)
-    return f"127.10.{third}.{fourth + 1}"
+    return f"127.{net}.{third}.{fourth + 1}"
 
 
-def plan(count: int) -> list[HostSpec]:
-    """The hosts of a lab of ``count`` hosts, in growth order."""
+def plan(count: int, net: int = DEFAULT_NET) -> list[HostSpec]:
+    """The hosts of a lab of ``count`` hosts on 127.``net``.x.x, in growth order."""
     if not 1 <= count <= MAX_HOSTS:
         raise ValueError(f"a lab has 1 to {MAX_HOSTS} hosts, not {count}")
+    if net not in NETS:
+        raise ValueError(f"a lab's net is {NETS.start} to {NETS.stop - 1}, not {net}")
     roles = [role_of(index) for index in range(1, count + 1)]
     complete = {
         group
@@ -86,5 +92,5 @@ def plan(count: int) -> list[HostSpec]:
         groups += tuple(
             g for g, (r, n) in joins if g in complete and r == role and seen[role] <= n
         )
-        specs.append(HostSpec(f"{role}{seen[role]}", index, role, address_of(index), groups))
+        specs.append(HostSpec(f"{role}{seen[role]}", index, role, address_of(index, net), groups))
     return specs

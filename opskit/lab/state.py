@@ -64,6 +64,7 @@ class AwsServerRecord:
 class LabState:
     port: int
     inventory_path: str | None = None
+    net: int = 10  # second octet of the hosts' addresses (layout.DEFAULT_NET)
     hosts: dict[str, HostRecord] = field(default_factory=dict)
     aws: AwsServerRecord | None = None
 
@@ -71,6 +72,7 @@ class LabState:
         return {
             "version": STATE_VERSION,
             "port": self.port,
+            "net": self.net,
             "inventory_path": self.inventory_path,
             "hosts": {name: asdict(rec) for name, rec in self.hosts.items()},
             "aws": asdict(self.aws) if self.aws else None,
@@ -96,7 +98,8 @@ def load_state(state_dir: pathlib.Path) -> LabState | None:
     hosts = {name: HostRecord(**rec) for name, rec in raw.get("hosts", {}).items()}
     aws = AwsServerRecord(**raw["aws"]) if raw.get("aws") else None  # absent in older files
     return LabState(
-        port=raw["port"], inventory_path=raw.get("inventory_path"), hosts=hosts, aws=aws
+        port=raw["port"], inventory_path=raw.get("inventory_path"), hosts=hosts, aws=aws,
+        net=raw.get("net", 10),  # absent in older files: they all ran on 127.10
     )
 
 

@@ -1,8 +1,8 @@
 """Fixtures for tests against the real lab fleet (root, real sshd in namespaces).
 
-* ``lab`` (session): a 12-host lab (both PostgreSQL clusters) on port 2322
-  ($OPSKIT_LAB_TEST_PORT) in a tmp state dir, inventory at ``<tmp>/lab.yml``; yields its
-  LabStatus; ``down`` at session end.
+* ``lab`` (session): a 12-host lab (both PostgreSQL clusters) on this worker's net and port
+  (tests/lab/worker.py: 127.10.0.x port 2322 for the first) in a tmp state dir, inventory at
+  ``<tmp>/lab.yml``; yields its LabStatus; ``down`` at session end.
   A developer's own lab (port 2222, /var/lib/opskit-lab) is never touched.
 * ``lab_params`` (session): the keyword arguments of that ``up``.
 * ``lab_restore`` (function): a callable that brings every lab host back (``up`` again, so
@@ -22,14 +22,12 @@ import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
+import worker
 
 import opskit.lab as labmod
 from opskit.lab import LabStatus
 
 LAB_HOSTS = 12  # the default lab: hosts 11 and 12 are the second PostgreSQL cluster
-# Not 2222: the developer's own lab may be running. Two test sessions at once on one machine
-# need different ports (OPSKIT_LAB_TEST_PORT), as both use 127.10.0.1-12.
-LAB_PORT = int(os.environ.get("OPSKIT_LAB_TEST_PORT", "2322"))
 
 
 def _need_root() -> None:
@@ -60,7 +58,8 @@ def lab_params(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     base = tmp_path_factory.mktemp("lab")
     return {
         "hosts": LAB_HOSTS,
-        "port": LAB_PORT,
+        "port": worker.PORT,
+        "net": worker.NET,
         "state_dir": base / "state",
         "inventory_path": base / "lab.yml",
     }

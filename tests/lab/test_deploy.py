@@ -18,6 +18,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import worker
 import yaml
 
 import opskit.lab as labmod
@@ -110,7 +111,7 @@ def app_hosts(status: LabStatus) -> list:
 
 
 def served(address: str) -> dict:
-    port = labmod.app_port(int(os.environ.get("OPSKIT_LAB_TEST_PORT", "2322")))
+    port = labmod.app_port(worker.PORT)
     with urllib.request.urlopen(f"http://{address}:{port}/", timeout=5) as resp:
         return json.loads(resp.read())
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import boto3
 import pytest
+import worker
 import yaml
 from helpers import AWS_ENV, private_moto
 
@@ -88,7 +89,7 @@ class Apps:
         return int(self.sh(host, f"cat {APP}/shared/pids/gunicorn.pid"))
 
     def served(self, host: str) -> str:
-        port = labmod.app_port(int(os.environ.get("OPSKIT_LAB_TEST_PORT", "2322")))
+        port = labmod.app_port(worker.PORT)
         url = f"http://{self.lab.host(host).address}:{port}/"
         with urllib.request.urlopen(url, timeout=5) as resp:
             return str(json.loads(resp.read())["release"])

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import worker
 import yaml
 from helpers import stop_sshd
 
@@ -202,7 +203,7 @@ def _ssh_config_home(tmp_path: Path, lab, body: str) -> tuple[Path, Path]:
 def test_ssh_config_identity_file_and_proxyjump_are_honoured(lab, tmp_path: Path) -> None:
     key = Path(lab.state_dir, "id_ed25519")
     jump, target = lab.hosts[0], lab.hosts[1]
-    base = f"Host 127.10.0.*\n  IdentityFile {key}\n"
+    base = f"Host 127.{worker.NET}.0.*\n  IdentityFile {key}\n"
     # Without IdentityFile the inventory gives no key: authentication must fail.
     home, inv = _ssh_config_home(tmp_path / "a", lab, "")
     code, doc = exec_json(inv, "-l", target.name, "--", "true", home=home)
@@ -232,7 +233,7 @@ def test_proxyjump_hop_host_key_is_checked(lab, tmp_path: Path) -> None:
         ln + "\n" for ln in Path(lab.state_dir, "known_hosts").read_text().splitlines()
         if ln.startswith(f"[{target.address}]:")))
     config = (f"Host {target.address}\n  ProxyJump root@{jump.address}:{lab.port}\n"
-              f"Host 127.10.0.*\n  IdentityFile {key}\n")
+              f"Host 127.{worker.NET}.0.*\n  IdentityFile {key}\n")
     home, inv = _ssh_config_home(tmp_path, lab, config)
     data = yaml.safe_load(inv.read_text())
     data["all"]["vars"]["opskit_known_hosts"] = str(only_target)
@@ -306,7 +307,7 @@ def test_proxyjump_hops_use_the_quick_socket_too(lab, tmp_path: Path,
     key = Path(lab.state_dir, "id_ed25519")
     jump, target = lab.hosts[0], lab.hosts[1]
     config = (f"Host {target.address}\n  ProxyJump root@{jump.address}:{lab.port}\n"
-              f"Host 127.10.0.*\n  IdentityFile {key}\n")
+              f"Host 127.{worker.NET}.0.*\n  IdentityFile {key}\n")
     home, inv = _ssh_config_home(tmp_path, lab, config)
     monkeypatch.setenv("HOME", str(home))
     host = inv_mod.load(inv).hosts[target.name]

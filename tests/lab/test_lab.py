@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import worker
 import yaml
 from helpers import wait_for
+from worker import SMALL_PORT
 
 import opskit.lab as labmod
 from opskit.errors import LabError
@@ -23,8 +25,6 @@ from opskit.lab import LabContext, LabHost, LabStatus
 
 pytestmark = pytest.mark.lab
 
-# Separate small labs get their own port (and tmp state dir): the session lab is unaffected.
-SMALL_PORT = int(os.environ.get("OPSKIT_LAB_TEST_PORT", "2322")) + 1
 
 
 # ---------------------------------------------------------------- helpers
@@ -75,6 +75,7 @@ def small_lab(tmp_path: pathlib.Path) -> Iterator[dict[str, object]]:
     params: dict[str, object] = {
         "hosts": 2,
         "port": SMALL_PORT,
+        "net": worker.NET,
         "state_dir": tmp_path / "state",
         "inventory_path": tmp_path / "lab.yml",
     }
@@ -141,7 +142,7 @@ def test_twelve_hosts_answer_each_with_its_own_hostname(lab: LabStatus, lab_ssh)
                 "shard1", "shard2"}
     assert {h.name for h in lab.hosts} == expected
     assert all(h.answering and h.pid for h in lab.hosts)
-    assert sorted(h.address for h in lab.hosts) == sorted(f"127.10.0.{i}" for i in range(1, 13))
+    assert sorted(h.address for h in lab.hosts) == sorted(worker.address(i) for i in range(1, 13))
     with ThreadPoolExecutor(8) as pool:
         outputs = pool.map(lambda n: lab_ssh(n, "hostname"), expected)
         results = dict(zip(expected, outputs, strict=True))
@@ -282,7 +283,7 @@ def test_down_leaves_nothing_behind(small_lab, register_service, tmp_path) -> No
     # A detached process started over ssh and one through nsenter: both live in the hosts.
     key, known = state_dir / "id_ed25519", state_dir / "known_hosts"
     ssh = ["ssh", "-i", str(key), "-o", f"UserKnownHostsFile={known}", "-o", "BatchMode=yes",
-           "-p", str(SMALL_PORT), "root@127.10.0.1"]  # fmt: skip
+           "-p", str(SMALL_PORT), f"root@{worker.address(1)}"]  # fmt: skip
     detached = "setsid -f sleep 300 </dev/null >/dev/null 2>&1"
     assert subprocess.run([*ssh, detached], timeout=30, stdin=subprocess.DEVNULL).returncode == 0
     labmod.run_in_host("db1", ["sh", "-c", detached], state_dir=state_dir)
@@ -327,6 +328,21 @@ def test_resize_and_recover_from_a_dead_session(small_lab) -> None:
     assert all(h.pid != shrunk.host(h.name).pid for h in recovered.hosts)
 
 
+def test_a_running_lab_keeps_its_net(small_lab) -> None:
+    """Its services are bound to its addresses: another --net is refused, changing nothing;
+    without --net the running lab's is kept."""
+    first = labmod.up(**small_lab)
+    other = worker.NET + 50
+    with pytest.raises(LabError) as err:
+        labmod.up(**{**small_lab, "net": other})
+    assert err.value.message == (f"the lab in {small_lab['state_dir']} runs on "
+                                 f"127.{worker.NET}.0.x, not 127.{other}.0.x")
+    assert "lab down" in (err.value.hint or "")
+    again = labmod.up(**{k: v for k, v in small_lab.items() if k != "net"})
+    assert [(h.address, h.pid) for h in again.hosts] == [(h.address, h.pid) for h in first.hosts]
+    assert again.hosts[0].address == worker.address(1)
+
+
 def test_down_without_a_lab_is_a_message(tmp_path) -> None:
     assert labmod.down(state_dir=tmp_path / "none") == [f"no lab in {tmp_path / 'none'}"]
     assert labmod.status(state_dir=tmp_path / "none").hosts == []
@@ -359,6 +375,10 @@ def test_fleet_shape_follows_the_documented_rule() -> None:
     assert {r: roles.count(r) for r in set(roles)} == {
         "app": 69, "db": 11, "redis": 10, "lb": 8, "shard": 2}
     assert labmod.plan(255)[-1].address == "127.10.1.1"
+    assert [s.address for s in labmod.plan(2, 11)] == ["127.11.0.1", "127.11.0.2"]
+    for net in (0, 9, 128):  # 127.0.0.1 is the operator's own (and moto's)
+        with pytest.raises(ValueError, match=f"not {net}"):
+            labmod.plan(2, net)
     assert [s.groups for s in labmod.plan(10) if s.role == "db"] == [
         ("db", "pg_primary", "postgres"), ("db", "pg_replica", "postgres"),
         ("db", "pg_replica", "postgres"),

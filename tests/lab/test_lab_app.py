@@ -19,15 +19,16 @@ from typing import Any
 import boto3.session
 import botocore.session
 import pytest
+import worker
 import yaml
 from helpers import wait_for
+from worker import SMALL_PORT
 
 import opskit.lab as labmod
 from opskit.lab import LabStatus, app_service
 
 pytestmark = pytest.mark.lab
 
-SMALL_PORT = int(os.environ.get("OPSKIT_LAB_TEST_PORT", "2322")) + 1
 ROOT = "/srv/sample"
 PID_FILE = f"{ROOT}/shared/pids/gunicorn.pid"
 # No proxy for the lab's 127.x servers, whatever the environment says.
@@ -261,6 +262,7 @@ def small_lab(tmp_path: pathlib.Path) -> Iterator[dict[str, Any]]:
     params: dict[str, Any] = {
         "hosts": 2,
         "port": SMALL_PORT,
+        "net": worker.NET,
         "state_dir": tmp_path / "state",
         "inventory_path": tmp_path / "lab.yml",
     }

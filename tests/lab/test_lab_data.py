@@ -17,14 +17,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import worker
 import yaml
+from worker import SMALL_PORT
 
 import opskit.lab as labmod
 from opskit.lab import LabStatus, aws_resources, data_fs
 
 pytestmark = pytest.mark.lab
 
-SMALL_PORT = int(os.environ.get("OPSKIT_LAB_TEST_PORT", "2322")) + 1
 DB_HOSTS = ("db1", "db2", "db3")
 BY_ID = "dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_"
 
@@ -197,6 +198,7 @@ def small_lab(tmp_path: pathlib.Path) -> Iterator[dict[str, Any]]:
     params: dict[str, Any] = {
         "hosts": 2,  # app1, db1
         "port": SMALL_PORT,
+        "net": worker.NET,
         "state_dir": tmp_path / "state",
         "inventory_path": tmp_path / "lab.yml",
     }

@@ -5,6 +5,7 @@ confirmation come from the mutating-command shape (``commands.mutating``)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,8 +39,14 @@ def run(change: Change, *, question: str | None, lock: tuple[str, list[Host], st
     change.begin(question, targets=[h.name for h in lock_hosts],
                  plan={"question": question, "lock": scope})
     with hostpool.pool(app.run_options()) as pool:
+        # The steps' connections open while the lease (over connections of its own) is
+        # taken: the first step does not wait for a second round of handshakes.
+        opening = threading.Thread(target=pool.open, args=(lock_hosts,), daemon=True,
+                                   name="open-sessions")
+        opening.start()
         try:
             with change.lease(scope, lock_hosts, what) as lease:
+                opening.join()
                 rb.guard = lease.check if lease is not None else None
                 details = body(pool, rb)
                 if final is not None and not change.dry_run:
@@ -53,6 +60,8 @@ def run(change: Change, *, question: str | None, lock: tuple[str, list[Host], st
             if env.json:
                 env.emit_json(doc)
             raise
+        finally:
+            opening.join()  # before the pool closes: no session opened after its close
     doc = _finish(change, rb, EXIT_OK, details)
     if env.json:
         env.emit_json(doc)

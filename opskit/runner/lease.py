@@ -2,9 +2,10 @@
 
 opskit has no server, so the lock lives on the lock hosts (a cluster's db, PgBouncer and
 witness hosts): a lease file per scope on each (``onhost/lease.py``), and a run holds the
-lease when it holds it on a strict majority of them. Hosts are taken one at a time in a
-fixed order (by name) and a run gives up at the first host another live run holds, so two
-runs started together never each hold a part and wait on the other. Expiry is on each lock
+lease when it holds it on a strict majority of them. Hosts are taken in a fixed order (by
+name: one at a time until one answers, then the rest at once) and a run gives up at the first
+host another live run holds, so two runs started together never each hold a part and wait on
+the other. Expiry is on each lock
 host's clock (now + ttl there); a daemon thread renews every ttl/3 over connections of the
 lease's own (never the runbook's sessions, so a Ctrl-C stop flag or a busy channel of a step
 never stalls renewal). docs/postgres.md, "One operator at a time: the cluster lease".
@@ -21,6 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,8 +181,10 @@ def _answering(pool: HostPool, h: Host, fn: Any, lease: Lease) -> Any:
 
 
 def _missing_text(lease: Lease) -> str:
-    down = [h for h, why in lease.missing.items() if why == "unreachable"]
-    other = [f"{h}: {why}" for h, why in lease.missing.items() if why != "unreachable"]
+    # In the lock hosts' order, not the answers' (they are asked at once).
+    missing = [(h, lease.missing[h]) for h in lease.lock_hosts if h in lease.missing]
+    down = [h for h, why in missing if why == "unreachable"]
+    other = [f"{h}: {why}" for h, why in missing if why != "unreachable"]
     parts = ([f"{', '.join(down)} unreachable"] if down else []) + other
     return "; ".join(parts)
 
@@ -205,26 +209,39 @@ def held(lock_hosts: Sequence[Host], scope: str, *, options: RunOptions, run_id:
     pool = HostPool(options)
     renewer: _Renewer | None = None
     try:
-        pool.open(hosts)  # in parallel; then one host at a time, in order
+        pool.open(hosts)  # in parallel
         if break_lock:
             for h in hosts:
                 ans = _answering(pool, h, lambda s: _call(s, "break", scope), lease)
                 if ans is not None and ans.get("holder"):
                     lease.broken[h.name] = ans["holder"]
             lease.missing.clear()  # asked again below
-        for h in hosts:
+        def acquire(h: Host) -> tuple[Host, float, dict[str, Any] | None]:
             sent = time.monotonic()
-            lease.tried.add(h.name)
-            ans = _answering(pool, h, lambda s: _call(s, "acquire", scope, f"{ttl:g}",
-                                                      data=record), lease)
-            if ans is None:
-                continue
-            if not ans.get("ok"):
-                holder = ans.get("holder") or {}
-                _release(pool, hosts, lease)
-                raise _refusal(pool, hosts, lease, h, holder)
             with lease._lock:
-                lease.held[h.name] = _Held(float(ans["expires"]), sent + ttl)
+                lease.tried.add(h.name)
+            return h, sent, _answering(pool, h, lambda s: _call(
+                s, "acquire", scope, f"{ttl:g}", data=record), lease)
+
+        # One host at a time, in order, until one answers: of two runs started together,
+        # the one that takes that host goes on and the other is refused there, having taken
+        # nothing. The taker then asks the rest at once (a round trip each saved); should
+        # two runs see different first hosts (one unreachable to one of them), both may be
+        # refused: never both hold a majority.
+        answers = []
+        rest = list(hosts)
+        while rest and not any(ans is not None for _, _, ans in answers):
+            answers.append(acquire(rest.pop(0)))
+        if rest and answers[-1][2] is not None and answers[-1][2].get("ok"):
+            with ThreadPoolExecutor(max_workers=min(len(rest), options.forks)) as ex:
+                answers += list(ex.map(acquire, rest))
+        for h, sent, ans in answers:
+            if ans is not None and not ans.get("ok"):
+                _release(pool, hosts, lease)
+                raise _refusal(pool, hosts, lease, h, ans.get("holder") or {})
+            if ans is not None:
+                with lease._lock:
+                    lease.held[h.name] = _Held(float(ans["expires"]), sent + ttl)
         if len(lease.held) < lease.need:
             answered = len(lease.held)
             _release(pool, hosts, lease)

@@ -186,3 +186,45 @@ class Writer:
         self._thread.join(timeout=150)  # PgBouncer's query_wait_timeout is 120 s
         assert not self._thread.is_alive(), "the writer is stuck"
         return self.acked
+
+
+class ExecWatch:
+    """Every program started on some lab hosts while the block runs, each with its whole argv
+    (``.lines``: strace's execve lines). strace follows the hosts' sshds (``-f``: every session
+    and the shells, sudo and tools under it), so a short-lived process cannot slip between two
+    looks the way it can past a ``ps`` sampler on a busy machine. Environments are not shown
+    (``/* N vars */``): the environment is where a secret may go, argv is where it must not."""
+
+    def __init__(self, lab: LabStatus, hosts: list[str], log: Path) -> None:
+        now = labmod.status(state_dir=lab.state_dir)
+        self.pids = [now.host(h).pid for h in hosts]
+        self.log = log
+        self.lines: list[str] = []
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ExecWatch:
+        argv = ["strace", "-f", "-qq", "-s", "65536", "-e", "trace=execve", "-o", str(self.log)]
+        for pid in self.pids:
+            argv += ["-p", str(pid)]
+        self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        tracer = str(self._proc.pid)
+        assert wait_for(lambda: all(_tracer(pid) == tracer for pid in self.pids), timeout=10), \
+            "strace did not attach to the hosts' sshds"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGINT)  # strace detaches and exits
+        self._proc.wait(timeout=30)
+        self.lines = [ln for ln in self.log.read_text(errors="replace").splitlines()
+                      if "execve(" in ln]
+
+
+def _tracer(pid: int | None) -> str | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return next((ln.split()[1] for ln in status.splitlines() if ln.startswith("TracerPid:")),
+                None)

@@ -14,14 +14,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from helpers import ROOT, explain, redis_cli, run_json, wait_for
+from helpers import ROOT, ExecWatch, explain, redis_cli, run_json, wait_for
 from helpers import run_opskit as opskit
 from test_lab_redis import is_initial, sentinel_masters
 
@@ -102,30 +101,6 @@ def test_fleet_status_judges_each_group_and_a_promote_touches_only_its_own(
     assert set(sentinel_masters(lab).values()) == {f"{lab.host('redis2').address}:6381"}
 
 
-class ArgvWatch:
-    """Every command line on the machine (the lab hosts share its process table), sampled
-    until stopped: a password on one would show here."""
-
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True,
-                                 check=False).stdout
-            self.seen.update(out.splitlines())
-
-    def __enter__(self) -> ArgvWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-
 def secrets_of(lab: LabStatus) -> list[str]:
     pw = redis_secrets.passwords(lab.state_dir)
     return [pw.default, pw.opskit]
@@ -136,7 +111,7 @@ def test_the_auth_group_status_promote_backup_never_show_its_password(
     lab, inv = groups, groups.inventory_path
     journal = tmp_path / "journal.jsonl"
     outputs: list[str] = []
-    with ArgvWatch() as ps:
+    with ExecWatch(lab, ["redis1", "redis2", "redis3"], tmp_path / "exec.log") as ps:
         for args in (["status", "--group", "main"], ["backup", "--group", "main", "--yes"],
                      ["switchover", "--to", "redis3:6379", "--yes"]):
             proc = opskit(inv, "redis", *args, journal=journal)
@@ -146,10 +121,10 @@ def test_the_auth_group_status_promote_backup_never_show_its_password(
         proc = opskit(inv, "redis", "promote", "--group", "main", "--yes", journal=journal)
         outputs.append(proc.stdout + proc.stderr)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert any("redis-cli" in line and "--user opskit" in line for line in ps.seen), \
-        "the sampler saw no redis-cli run by opskit"
+    assert any('/redis-cli", [' in line and '"--user", "opskit"' in line
+               for line in ps.lines), "no redis-cli run by opskit seen"
     for secret in secrets_of(lab):
-        assert not any(secret in line for line in ps.seen)
+        assert not any(secret in line for line in ps.lines)
         assert secret not in journal.read_text()
         assert not any(secret in out for out in outputs)
     assert "BGSAVE" in outputs[1] and "redis3:6379" in outputs[2]

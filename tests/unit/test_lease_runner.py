@@ -11,6 +11,7 @@ import pytest
 
 from opskit.errors import UsageError
 from opskit.inventory import Host
+from opskit.runner import lease as lease_mod
 from opskit.runner import wait
 from opskit.runner.fleet import RunOptions
 from opskit.runner.lease import LeaseRefused, held, scope
@@ -53,6 +54,31 @@ def test_a_second_run_is_refused_naming_the_holder_and_its_hosts(tmp_path: Path)
     assert "run 20261201T224901Z-abcd1234 (pg failover) until " in msg
     assert msg.endswith("Z on h1, h2, h3") and err.value.exit_code == 4
     assert "--break-lock" in (err.value.hint or "")
+
+
+def test_a_run_refused_at_the_first_host_asks_no_other(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rest are asked at once only by the run that took the first host: the loser of two
+    runs started together has taken nothing anywhere (nothing for it to give back)."""
+    hosts = local_hosts(tmp_path)
+    asked: list[tuple[str, str]] = []
+    call = lease_mod._call
+
+    def spy(s, action, *args, **kw):  # type: ignore[no-untyped-def]
+        asked.append((s.host.name, action))
+        return call(s, action, *args, **kw)
+
+    monkeypatch.setattr(lease_mod, "_call", spy)
+    with held(hosts[:1], "pg.main", options=OPTIONS, run_id="r1", command="c", ttl=30):
+        asked.clear()
+        with pytest.raises(LeaseRefused) as err:
+            with held(hosts, "pg.main", options=OPTIONS, run_id="r2", command="c", ttl=30):
+                pytest.fail("both runs hold the lease")
+        assert str(err.value).endswith(" on h1")
+        assert [a for a in asked if a[1] == "acquire"] == [("h1", "acquire")]
+    asked.clear()
+    with held(hosts, "pg.main", options=OPTIONS, run_id="r3", command="c", ttl=30):
+        assert sorted(asked) == [("h1", "acquire"), ("h2", "acquire"), ("h3", "acquire")]
 
 
 def test_a_lock_host_that_refuses_is_skipped_while_a_majority_answers(tmp_path: Path) -> None:

@@ -14,8 +14,9 @@ APT_NEEDS := sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client \
              /usr/lib/postgresql/15/bin/repmgr:postgresql-15-repmgr \
              pgbouncer:pgbouncer \
              redis-server:redis-server redis-cli:redis-tools vmtouch:vmtouch \
-             tmux:tmux sudo:sudo openssl:openssl strace:strace
-LAB_HOSTS ?= 12
+             tmux:tmux sudo:sudo openssl:openssl strace:strace \
+             nginx:nginx
+LAB_HOSTS ?= 13
 # Tests run in a random order (pytest-randomly), seeded: every run prints its seed, and
 # `make test SEED=N` repeats that order. (-q hides pytest's header, where randomly says it.)
 SEED ?=

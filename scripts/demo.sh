@@ -7,7 +7,7 @@ export OPSKIT_JOURNAL="${OPSKIT_JOURNAL:-$PWD/.demo-journal.jsonl}"
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
-step opskit lab up --hosts "${LAB_HOSTS:-12}" --yes
+step opskit lab up --hosts "${LAB_HOSTS:-13}" --yes
 step opskit inventory --graph
 step opskit inventory -l 'app:db'
 step opskit inventory check

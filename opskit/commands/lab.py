@@ -52,7 +52,8 @@ def _render(env: Environment, status: lab_mod.LabStatus) -> None:
 
 
 @command.command("up", epilog="Example: sudo opskit lab up --hosts 8")
-@click.option("--hosts", "n_hosts", type=click.IntRange(1, 250), default=12, show_default=True,
+@click.option("--hosts", "n_hosts", type=click.IntRange(1, 250), default=lab_mod.DEFAULT_HOSTS,
+              show_default=True,
               help="Number of lab hosts (127.10.0.1..N). Example: --hosts 8")
 @click.option("--port", type=click.IntRange(1, 65535), default=2222, show_default=True,
               help="sshd port on every lab host. Example: --port 2222")

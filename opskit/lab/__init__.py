@@ -13,13 +13,14 @@ from opskit.lab import app_service  # noqa: F401 -- registers the built-in app s
 from opskit.lab import pg_service  # noqa: F401 -- registers postgres (after data-xfs)
 from opskit.lab import pgbouncer_service  # noqa: F401 -- registers pgbouncer (after postgres)
 from opskit.lab import redis_service  # noqa: F401 -- registers redis (redis1-3)
+from opskit.lab import nginx_service  # noqa: F401 -- registers nginx (every lb host)
 from opskit.lab.accounts import DEV_USER, OPS_USER, dev_password_path
 from opskit.lab.api import down, host_pid, lab_mounts, run_in_host, status, up
 from opskit.lab.app_service import http_port as app_port
 from opskit.lab.aws_resources import AwsLab
 from opskit.lab.inventory_file import dev_path as dev_inventory_path
 from opskit.lab.inventory_file import ops_path as ops_inventory_path
-from opskit.lab.layout import NETS, HostSpec, plan
+from opskit.lab.layout import DEFAULT_HOSTS, NETS, HostSpec, plan
 from opskit.lab.models import AwsStatus, LabHost, LabStatus
 from opskit.lab.services import (
     InventoryVars,
@@ -50,6 +51,7 @@ __all__ = [
     "host_pid",
     "lab_mounts",
     "ops_inventory_path",
+    "DEFAULT_HOSTS",
     "NETS",
     "plan",
     "register",

@@ -49,7 +49,7 @@ _CONFIG_IN_CMDLINE = re.compile(r" -f (\S+/sshd_config)(?: |$)")
 
 
 def up(
-    hosts: int = 12,
+    hosts: int = layout.DEFAULT_HOSTS,
     *,
     port: int = 2222,
     net: int | None = None,

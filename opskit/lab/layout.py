@@ -3,11 +3,12 @@
 Host i (1-based) gets its role from a fixed sequence, so growing the lab only appends hosts
 and shrinking only drops the last ones -- a host keeps its name and address whatever the count:
 
-* hosts 1..12 follow ``app db redis lb app db redis app db redis shard shard``
+* hosts 1..13 follow ``app db redis lb app db redis app db redis shard shard lb``
   (1 → app1; 4 → app1 db1 redis1 lb1; 10 → lb1, app1-3, db1-3, redis1-3: a PostgreSQL
   primary with two standbys and the Redis groups on redis1-3; 12 adds shard1 and
-  shard2, a second PostgreSQL cluster of two nodes with a PgBouncer on each);
-* hosts 13.. repeat ``app app app db app app app redis app app app lb``
+  shard2, a second PostgreSQL cluster of two nodes with a PgBouncer on each; 13 (the
+  default) adds lb2, a second nginx in front of the app hosts);
+* hosts 14.. repeat ``app app app db app app app redis app app app lb``
   (three of every four extra hosts are app servers, like a production fleet).
 
 Host i listens on 127.10.0.i (i ≤ 254); beyond that the third octet counts up
@@ -39,7 +40,8 @@ CLUSTER_GROUPS = {"postgres": ("db", 3), "pgbouncer": ("lb", 1), "redis_servers"
 # PostgreSQL cluster: lb1 alone, in a 4-host lab, gets none).
 CLUSTERS = (("postgres", "pgbouncer"), ("redis_servers",))
 FIRST_HOSTS = ("app", "db", "redis", "lb", "app", "db", "redis", "app", "db", "redis",
-               "shard", "shard")
+               "shard", "shard", "lb")
+DEFAULT_HOSTS = len(FIRST_HOSTS)  # the default lab: every service, two of the nginx tier
 EXTRA_CYCLE = ("app", "app", "app", "db", "app", "app", "app", "redis", "app", "app", "app", "lb")
 MAX_HOSTS = 1000
 DEFAULT_NET = 10  # the second octet: 127.10.0.1 is host 1

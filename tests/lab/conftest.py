@@ -1,8 +1,8 @@
 """Fixtures for tests against the real lab fleet (root, real sshd in namespaces).
 
-* ``lab`` (session): a 12-host lab (both PostgreSQL clusters) on this worker's net and port
-  (tests/lab/worker.py: 127.10.0.x port 2322 for the first) in a tmp state dir, inventory at
-  ``<tmp>/lab.yml``; yields its LabStatus; ``down`` at session end.
+* ``lab`` (session): a 13-host lab (both PostgreSQL clusters, two nginx) on this worker's net
+  and port (tests/lab/worker.py: 127.10.0.x port 2322 for the first) in a tmp state dir,
+  inventory at ``<tmp>/lab.yml``; yields its LabStatus; ``down`` at session end.
   A developer's own lab (port 2222, /var/lib/opskit-lab) is never touched.
 * ``lab_params`` (session): the keyword arguments of that ``up``.
 * ``lab_restore`` (function): a callable that brings every lab host back (``up`` again, so
@@ -27,7 +27,7 @@ import worker
 import opskit.lab as labmod
 from opskit.lab import LabStatus
 
-LAB_HOSTS = 12  # the default lab: hosts 11 and 12 are the second PostgreSQL cluster
+LAB_HOSTS = 13  # the default lab: 11 and 12 are the second PostgreSQL cluster, 13 lb2
 
 
 def _need_root() -> None:

@@ -137,12 +137,12 @@ def register_service() -> Iterator[Callable[[SleepService], SleepService]]:
 # ---------------------------------------------------------------- session lab
 
 
-def test_twelve_hosts_answer_each_with_its_own_hostname(lab: LabStatus, lab_ssh) -> None:
+def test_thirteen_hosts_answer_each_with_its_own_hostname(lab: LabStatus, lab_ssh) -> None:
     expected = {"lb1", "app1", "app2", "app3", "db1", "db2", "db3", "redis1", "redis2", "redis3",
-                "shard1", "shard2"}
+                "shard1", "shard2", "lb2"}
     assert {h.name for h in lab.hosts} == expected
     assert all(h.answering and h.pid for h in lab.hosts)
-    assert sorted(h.address for h in lab.hosts) == sorted(worker.address(i) for i in range(1, 13))
+    assert sorted(h.address for h in lab.hosts) == sorted(worker.address(i) for i in range(1, 14))
     with ThreadPoolExecutor(8) as pool:
         outputs = pool.map(lambda n: lab_ssh(n, "hostname"), expected)
         results = dict(zip(expected, outputs, strict=True))
@@ -234,7 +234,7 @@ def test_lab_yml_is_an_ansible_inventory(lab: LabStatus, lab_params) -> None:
     kids = inv["children"]
     assert set(kids) == {"lb", "app", "db", "redis", "shard", "postgres", "pgbouncer",
                          "redis_servers"}
-    assert set(kids["lb"]["hosts"]) == {"lb1"}
+    assert set(kids["lb"]["hosts"]) == {"lb1", "lb2"}
     assert set(kids["app"]["hosts"]) == {"app1", "app2", "app3"}
     assert set(kids["db"]["children"]["pg_primary"]["hosts"]) == {"db1"}
     assert set(kids["db"]["children"]["pg_replica"]["hosts"]) == {"db2", "db3"}
@@ -370,10 +370,11 @@ def test_fleet_shape_follows_the_documented_rule() -> None:
     assert sorted(names(10)) == sorted(
         ["lb1", "app1", "app2", "app3", "db1", "db2", "db3", "redis1", "redis2", "redis3"]
     )
-    assert names(18)[10:] == ["shard1", "shard2", "app4", "app5", "app6", "db4", "app7", "app8"]
+    assert names(18)[10:] == ["shard1", "shard2", "lb2", "app4", "app5", "app6", "db4", "app7"]
+    assert names(labmod.DEFAULT_HOSTS)[-1] == "lb2"  # the default lab: two nginx
     roles = [s.role for s in labmod.plan(100)]  # as docs/lab.md says
     assert {r: roles.count(r) for r in set(roles)} == {
-        "app": 69, "db": 11, "redis": 10, "lb": 8, "shard": 2}
+        "app": 69, "db": 10, "redis": 10, "lb": 9, "shard": 2}
     assert labmod.plan(255)[-1].address == "127.10.1.1"
     assert [s.address for s in labmod.plan(2, 11)] == ["127.11.0.1", "127.11.0.2"]
     for net in (0, 9, 128):  # 127.0.0.1 is the operator's own (and moto's)

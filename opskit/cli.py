@@ -25,7 +25,7 @@ COMMANDS = {
     "inventory": "inventory", "exec": "exec_", "deploy": "deploy", "rollback": "rollback",
     "releases": "releases", "snapshot": "snapshot", "pg": "pg", "redis": "redis_",
     "cache": "cache", "journal": "journal", "lab": "lab", "completion": "completion",
-    "health": "health", "top": "top",
+    "health": "health", "top": "top", "lb": "lb",
 }
 
 EPILOG = """\b

@@ -40,6 +40,11 @@ step opskit deploy --ref v2 --yes
 app1=$(opskit inventory -l app --json | python3 -c 'import json,sys; h=json.load(sys.stdin)["hosts"]; print(next(iter(h.values()))["address"])')
 step python3 -c "import urllib.request; print(urllib.request.urlopen('http://$app1:8000/').read().decode())"
 echo
+echo "== The nginx tier: lb1 and lb2 in front of the app hosts =="
+step opskit lb status                 # per lb host: nginx, nginx -t, active connections, upstream
+lb1=$(opskit inventory -l lb1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["hosts"]["lb1"]["address"])')
+step python3 -c "import urllib.request; print(urllib.request.urlopen('http://$lb1:8080/').read().decode())"
+echo
 echo "A broken release: the canary fails its health check and is rolled back; exit 2"
 set +e
 step opskit deploy --ref broken --yes

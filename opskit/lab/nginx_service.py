@@ -24,7 +24,7 @@ from opskit.errors import LabError
 from opskit.lab import app_service, net, pg_service, procs
 from opskit.lab.models import LabHost
 from opskit.lab.pg_service import ETC
-from opskit.lab.services import LabContext, register
+from opskit.lab.services import InventoryVars, LabContext, register
 from opskit.runner import wait
 
 NGINX_BIN = "/usr/sbin/nginx"
@@ -99,6 +99,14 @@ class NginxService:
         if not os.path.exists(NGINX_BIN):
             raise LabError(f"the lab's lb hosts need {NGINX_BIN}",
                            hint="make apt-deps (apt-get install -y nginx)")
+
+    def inventory_vars(self, ctx: LabContext) -> InventoryVars:
+        """``nginx:`` per lb host (its status URL is on its own address)."""
+        port = http_port(ctx.port)
+        return InventoryVars(host_vars={h.name: {"nginx": {
+            "upstream_file": UPSTREAM_FILE, "conf": NGINX_CONF, "binary": NGINX_BIN,
+            "pid_file": NGINX_PID, "status_url": f"http://{h.address}:{port}{STATUS_PATH}",
+        }} for h in ctx.group("lb")})
 
     def start(self, host: LabHost, ctx: LabContext) -> None:
         self._write_files(host, ctx, upstream=not self.upstream_path(host).exists())

@@ -151,14 +151,9 @@ def _call(s: Session, action: str, *args: str, data: dict[str, Any] | None = Non
     argv = ["python3", "-I", "-S", "-c", script("lease"), "--dir", lock_dir, action, *args]
     payload = json.dumps(data).encode() if data is not None else b""
     out = s.run_input(shlex.join(argv), payload, sudo=True, check=False, timeout=timeout)
-    lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
-    try:
-        answer = json.loads(lines[-1]) if lines else None
-    except json.JSONDecodeError:
-        answer = None
-    if not isinstance(answer, dict):
-        err = (out.stderr.strip().splitlines() or [f"exit status {out.exit_status}"])[-1]
-        raise CommandFailed(f"lease program: {err}", out.exit_status, out.stderr)
+    answer = out.answer()
+    if answer is None:
+        raise CommandFailed(f"lease program: {out.reason()}", out.exit_status, out.stderr)
     if "error" in answer:
         raise CommandFailed(f"lease program refused: {answer['error']}", out.exit_status)
     return answer

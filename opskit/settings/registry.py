@@ -22,6 +22,7 @@ SCHEMAS: dict[str, str] = {
     "pgbouncer": "opskit.pg.settings:PgbouncerSettings",
     "redis": "opskit.redis.settings:RedisSettings",
     "cache": "opskit.cache.settings:CacheSettings",
+    "nginx": "opskit.lb.settings:NginxSettings",
     "aws": "opskit.settings.aws:AwsSettings",
     "health": "opskit.health.settings:HealthSettings",
     "lab": "opskit.lab.settings:LabSettings",

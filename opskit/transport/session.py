@@ -11,6 +11,7 @@ stdin, never in a command line: see :class:`SudoPassword` and :meth:`Session._ne
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import re
 import shlex
@@ -132,6 +133,20 @@ class StepOutput:
     stdout: str
     stderr: str
     exit_status: int
+
+    def answer(self) -> dict[str, Any] | None:
+        """An on-host program's answer: the last stdout line that is a JSON object (past any
+        login noise), or None."""
+        lines = [x for x in self.stdout.splitlines() if x.startswith("{")]
+        try:
+            found = json.loads(lines[-1]) if lines else None
+        except json.JSONDecodeError:
+            return None
+        return found if isinstance(found, dict) else None
+
+    def reason(self) -> str:
+        """Why a program gave no answer: its last stderr line, else its exit status."""
+        return (self.stderr.strip().splitlines() or [f"exit status {self.exit_status}"])[-1]
 
 
 @dataclass

@@ -25,8 +25,8 @@ import opskit.lab as labmod
 from opskit.lab import LabStatus
 
 ROOT = Path(__file__).resolve().parents[2]
-# The lab's growth order gives 8 app hosts at 18 (hosts 11-12: the second PostgreSQL cluster).
-DEPLOY_HOSTS = 18
+# The lab's growth order gives 8 app hosts at 19 (11-12: the second PostgreSQL cluster, 13 lb2).
+DEPLOY_HOSTS = 19
 
 
 def opskit(inv: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

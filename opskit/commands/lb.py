@@ -37,13 +37,15 @@ file), 3 an lb host unreachable.
 def status(app: AppContext) -> int:
     """Each lb host's nginx and the app hosts its upstream holds, up or down."""
     env = app.env
+    inventory = app.inventory()
     hosts = lb_status.lb_hosts(app.select(default=DEFAULT_SELECTION))
     if not hosts:
         raise UsageError("no host of the selection has nginx: settings",
                          hint="give the lb hosts `nginx: {upstream_file: ...}` (docs/lb.md), "
                               "or select them with -l")
     with hostpool.pool(app.run_options()) as pool:
-        states = lb_status.gather(hosts, pool)
+        states = lb_status.gather(hosts, pool,
+                                  lb_status.names_by_address(list(inventory.hosts.values())))
     warns = [w for st in states for w in st.warnings()]
     code = (EXIT_UNREACHABLE if any(not st.reachable for st in states)
             else EXIT_FAILED if warns else EXIT_OK)
@@ -53,8 +55,8 @@ def status(app: AppContext) -> int:
         return code
     rows = []
     for st in states:
-        up = [s.address for s in st.servers if not s.down]
-        down = [s.address for s in st.servers if s.down]
+        up = [st.host_of(s) or s.address for s in st.servers if not s.down]
+        down = [st.host_of(s) or s.address for s in st.servers if s.down]
         rows.append((st.name,
                      "unreachable" if not st.reachable else "running" if st.running else "DOWN",
                      "-" if st.config_ok is None else "ok" if st.config_ok else "FAILS",

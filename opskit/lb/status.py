@@ -45,6 +45,15 @@ class LbState:
     upstream_file: str = ""
     servers: list[parse.Server] = field(default_factory=list)
     upstream_problems: list[str] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)  # address -> inventory host
+
+    def host_of(self, server: parse.Server) -> str | None:
+        """The inventory host an upstream server is, by its address (None: none, or two)."""
+        return self.names.get(address_part(server.address))
+
+    def shown(self, server: parse.Server) -> str:
+        name = self.host_of(server)
+        return f"{name} ({server.address})" if name else server.address
 
     def warnings(self) -> list[str]:
         if self.error is not None:
@@ -59,7 +68,7 @@ class LbState:
         out += [f"{self.name}: {self.upstream_file} {p}" for p in self.upstream_problems]
         if not self.servers and not self.upstream_problems:
             out.append(f"{self.name}: no app host in {self.upstream_file}")
-        down = [s.address for s in self.servers if s.down]
+        down = [self.shown(s) for s in self.servers if s.down]
         if down:
             out.append(f"{self.name}: out of rotation (down): {', '.join(down)}")
         return out
@@ -72,10 +81,27 @@ class LbState:
             "active_connections": self.stub.active if self.stub else None,
             "stub_status": vars(self.stub) if self.stub else None,
             "upstream_file": self.upstream_file,
-            "upstream": [{"address": s.address, "down": s.down, "params": list(s.params)}
-                         for s in self.servers],
+            "upstream": [{"address": s.address, "host": self.host_of(s), "down": s.down,
+                          "params": list(s.params)} for s in self.servers],
             "upstream_problems": self.upstream_problems,
         }
+
+
+def address_part(server: str) -> str:
+    """ADDRESS of ADDRESS[:PORT] (an IPv6 one without its brackets)."""
+    if server.startswith("["):
+        return server[1:].partition("]")[0]
+    return server.partition(":")[0]
+
+
+def names_by_address(hosts: Sequence[Host]) -> dict[str, str]:
+    """Inventory hosts by the address opskit reaches them at; an address two hosts share
+    names neither (a guess would mislabel one)."""
+    seen: dict[str, list[str]] = {}
+    for h in hosts:
+        seen.setdefault(address_part(h.address) if h.address.startswith("[") else h.address,
+                        []).append(h.name)
+    return {a: names[0] for a, names in seen.items() if len(names) == 1}
 
 
 def probe(s: Session, cfg: NginxSettings) -> dict[str, Any]:
@@ -116,8 +142,10 @@ def judge(host: Host, cfg: NginxSettings, answer: dict[str, Any]) -> LbState:
     return st
 
 
-def gather(hosts: Sequence[Host], pool: HostPool) -> list[LbState]:
-    """Every lb host at once; a host that does not answer is reported, not skipped."""
+def gather(hosts: Sequence[Host], pool: HostPool,
+           names: dict[str, str] | None = None) -> list[LbState]:
+    """Every lb host at once; a host that does not answer is reported, not skipped.
+    ``names``: inventory hosts by address, to name the upstreams' servers."""
     cfgs = {h.name: nginx_settings(h) for h in hosts}
     answers = pool.each(hosts, lambda s: probe(s, cfgs[s.host.name]))
     out = []
@@ -130,4 +158,5 @@ def gather(hosts: Sequence[Host], pool: HostPool) -> list[LbState]:
             out.append(LbState(h.name, error=str(ans), upstream_file=cfgs[h.name].upstream_file))
         else:
             out.append(judge(h, cfgs[h.name], ans))
+        out[-1].names = dict(names or {})
     return out

@@ -50,6 +50,9 @@ def test_status_of_a_healthy_tier_then_an_app_host_out_of_rotation(lab: LabStatu
         assert h["running"] and h["config_ok"] and isinstance(h["active_connections"], int)
         assert [(u["address"], u["down"]) for u in h["upstream"]] == [
             (a, False) for a in app_addresses(lab)]
+        # Named as the inventory names them, by address.
+        assert [u["host"] for u in h["upstream"]] == [x.name for x in lab.hosts
+                                                       if "app" in x.groups]
         assert h["pid"] == nginx_service.nginx_pid(lab.host(h["name"]))
 
     first = app_addresses(lab)[0]
@@ -58,7 +61,7 @@ def test_status_of_a_healthy_tier_then_an_app_host_out_of_rotation(lab: LabStatu
                  original.replace(f"server {first} ", f"server {first} down ", 1)):
         code, doc = run_json(lab.inventory_path, "lb", "status", "-l", "lb")
     assert code == 2
-    assert doc["warnings"] == [f"lb2: out of rotation (down): {first}"]
+    assert doc["warnings"] == [f"lb2: out of rotation (down): app1 ({first})"]
     assert [u["down"] for u in by_name(doc)["lb2"]["upstream"]][:1] == [True]
 
 
@@ -122,6 +125,7 @@ def test_text_view_and_no_lb_hosts_selected(lab: LabStatus) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "healthy: 2 lb hosts, nginx running, config valid" in proc.stdout
     assert all(name in proc.stdout for name in LB_HOSTS)
+    assert "app1 app2 app3" in proc.stdout  # the upstream's servers by their inventory names
     proc = run_opskit(lab.inventory_path, "lb", "status", "-l", "app1")
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[0] == "error: no host of the selection has nginx: settings"

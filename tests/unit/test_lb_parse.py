@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from opskit.lb import parse
+from opskit.inventory import Host
+from opskit.lb import parse, status
 from opskit.lb.settings import NginxSettings
 
 STUB = ("Active connections: 3 \nserver accepts handled requests\n 10 10 42 \n"
@@ -75,3 +76,17 @@ def test_the_upstream_file_is_required_and_absolute() -> None:
     ok = NginxSettings.model_validate({"upstream_file": "/etc/nginx/up.conf"})
     assert (ok.conf, ok.pid_file, ok.status_url) == (
         "/etc/nginx/nginx.conf", "/run/nginx.pid", "http://127.0.0.1/nginx_status")
+
+
+def test_upstream_servers_are_named_by_the_inventory_address_never_by_a_guess() -> None:
+    hosts = [Host(name, {"ansible_host": address}) for name, address in (
+        ("app1", "10.0.0.1"), ("app2", "10.0.0.2"), ("twin-a", "10.0.0.9"),
+        ("twin-b", "10.0.0.9"), ("v6", "2001:db8::1"))]
+    names = status.names_by_address(hosts)
+    st = status.LbState("lb1", names=names)
+    up = parse.upstream("server 10.0.0.1:8000;\nserver 10.0.0.2;\nserver 10.0.0.9:80;\n"
+                        "server [2001:db8::1]:8000;\nserver 10.0.0.3:8000 down;\n")
+    assert [st.host_of(s) for s in up.servers] == ["app1", "app2", None, "v6", None]
+    assert st.shown(up.servers[0]) == "app1 (10.0.0.1:8000)"
+    st.servers = up.servers
+    assert st.warnings()[-1] == "lb1: out of rotation (down): 10.0.0.3:8000"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
+from opskit.commands import runbook_cmd
 from opskit.commands.options import AppContext, pass_app, shared_options
-from opskit.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, UsageError
+from opskit.errors import UsageError
 from opskit.lb import status as lb_status
 from opskit.runner import hostpool
 
@@ -47,8 +48,7 @@ def status(app: AppContext) -> int:
         states = lb_status.gather(hosts, pool,
                                   lb_status.names_by_address(list(inventory.hosts.values())))
     warns = [w for st in states for w in st.warnings()]
-    code = (EXIT_UNREACHABLE if any(not st.reachable for st in states)
-            else EXIT_FAILED if warns else EXIT_OK)
+    code = runbook_cmd.exit_code(any(not st.reachable for st in states), warns)
     if env.json:
         env.emit_json({"hosts": [st.to_dict() for st in states], "warnings": warns,
                        "exit_code": code})

@@ -100,6 +100,11 @@ class View(Generic[C, S]):
     headline: Callable[[C, S, list[str]], str] | None = None
 
 
+def exit_code(unreachable: bool, warnings: Sequence[str]) -> int:
+    """The rule of every status: 3 if a host is unreachable, 2 with warnings, else 0."""
+    return EXIT_UNREACHABLE if unreachable else EXIT_FAILED if warnings else EXIT_OK
+
+
 def status(app: AppContext, view: View[C, S]) -> int:
     """The status command: one table, its warnings; exit 3 unreachable, 2 warnings, else 0."""
     env = app.env
@@ -107,7 +112,7 @@ def status(app: AppContext, view: View[C, S]) -> int:
     with hostpool.pool(app.run_options()) as pool:
         st = view.gather(cfg, pool)
     warns = view.warnings(cfg, st)
-    code = EXIT_UNREACHABLE if view.unreachable(st) else EXIT_FAILED if warns else EXIT_OK
+    code = exit_code(view.unreachable(st), warns)
     if env.json:
         env.emit_json({**st.to_dict(), "warnings": warns, "exit_code": code})  # type: ignore[attr-defined]
         return code
@@ -148,7 +153,7 @@ def judge(view: View[C, S], member: Member[C], st: S) -> Judged[C, S]:
     """One cluster on its own: its warnings, and 3 if a node is unreachable, 2 with
     warnings, else 0 (the same rule as a one-cluster status)."""
     warns = view.warnings(member.cfg, st)
-    code = EXIT_UNREACHABLE if view.unreachable(st) else EXIT_FAILED if warns else EXIT_OK
+    code = exit_code(view.unreachable(st), warns)
     return Judged(member, st, warns, code)
 
 

@@ -32,7 +32,7 @@ def collect(s: Session, interval: float = 1.0, top_n: int = 5) -> dict[str, Any]
     argv = [python, "-I", "-S", "-c", script("health_probe"), f"{interval:g}", str(top_n)]
     out = s.run(shlex.join(argv), check=False, timeout=interval + 60)
     if out.exit_status != 0:
-        why = (out.stderr.strip().splitlines() or [f"exit status {out.exit_status}"])[-1]
+        why = out.reason()
         if out.exit_status == 127:
             why = f"python3 not found on this host ({python})"
         raise CommandFailed(f"health probe: {why}", out.exit_status, out.stderr)

@@ -33,7 +33,8 @@ NGINX_CONF = f"{NGINX_DIR}/nginx.conf"
 UPSTREAM_FILE = f"{NGINX_DIR}/upstream-app.conf"
 NGINX_PID = f"{NGINX_DIR}/nginx.pid"
 NGINX_LOG = f"{NGINX_DIR}/error.log"
-TEMP_DIRS = ("body", "proxy", "fastcgi", "uwsgi", "scgi")
+# The *_temp_path directives: each one's dir under tmp/, named after it.
+TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 STATUS_PATH = "/nginx_status"
 HEALTH_PATH = "/lb-health"
 
@@ -44,8 +45,7 @@ def http_port(lab_port: int) -> int:
 
 
 def conf_text(host: LabHost, port: int) -> str:
-    temp = "\n".join(f"    {kind}_temp_path {NGINX_DIR}/tmp/{kind};" if kind != "body" else
-                     f"    client_body_temp_path {NGINX_DIR}/tmp/body;" for kind in TEMP_DIRS)
+    temp = "\n".join(f"    {kind}_temp_path {NGINX_DIR}/tmp/{kind};" for kind in TEMP_DIRS)
     return f"""\
 # nginx of the opskit lab on {host.name} (opskit/lab/nginx_service.py).
 user www-data;

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from opskit.errors import LabError
+from opskit.lab.layout import DEFAULT_NET
 
 DEFAULT_STATE_DIR = "/var/lib/opskit-lab"
 STATE_ENV = "OPSKIT_LAB_DIR"
@@ -64,7 +65,7 @@ class AwsServerRecord:
 class LabState:
     port: int
     inventory_path: str | None = None
-    net: int = 10  # second octet of the hosts' addresses (layout.DEFAULT_NET)
+    net: int = DEFAULT_NET  # second octet of the hosts' addresses
     hosts: dict[str, HostRecord] = field(default_factory=dict)
     aws: AwsServerRecord | None = None
 
@@ -99,7 +100,7 @@ def load_state(state_dir: pathlib.Path) -> LabState | None:
     aws = AwsServerRecord(**raw["aws"]) if raw.get("aws") else None  # absent in older files
     return LabState(
         port=raw["port"], inventory_path=raw.get("inventory_path"), hosts=hosts, aws=aws,
-        net=raw.get("net", 10),  # absent in older files: they all ran on 127.10
+        net=raw.get("net", DEFAULT_NET),  # absent in older files: they all ran on 127.10
     )
 
 

@@ -5,10 +5,10 @@ witness hosts): a lease file per scope on each (``onhost/lease.py``), and a run 
 lease when it holds it on a strict majority of them. Hosts are taken in a fixed order (by
 name: one at a time until one answers, then the rest at once) and a run gives up at the first
 host another live run holds, so two runs started together never each hold a part and wait on
-the other. Expiry is on each lock
-host's clock (now + ttl there); a daemon thread renews every ttl/3 over connections of the
-lease's own (never the runbook's sessions, so a Ctrl-C stop flag or a busy channel of a step
-never stalls renewal). docs/postgres.md, "One operator at a time: the cluster lease".
+the other. Expiry is on each lock host's clock (now + ttl there); a daemon thread renews
+every ttl/3 over connections of the lease's own (never the runbook's sessions, so a Ctrl-C
+stop flag or a busy channel of a step never stalls renewal). docs/postgres.md, "One operator
+at a time: the cluster lease".
 """
 
 from __future__ import annotations
@@ -211,6 +211,7 @@ def held(lock_hosts: Sequence[Host], scope: str, *, options: RunOptions, run_id:
                 if ans is not None and ans.get("holder"):
                     lease.broken[h.name] = ans["holder"]
             lease.missing.clear()  # asked again below
+
         def acquire(h: Host) -> tuple[Host, float, dict[str, Any] | None]:
             sent = time.monotonic()
             with lease._lock:
@@ -225,9 +226,12 @@ def held(lock_hosts: Sequence[Host], scope: str, *, options: RunOptions, run_id:
         # refused: never both hold a majority.
         answers = []
         rest = list(hosts)
-        while rest and not any(ans is not None for _, _, ans in answers):
+        while rest:
             answers.append(acquire(rest.pop(0)))
-        if rest and answers[-1][2] is not None and answers[-1][2].get("ok"):
+            if answers[-1][2] is not None:
+                break
+        taken = answers[-1][2] if answers else None
+        if rest and taken is not None and taken.get("ok"):
             with ThreadPoolExecutor(max_workers=min(len(rest), options.forks)) as ex:
                 answers += list(ex.map(acquire, rest))
         for h, sent, ans in answers:
